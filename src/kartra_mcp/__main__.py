@@ -1,0 +1,3 @@
+from kartra_mcp.server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Faults the sandbox can inject, for testing what is built on it.
+
+A rule matches requests by method and path glob and can add latency, answer with an error status
+(some of the time, or the next N times: a burst of 429s), hang past the client's timeout (before
+the request is carried out, or after, so a write happens but its answer is lost), or answer with a
+malformed body after carrying the request out. Randomness comes from one seeded generator, so a
+run with the same seed and the same requests injects the same faults.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kartra_mcp.errors import MembraneRefusal
+
+ADMIN_PREFIX = "/_sandbox/"
+
+_STATUS_KEYS: dict[int, tuple[str, str | None, str]] = {
+    400: ("bad_request", None, "Injected bad request"),
+    401: ("bad_request", "not_authenticated", "Injected authentication failure"),
+    403: ("bad_request", "access_denied", "Injected access denial"),
+    404: ("bad_request", "not_found", "Injected not found"),
+    429: ("bad_request", "rate_limit_exceeded", "Rate limit exceeded (injected)"),
+}
+
+
+@dataclass
+class FaultRule:
+    """One fault. `route` is `"METHOD /glob"` or `"/glob"` (any method); `*` matches any characters."""
+
+    route: str = "*"
+    latency_ms: float = 0.0
+    status: int | None = None
+    rate: float = 1.0
+    times: int | None = None
+    hang_seconds: float = 0.0
+    hang_after: bool = False
+    malformed: bool = False
+    applied: int = field(default=0, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
+        known = {f.name for f in fields(cls)} - {"applied"}
+        unknown = set(data) - known
+        if unknown:
+            raise MembraneRefusal(400, f"Unknown fault setting(s): {', '.join(sorted(unknown))}; "
+                                       f"known: {', '.join(sorted(known))}")
+        try:
+            rule = cls(**dict(data))
+        except TypeError as exc:
+            raise MembraneRefusal(400, f"Invalid fault rule: {exc}") from None
+        if not 0.0 <= rule.rate <= 1.0:
+            raise MembraneRefusal(400, "rate must be between 0 and 1")
+        if rule.status is not None and not 400 <= rule.status <= 599:
+            raise MembraneRefusal(400, "status must be an HTTP error status (400-599)")
+        return rule
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def matches(self, method: str, path: str) -> bool:
+        wanted_method, _, pattern = self.route.partition(" ") if " " in self.route else ("*", "", self.route)
+        return (wanted_method in ("*", method)) and fnmatch.fnmatchcase(path, pattern)
+
+    @property
+    def spent(self) -> bool:
+        return self.times is not None and self.applied >= self.times
+
+
+def parse_rules(raw: str | Iterable[Mapping[str, Any]]) -> list[FaultRule]:
+    """Rules from JSON text (a list or one object) or already-parsed mappings."""
+    data = json.loads(raw) if isinstance(raw, str) else list(raw)
+    if isinstance(data, Mapping):
+        data = [data]
+    return [FaultRule.from_json(item) for item in data]
+
+
+class FaultInjector:
+    """ASGI middleware that applies the first matching rule to each non-admin request."""
+
+    def __init__(self, app: ASGIApp, *, seed: int = 0, rules: Iterable[FaultRule] = ()) -> None:
+        self.app = app
+        self.rules: list[FaultRule] = list(rules)
+        self._rng = random.Random(seed)
+        self._seed = seed
+
+    def reset(self, rules: Iterable[FaultRule] = ()) -> None:
+        self.rules = list(rules)
+        self._rng = random.Random(self._seed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        rule = next((r for r in self.rules if not r.spent and r.matches(scope["method"], scope["path"])), None)
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        if rule.latency_ms:
+            await anyio.sleep(rule.latency_ms / 1000)
+        if rule.rate < 1.0 and self._rng.random() >= rule.rate:
+            await self.app(scope, receive, send)
+            return
+        rule.applied += 1
+        if rule.hang_seconds and not rule.hang_after:
+            await anyio.sleep(rule.hang_seconds)
+        if rule.status is not None:
+            await self._error(rule.status, send)
+            return
+        if not (rule.malformed or rule.hang_after):
+            await self.app(scope, receive, send)
+            return
+        # Carry the request out, then lose or spoil its answer.
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        if rule.hang_after:
+            await anyio.sleep(rule.hang_seconds)
+        if rule.malformed:
+            body = b'{"output": {"status": "Succ'
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        for message in held:
+            await send(message)
+
+    @staticmethod
+    async def _error(status: int, send: Send) -> None:
+        kind, key, message = _STATUS_KEYS.get(status, ("internal", None, "Injected server error"))
+        body = json.dumps(MembraneRefusal(status, message, type=kind, key=key).body()).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
