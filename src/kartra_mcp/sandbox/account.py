@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from kartra_mcp.sandbox import model
@@ -58,7 +58,7 @@ class KartraAccount:
 
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
-        self.clock: Clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.leads: dict[int, Lead] = {}
         self.leads_by_email: dict[str, int] = {}
         self.tags: dict[int, Tag] = {}

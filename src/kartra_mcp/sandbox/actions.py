@@ -57,8 +57,9 @@ def _obj(properties: Mapping[str, Schema], required: tuple[str, ...] = (), **ext
 
 
 _LEAD_KEYS: dict[str, Schema] = {
-    "email": _s("Email address of the lead. Give this or lead_id.", format="email",
-                referenceCollection={"key": "leads"}),
+    "email": _s(
+        "Email address of the lead. Give this or lead_id.", format="email", referenceCollection={"key": "leads"}
+    ),
     "lead_id": _s("Kartra's id of the lead. Wins over email when both are given.", isImplied=True),
 }
 _STATUS: Schema = _s("Success or Error.", enum=["Success", "Error"])
@@ -242,8 +243,9 @@ def _whole(response: dict[str, Any]) -> Any:
 
 
 def _listing(key: str, noun: str, cmd: str, field_name: str, item: Schema, *, no_input: bool = False) -> ActionDef:
-    output = _obj({"status": _STATUS, field_name: {"type": "array", "description": f"The account's {noun}.",
-                                                   "items": item}})
+    output = _obj(
+        {"status": _STATUS, field_name: {"type": "array", "description": f"The account's {noun}.", "items": item}}
+    )
     return ActionDef(
         key=key,
         name=f"Retrieve Account {noun.title()}",
@@ -256,18 +258,31 @@ def _listing(key: str, noun: str, cmd: str, field_name: str, item: Schema, *, no
     )
 
 
-def _lead_action(key: str, name: str, description: str, cmd: str, params: dict[str, Schema],
-                 required: tuple[str, ...] = (), *, kind: str = "api-request-to-external-app") -> ActionDef:
+def _lead_action(
+    key: str,
+    name: str,
+    description: str,
+    cmd: str,
+    params: dict[str, Schema],
+    required: tuple[str, ...] = (),
+    *,
+    kind: str = "api-request-to-external-app",
+) -> ActionDef:
     return ActionDef(
-        key=key, name=name, description=description, type=kind,
-        build=_lead_command(cmd, *params), pick=_slot(cmd),
+        key=key,
+        name=name,
+        description=description,
+        type=kind,
+        build=_lead_command(cmd, *params),
+        pick=_slot(cmd),
         input_schema=_obj({**_LEAD_KEYS, **params}, required),
         output_schema=None,
     )
 
 
-_PAGE = _obj({"page_id": _s("Page id."), "page_name": _s("Name."), "page_url": _s("URL."),
-              "page_category": _s("Category.")})
+_PAGE = _obj(
+    {"page_id": _s("Page id."), "page_name": _s("Name."), "page_url": _s("URL."), "page_category": _s("Category.")}
+)
 _NAME = _s("Name.")
 
 CATALOG: tuple[ActionDef, ...] = (
@@ -282,19 +297,46 @@ CATALOG: tuple[ActionDef, ...] = (
         build=_account_command("retrieve_custom_fields"),
         pick=_top,
         input_schema=_obj({}),
-        output_schema=_obj({"status": _STATUS, "custom_fields": {
-            "type": "array", "description": "Custom fields: field_id, field_identifier, field_type, field_value "
-            "(the options of choice fields)."}}),
+        output_schema=_obj(
+            {
+                "status": _STATUS,
+                "custom_fields": {
+                    "type": "array",
+                    "description": "Custom fields: field_id, field_identifier, field_type, field_value "
+                    "(the options of choice fields).",
+                },
+            }
+        ),
     ),
     _listing("retrieve-account-sequences", "sequences", "retrieve_account_sequences", "account_sequences", _NAME),
     _listing("retrieve-account-tags", "tags", "retrieve_account_tags", "account_tags", _NAME),
     _listing("retrieve-account-lists", "lists", "retrieve_account_lists", "account_lists", _NAME),
-    _listing("retrieve-account-products", "products", "retrieve_account_products", "account_products",
-             _obj({"product_id": _s("Product id."), "product_name": _s("Name."),
-                   "price_points": {"type": "array", "description": "name, amount, currency, recurring_period."}})),
-    _listing("retrieve-account-memberships", "memberships", "retrieve_account_memberships",
-             "account_memberships", _obj({"membership_id": _s("Membership id."), "membership_name": _s("Name."),
-                                          "levels": {"type": "array", "description": "level_id, level_name."}})),
+    _listing(
+        "retrieve-account-products",
+        "products",
+        "retrieve_account_products",
+        "account_products",
+        _obj(
+            {
+                "product_id": _s("Product id."),
+                "product_name": _s("Name."),
+                "price_points": {"type": "array", "description": "name, amount, currency, recurring_period."},
+            }
+        ),
+    ),
+    _listing(
+        "retrieve-account-memberships",
+        "memberships",
+        "retrieve_account_memberships",
+        "account_memberships",
+        _obj(
+            {
+                "membership_id": _s("Membership id."),
+                "membership_name": _s("Name."),
+                "levels": {"type": "array", "description": "level_id, level_name."},
+            }
+        ),
+    ),
     ActionDef(
         key="get-lead",
         name="Get Lead",
@@ -345,12 +387,32 @@ CATALOG: tuple[ActionDef, ...] = (
         build=_lead_command("retrieve_transactions_from_lead"),
         pick=_slot("retrieve_transactions_from_lead"),
         input_schema=_obj(_LEAD_KEYS),
-        output_schema=_obj({"status": _STATUS, "transaction_list": {
-            "type": "array", "description": "Transactions.",
-            "items": _obj({n: _s(n.replace("_", " ").capitalize() + ".") for n in (
-                "transaction_id", "lead_id", "lead_email", "transaction_type", "transaction_date",
-                "transaction_amount", "transaction_currency", "product_id", "product_name",
-                "transaction_parent_id")})}}),
+        output_schema=_obj(
+            {
+                "status": _STATUS,
+                "transaction_list": {
+                    "type": "array",
+                    "description": "Transactions.",
+                    "items": _obj(
+                        {
+                            n: _s(n.replace("_", " ").capitalize() + ".")
+                            for n in (
+                                "transaction_id",
+                                "lead_id",
+                                "lead_email",
+                                "transaction_type",
+                                "transaction_date",
+                                "transaction_amount",
+                                "transaction_currency",
+                                "product_id",
+                                "product_name",
+                                "transaction_parent_id",
+                            )
+                        }
+                    ),
+                },
+            }
+        ),
     ),
     ActionDef(
         key="get-subscription-details",
@@ -380,7 +442,9 @@ CATALOG: tuple[ActionDef, ...] = (
         build=_lead_command("retrieve_subscriptions_from_lead"),
         pick=_slot("retrieve_subscriptions_from_lead"),
         input_schema=_obj(_LEAD_KEYS),
-        output_schema=_obj({"status": _STATUS, "subscriptions_list": {"type": "array", "description": "Subscriptions."}}),
+        output_schema=_obj(
+            {"status": _STATUS, "subscriptions_list": {"type": "array", "description": "Subscriptions."}}
+        ),
     ),
     # -- writes --------------------------------------------------------------------------
     ActionDef(
@@ -391,8 +455,10 @@ CATALOG: tuple[ActionDef, ...] = (
         type="create-data-record",
         build=_lead_write("create_lead"),
         pick=_slot("create_lead"),
-        input_schema={**_obj({"email": _s("Email address of the new lead.", format="email"), **_PROFILE},
-                             ("email",)), "definitions": _DEFINITIONS},
+        input_schema={
+            **_obj({"email": _s("Email address of the new lead.", format="email"), **_PROFILE}, ("email",)),
+            "definitions": _DEFINITIONS,
+        },
     ),
     ActionDef(
         key="edit-lead",
@@ -402,67 +468,118 @@ CATALOG: tuple[ActionDef, ...] = (
         type="update-data-record",
         build=_lead_write("edit_lead"),
         pick=_slot("edit_lead"),
-        input_schema={**_obj({**_LEAD_KEYS, "new_email": _s("A new email address for the lead.", format="email"),
-                              **_PROFILE}), "definitions": _DEFINITIONS},
+        input_schema={
+            **_obj({**_LEAD_KEYS, "new_email": _s("A new email address for the lead.", format="email"), **_PROFILE}),
+            "definitions": _DEFINITIONS,
+        },
     ),
-    _lead_action("assign-tag", "Assign Tag", "Add an existing tag to a lead (see retrieve-account-tags).",
-                 "assign_tag", {"tag_name": _s("Name of the tag.", referenceCollection={"key": "tags"})},
-                 ("tag_name",)),
-    _lead_action("subscribe-lead-to-list", "Subscribe Lead to List", "Subscribe a lead to a list.",
-                 "subscribe_lead_to_list",
-                 {"list_name": _s("Name of the list.", referenceCollection={"key": "lists"})}, ("list_name",)),
-    _lead_action("subscribe-lead-to-sequence", "Subscribe Lead to Sequence",
-                 "Subscribe a lead to an email sequence, starting at a specific step.",
-                 "subscribe_lead_to_sequence_at_step",
-                 {"sequence_name": _s("Name of the sequence."), "step": _s("The step's box number, such as 1.")},
-                 ("sequence_name", "step")),
-    _lead_action("give-points-to-lead", "Give Points to Lead", "Add points to a lead's score.",
-                 "give_points_to_lead",
-                 {"points": {"type": "integer", "minimum": 1, "description": "Points to add."},
-                  "expiration": {"type": "integer", "minimum": 0,
-                                 "description": "Days until the points expire; 0 never."}},
-                 ("points",)),
+    _lead_action(
+        "assign-tag",
+        "Assign Tag",
+        "Add an existing tag to a lead (see retrieve-account-tags).",
+        "assign_tag",
+        {"tag_name": _s("Name of the tag.", referenceCollection={"key": "tags"})},
+        ("tag_name",),
+    ),
+    _lead_action(
+        "subscribe-lead-to-list",
+        "Subscribe Lead to List",
+        "Subscribe a lead to a list.",
+        "subscribe_lead_to_list",
+        {"list_name": _s("Name of the list.", referenceCollection={"key": "lists"})},
+        ("list_name",),
+    ),
+    _lead_action(
+        "subscribe-lead-to-sequence",
+        "Subscribe Lead to Sequence",
+        "Subscribe a lead to an email sequence, starting at a specific step.",
+        "subscribe_lead_to_sequence_at_step",
+        {"sequence_name": _s("Name of the sequence."), "step": _s("The step's box number, such as 1.")},
+        ("sequence_name", "step"),
+    ),
+    _lead_action(
+        "give-points-to-lead",
+        "Give Points to Lead",
+        "Add points to a lead's score.",
+        "give_points_to_lead",
+        {
+            "points": {"type": "integer", "minimum": 1, "description": "Points to add."},
+            "expiration": {"type": "integer", "minimum": 0, "description": "Days until the points expire; 0 never."},
+        },
+        ("points",),
+    ),
     ActionDef(
         key="create-custom-field",
         name="Create Custom Field",
         description="Create a custom field for leads. Choice types need at least two options.",
         type="api-request-to-external-app",
-        build=lambda data: {"actions": [{
-            "cmd": "create_custom_field",
-            "custom_field_identifier": data.get("custom_field_identifier", ""),
-            "custom_field_type": data.get("custom_field_type", ""),
-            "custom_field_options": [{"option_name": o} for o in data.get("custom_field_options") or []],
-        }]},
+        build=lambda data: {
+            "actions": [
+                {
+                    "cmd": "create_custom_field",
+                    "custom_field_identifier": data.get("custom_field_identifier", ""),
+                    "custom_field_type": data.get("custom_field_type", ""),
+                    "custom_field_options": [{"option_name": o} for o in data.get("custom_field_options") or []],
+                }
+            ]
+        },
         pick=_slot("create_custom_field"),
         input_schema=_obj(
             {
                 "custom_field_identifier": _s("Identifier: letters, digits and underscores."),
-                "custom_field_type": _s("Field type.", enum=["input_field", "text_area", "drop_down",
-                                                             "radio_button", "checkbox"]),
+                "custom_field_type": _s(
+                    "Field type.", enum=["input_field", "text_area", "drop_down", "radio_button", "checkbox"]
+                ),
                 "custom_field_options": {"type": "array", "description": "Option names, for choice types."},
             },
             ("custom_field_identifier", "custom_field_type"),
         ),
     ),
-    _lead_action("grant-membership-access", "Grant Membership Access",
-                 "Give a lead access to a membership site at a level (see retrieve-account-memberships).",
-                 "grant_membership_access",
-                 {"membership_name": _s("Name of the membership site."), "membership_id": _s("Or its id."),
-                  "level_name": _s("Name of the level."), "level_id": _s("Or its id.")}),
+    _lead_action(
+        "grant-membership-access",
+        "Grant Membership Access",
+        "Give a lead access to a membership site at a level (see retrieve-account-memberships).",
+        "grant_membership_access",
+        {
+            "membership_name": _s("Name of the membership site."),
+            "membership_id": _s("Or its id."),
+            "level_name": _s("Name of the level."),
+            "level_id": _s("Or its id."),
+        },
+    ),
     # -- removals ------------------------------------------------------------------------
-    _lead_action("unassign-tag", "Unassign Tag", "Remove a tag from a lead. May trigger 'tag removed' automations.",
-                 "unassign_tag", {"tag_name": _s("Name of the tag.", referenceCollection={"key": "tags"})},
-                 ("tag_name",)),
-    _lead_action("unsubscribe-lead-from-list", "Unsubscribe Lead From List", "Unsubscribe a lead from a list.",
-                 "unsubscribe_lead_from_list",
-                 {"list_name": _s("Name of the list.", referenceCollection={"key": "lists"})}, ("list_name",)),
-    _lead_action("unsubscribe-lead-from-sequence", "Unsubscribe Lead From Sequence",
-                 "Stop a sequence for a lead. Re-subscribing starts again; progress is lost.",
-                 "unsubscribe_lead_from_sequence", {"sequence_name": _s("Name of the sequence.")},
-                 ("sequence_name",)),
-    _lead_action("remove-points-from-lead", "Remove Points From Lead", "Take points off a lead's score.",
-                 "remove_points_from_lead", {"points": {"type": "integer", "minimum": 1,
-                                                        "description": "Points to remove."}}, ("points",)),
+    _lead_action(
+        "unassign-tag",
+        "Unassign Tag",
+        "Remove a tag from a lead. May trigger 'tag removed' automations.",
+        "unassign_tag",
+        {"tag_name": _s("Name of the tag.", referenceCollection={"key": "tags"})},
+        ("tag_name",),
+    ),
+    _lead_action(
+        "unsubscribe-lead-from-list",
+        "Unsubscribe Lead From List",
+        "Unsubscribe a lead from a list.",
+        "unsubscribe_lead_from_list",
+        {"list_name": _s("Name of the list.", referenceCollection={"key": "lists"})},
+        ("list_name",),
+    ),
+    _lead_action(
+        "unsubscribe-lead-from-sequence",
+        "Unsubscribe Lead From Sequence",
+        "Stop a sequence for a lead. Re-subscribing starts again; progress is lost.",
+        "unsubscribe_lead_from_sequence",
+        {"sequence_name": _s("Name of the sequence.")},
+        ("sequence_name",),
+    ),
+    _lead_action(
+        "remove-points-from-lead",
+        "Remove Points From Lead",
+        "Take points off a lead's score.",
+        "remove_points_from_lead",
+        {"points": {"type": "integer", "minimum": 1, "description": "Points to remove."}},
+        ("points",),
+    ),
     # -- money, billing and paid access --------------------------------------------------
     ActionDef(
         key="cancel-subscription",
@@ -472,10 +589,12 @@ CATALOG: tuple[ActionDef, ...] = (
         type="api-request-to-external-app",
         build=_account_command("cancel_transaction", "transaction_id", "transaction_internal_subscription_id"),
         pick=_slot("cancel_transaction"),
-        input_schema=_obj({
-            "transaction_id": _s("A transaction of the subscription."),
-            "transaction_internal_subscription_id": _s("Or Kartra's subscription id."),
-        }),
+        input_schema=_obj(
+            {
+                "transaction_id": _s("A transaction of the subscription."),
+                "transaction_internal_subscription_id": _s("Or Kartra's subscription id."),
+            }
+        ),
     ),
     ActionDef(
         key="refund-transaction",
@@ -485,17 +604,30 @@ CATALOG: tuple[ActionDef, ...] = (
         type="api-request-to-external-app",
         build=_account_command("refund_transaction", "transaction_id", "refund_amount"),
         pick=_slot("refund_transaction"),
-        input_schema=_obj({
-            "transaction_id": _s("The transaction to refund."),
-            "refund_amount": {"type": "number", "exclusiveMinimum": 0,
-                              "description": "Amount to refund; leave out to refund everything not yet refunded."},
-        }, ("transaction_id",)),
+        input_schema=_obj(
+            {
+                "transaction_id": _s("The transaction to refund."),
+                "refund_amount": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Amount to refund; leave out to refund everything not yet refunded.",
+                },
+            },
+            ("transaction_id",),
+        ),
     ),
-    _lead_action("revoke-membership-access", "Revoke Membership Access",
-                 "Remove a lead's access to a membership site. Billing is not cancelled.",
-                 "revoke_membership_access",
-                 {"membership_name": _s("Name of the membership site."), "membership_id": _s("Or its id."),
-                  "level_name": _s("Only if the lead has this level."), "level_id": _s("Or its id.")}),
+    _lead_action(
+        "revoke-membership-access",
+        "Revoke Membership Access",
+        "Remove a lead's access to a membership site. Billing is not cancelled.",
+        "revoke_membership_access",
+        {
+            "membership_name": _s("Name of the membership site."),
+            "membership_id": _s("Or its id."),
+            "level_name": _s("Only if the lead has this level."),
+            "level_id": _s("Or its id."),
+        },
+    ),
     ActionDef(
         key="modify-subscription-status",
         name="Modify Subscription Status",
@@ -503,10 +635,13 @@ CATALOG: tuple[ActionDef, ...] = (
         type="api-request-to-external-app",
         build=_account_command("modify_subscription_status", "subscription_id", "subscription_status_modification"),
         pick=_slot("modify_subscription_status"),
-        input_schema=_obj({
-            "subscription_id": _s("Kartra's subscription id."),
-            "subscription_status_modification": _s("What to do.", enum=["pause", "unpause", "cancel"]),
-        }, ("subscription_id", "subscription_status_modification")),
+        input_schema=_obj(
+            {
+                "subscription_id": _s("Kartra's subscription id."),
+                "subscription_status_modification": _s("What to do.", enum=["pause", "unpause", "cancel"]),
+            },
+            ("subscription_id", "subscription_status_modification"),
+        ),
     ),
 )
 

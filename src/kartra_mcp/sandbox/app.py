@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,7 +42,9 @@ logger = logging.getLogger(__name__)
 
 INTEGRATION_KEY = "kartra"
 _CREATED = "2026-01-05T10:00:00.000Z"
-_KARTRA_PATHS = ("/api", "/api/")
+# Where Kartra's one endpoint sits under the connector's base URL is not documented: the base itself
+# (`proxy/`) and `proxy/api` both reach it.
+_KARTRA_PATHS = ("", "/", "/api", "/api/")
 _WORDS = re.compile(r"[a-z0-9]+")
 
 
@@ -61,7 +63,7 @@ class SandboxConfig:
     fault_seed: int = 0
     faults: Sequence[FaultRule] = ()
     base_url: str = "http://sandbox.kartra-mcp.invalid"
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 def mint_tenant_token(config: SandboxConfig) -> str:
@@ -71,7 +73,7 @@ def mint_tenant_token(config: SandboxConfig) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _page(items: Sequence[Any], query: Mapping[str, str], *, default_limit: int = 50) -> dict[str, Any]:
@@ -117,8 +119,11 @@ class Sandbox:
         self.requests: list[dict[str, Any]] = []
         self.routes = Starlette(
             routes=self._routes(),
-            exception_handlers={MembraneRefusal: self._refusal, HTTPException: self._http_error,
-                                Exception: self._crash},
+            exception_handlers={
+                MembraneRefusal: self._refusal,
+                HTTPException: self._http_error,
+                Exception: self._crash,
+            },
         )
         self.faults = FaultInjector(self._guard, seed=self.config.fault_seed, rules=self.config.faults)
         self.app = self.faults
@@ -131,8 +136,9 @@ class Sandbox:
             request = Request(scope)
             path = scope["path"]
             if not path.startswith(ADMIN_PREFIX):
-                self.requests.append({"method": scope["method"], "path": path,
-                                      "query": scope.get("query_string", b"").decode()})
+                self.requests.append(
+                    {"method": scope["method"], "path": path, "query": scope.get("query_string", b"").decode()}
+                )
             if not path.startswith(ADMIN_PREFIX + "connect/"):
                 refusal = self._authenticate(request.headers.get("authorization", ""))
                 if refusal is not None:
@@ -144,13 +150,13 @@ class Sandbox:
     def _authenticate(self, header: str) -> MembraneRefusal | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return MembraneRefusal(401, "Authentication required: send Authorization: Bearer <token>",
-                                   key="not_authenticated")
+            return MembraneRefusal(
+                401, "Authentication required: send Authorization: Bearer <token>", key="not_authenticated"
+            )
         if secrets.compare_digest(token.encode(), self.token.encode()):
             return None
         try:
-            claims = jwt.decode(token, self.config.workspace_secret, algorithms=["HS256"],
-                                options={"require": []})
+            claims = jwt.decode(token, self.config.workspace_secret, algorithms=["HS256"], options={"require": []})
         except jwt.ExpiredSignatureError:
             return MembraneRefusal(401, "Access token expired", key="not_authenticated")
         except jwt.PyJWTError:
@@ -169,8 +175,9 @@ class Sandbox:
         assert isinstance(exc, HTTPException)
         key = "not_found" if exc.status_code == 404 else None
         message = f"No route {request.method} {request.url.path}" if exc.status_code in (404, 405) else exc.detail
-        return JSONResponse(dict(MembraneRefusal(exc.status_code, message, key=key).body()),
-                            status_code=exc.status_code)
+        return JSONResponse(
+            dict(MembraneRefusal(exc.status_code, message, key=key).body()), status_code=exc.status_code
+        )
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
         logger.exception("sandbox route %s %s failed", request.method, request.url.path)
@@ -181,8 +188,11 @@ class Sandbox:
             Route("/connections", self.list_connections, methods=["GET"]),
             Route("/connections/{selector}", self.get_connection, methods=["GET"]),
             Route("/connections/{selector}/actions/{action}/run", self.run_connection_action, methods=["POST"]),
-            Route("/connections/{selector}/proxy{path:path}", self.proxy,
-                  methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route(
+                "/connections/{selector}/proxy{path:path}",
+                self.proxy,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            ),
             Route("/search", self.search, methods=["GET"]),
             Route("/connection-requests", self.create_connection_request, methods=["POST"]),
             Route("/connection-requests/{request_id}", self.get_connection_request, methods=["GET"]),
@@ -233,7 +243,8 @@ class Sandbox:
     async def list_connections(self, request: Request) -> Response:
         q = request.query_params
         found = [
-            c for c in self.connections
+            c
+            for c in self.connections
             if q.get("integrationKey") in (None, INTEGRATION_KEY)
             and q.get("integrationId") in (None, self.integration["id"])
             and q.get("connectorId") in (None, self.integration["connectorId"])
@@ -250,20 +261,35 @@ class Sandbox:
         if not 1 <= len(q) <= 200:
             raise MembraneRefusal(400, "q must be 1 to 200 characters")
         kind = request.query_params.get("elementType", "connector")
-        element = {"id": self.integration["connectorId"] if kind == "connector" else self.integration["id"],
-                   "key": INTEGRATION_KEY, "name": "Kartra", "logoUri": self.integration["logoUri"]}
-        hits = [{"elementType": kind, "element": element}] if (
-            kind in ("connector", "integration", "app") and q.casefold() in "kartra") else []
+        element = {
+            "id": self.integration["connectorId"] if kind == "connector" else self.integration["id"],
+            "key": INTEGRATION_KEY,
+            "name": "Kartra",
+            "logoUri": self.integration["logoUri"],
+        }
+        hits = (
+            [{"elementType": kind, "element": element}]
+            if (kind in ("connector", "integration", "app") and q.casefold() in "kartra")
+            else []
+        )
         return JSONResponse(_page(hits, request.query_params))
 
     async def create_connection_request(self, request: Request) -> Response:
         body = await self._json(request)
-        target = body.get("connectorId") or body.get("integrationKey") or body.get("integrationId") \
-            or body.get("connectorKey") or body.get("connectionId")
-        if target not in (self.integration["connectorId"], self.integration["id"], INTEGRATION_KEY,
-                          *(c["id"] for c in self.connections)):
-            raise MembraneRefusal(404, "Connector not found; search for it with GET /search?q=kartra",
-                                  key="not_found")
+        target = (
+            body.get("connectorId")
+            or body.get("integrationKey")
+            or body.get("integrationId")
+            or body.get("connectorKey")
+            or body.get("connectionId")
+        )
+        if target not in (
+            self.integration["connectorId"],
+            self.integration["id"],
+            INTEGRATION_KEY,
+            *(c["id"] for c in self.connections),
+        ):
+            raise MembraneRefusal(404, "Connector not found; search for it with GET /search?q=kartra", key="not_found")
         request_id = secrets.token_hex(12)
         record = {
             "requestId": request_id,
@@ -328,8 +354,10 @@ class Sandbox:
         connection = q.get("connectionId") or q.get("connectionKey")
         if connection:
             self.connection(connection)
-        if q.get("integrationKey") not in (None, INTEGRATION_KEY) or \
-                q.get("integrationId") not in (None, self.integration["id"]):
+        if q.get("integrationKey") not in (None, INTEGRATION_KEY) or q.get("integrationId") not in (
+            None,
+            self.integration["id"],
+        ):
             return JSONResponse({"items": []})
         actions: Iterable[ActionDef] = CATALOG
         if q.get("search"):
@@ -349,7 +377,9 @@ class Sandbox:
         wanted = {w.rstrip("s") for w in _WORDS.findall(intent.casefold()) if len(w) > 2}
         scored = []
         for position, action in enumerate(actions):
-            words = {w.rstrip("s") for w in _WORDS.findall(f"{action.key} {action.name} {action.description}".casefold())}
+            words = {
+                w.rstrip("s") for w in _WORDS.findall(f"{action.key} {action.name} {action.description}".casefold())
+            }
             key_words = {w.rstrip("s") for w in _WORDS.findall(action.key)}
             score = len(wanted & words) + 2 * len(wanted & key_words)
             if score:
@@ -376,8 +406,9 @@ class Sandbox:
         if selector:
             return self.connection(selector)
         if not self.connections:
-            raise MembraneRefusal(400, "No Kartra connection; connect Kartra first", type="connection",
-                                  key="connection_is_defunct")
+            raise MembraneRefusal(
+                400, "No Kartra connection; connect Kartra first", type="connection", key="connection_is_defunct"
+            )
         return self.connections[0]
 
     async def run_action(self, request: Request) -> Response:
@@ -387,16 +418,21 @@ class Sandbox:
 
     async def run_action_by_query(self, request: Request) -> Response:
         body = await self._json(request)
-        return self._run(self._action_from_query(request), self._resolve_connection(request.query_params),
-                         body.get("input") or {})
+        return self._run(
+            self._action_from_query(request), self._resolve_connection(request.query_params), body.get("input") or {}
+        )
 
     async def run_connection_action(self, request: Request) -> Response:
         connection = self.connection(request.path_params["selector"])
         return self._run(self.action(request.path_params["action"]), connection, await self._json(request))
 
     async def run_action_instance(self, request: Request) -> Response:
-        return self._run(self._action_from_query(request), self._resolve_connection(request.query_params),
-                         await self._json(request), legacy=True)
+        return self._run(
+            self._action_from_query(request),
+            self._resolve_connection(request.query_params),
+            await self._json(request),
+            legacy=True,
+        )
 
     async def act(self, request: Request) -> Response:
         body = await self._json(request)
@@ -410,34 +446,56 @@ class Sandbox:
             api = body["api"]
             if not isinstance(api, Mapping):
                 raise MembraneRefusal(400, "api must be an object with method and path")
-            status, payload = self._kartra_call(str(api.get("method", "GET")).upper(), str(api.get("path", "/")),
-                                                api.get("body"), api.get("headers") or {})
+            status, payload = self._kartra_call(
+                str(api.get("method", "GET")).upper(),
+                str(api.get("path", "/")),
+                api.get("body"),
+                api.get("headers") or {},
+            )
             run_id = self._log(None, connection, body, payload, ok=status == 200)
             return JSONResponse({"output": payload, "actionRunId": run_id})
         return self._run(self.action(str(body[chosen[0]])), connection, body.get("input") or {}, act=body)
 
-    def _run(self, action: ActionDef, connection: dict[str, Any], data: Any, *, legacy: bool = False,
-             act: Mapping[str, Any] | None = None) -> Response:
+    def _run(
+        self,
+        action: ActionDef,
+        connection: dict[str, Any],
+        data: Any,
+        *,
+        legacy: bool = False,
+        act: Mapping[str, Any] | None = None,
+    ) -> Response:
         if not isinstance(data, Mapping):
             raise MembraneRefusal(400, "Action input must be an object")
         call = dict(act) if act is not None else {"key": action.key, "connectionId": connection["id"], "input": data}
         if action.input_schema is not None:
             problems = sorted(jsonschema.Draft7Validator(action.input_schema).iter_errors(data), key=str)
             if problems:
-                run_id = self._log(action, connection, call, None, ok=False,
-                                   error=f"Input validation failed: {problems[0].message}")
-                detail = [{"path": "/".join(str(p) for p in e.absolute_path), "message": e.message}
-                          for e in problems]
-                raise MembraneRefusal(400, f"Input validation failed: {problems[0].message}",
-                                      data={"errors": detail, "actionRunId": run_id})
+                run_id = self._log(
+                    action, connection, call, None, ok=False, error=f"Input validation failed: {problems[0].message}"
+                )
+                detail = [{"path": "/".join(str(p) for p in e.absolute_path), "message": e.message} for e in problems]
+                raise MembraneRefusal(
+                    400,
+                    f"Input validation failed: {problems[0].message}",
+                    data={"errors": detail, "actionRunId": run_id},
+                )
         response = self.kartra.handle(action.build(data))
         self.account.commit()
         output = action.pick(response)
         run_id = self._log(action, connection, call, output, ok=True)
         return JSONResponse({"output": output, "actionRunId": run_id, **({"logs": []} if legacy else {})})
 
-    def _log(self, action: ActionDef | None, connection: Mapping[str, Any], call: Mapping[str, Any], output: Any,
-             *, ok: bool, error: str | None = None) -> str:
+    def _log(
+        self,
+        action: ActionDef | None,
+        connection: Mapping[str, Any],
+        call: Mapping[str, Any],
+        output: Any,
+        *,
+        ok: bool,
+        error: str | None = None,
+    ) -> str:
         run_id = secrets.token_hex(12)
         self.run_logs[run_id] = {
             "id": run_id,
@@ -481,7 +539,7 @@ class Sandbox:
         """Kartra's one endpoint, `POST /api`; anything else is answered as Kartra's web server would."""
         route, _, query = path.partition("?")
         if route not in _KARTRA_PATHS:
-            return 404, {"status": "Error", "message": f"Not found: {route}. Kartra's API is POST /api"}
+            return 404, {"status": "Error", "message": f"Not found: {route}. Kartra's API is POST / (or /api)"}
         if method != "POST":
             return 405, {"status": "Error", "message": "Kartra's API accepts POST only"}
         if isinstance(body, Mapping):
@@ -524,31 +582,54 @@ class Sandbox:
         samples: dict[str, Any] = {}
         for tx in account.transactions.values():
             lead = account.leads[tx.lead_id]
-            if "refundable_transaction" not in samples and tx.type == "sale" and not tx.test \
-                    and tx.subscription_id is None and account.refunded_amount(tx.id) == 0:
-                samples["refundable_transaction"] = {"transaction_id": str(tx.id), "amount": tx.amount,
-                                                     "currency": tx.currency, "lead_email": lead.email}
+            if (
+                "refundable_transaction" not in samples
+                and tx.type == "sale"
+                and not tx.test
+                and tx.subscription_id is None
+                and account.refunded_amount(tx.id) == 0
+            ):
+                samples["refundable_transaction"] = {
+                    "transaction_id": str(tx.id),
+                    "amount": tx.amount,
+                    "currency": tx.currency,
+                    "lead_email": lead.email,
+                }
                 samples["lead_with_transactions"] = {"id": str(lead.id), "email": lead.email}
-            if "refunded_transaction" not in samples and tx.type in ("sale", "rebill") \
-                    and account.refunded_amount(tx.id) >= tx.amount:
+            if (
+                "refunded_transaction" not in samples
+                and tx.type in ("sale", "rebill")
+                and account.refunded_amount(tx.id) >= tx.amount
+            ):
                 samples["refunded_transaction"] = {"transaction_id": str(tx.id), "lead_email": lead.email}
             if len(samples) >= 3:
                 break
         for sub in account.subscriptions.values():
-            key = {"Active": "active_subscription", "Cancelled": "cancelled_subscription",
-                   "Paused": "paused_subscription"}[sub.status]
+            key = {
+                "Active": "active_subscription",
+                "Cancelled": "cancelled_subscription",
+                "Paused": "paused_subscription",
+            }[sub.status]
             if key not in samples and not sub.paypal:
                 first_tx = next(t for t in account.lead_transactions(sub.lead_id) if t.subscription_id == sub.id)
-                samples[key] = {"subscription_id": str(sub.id), "transaction_id": str(first_tx.id),
-                                "lead_email": account.leads[sub.lead_id].email, "amount": sub.amount,
-                                "currency": sub.currency}
+                samples[key] = {
+                    "subscription_id": str(sub.id),
+                    "transaction_id": str(first_tx.id),
+                    "lead_email": account.leads[sub.lead_id].email,
+                    "amount": sub.amount,
+                    "currency": sub.currency,
+                }
         for lead in account.leads.values():
             active = [(m, a) for m, a in lead.memberships.items() if a["active"]]
             if active and not lead.deleted:
                 membership = account.memberships[active[0][0]]
                 level = next(lv for lv in membership.levels if lv.id == active[0][1]["level_id"])
-                samples["lead_with_membership"] = {"id": str(lead.id), "email": lead.email,
-                                                   "membership_name": membership.name, "level_name": level.name}
+                samples["lead_with_membership"] = {
+                    "id": str(lead.id),
+                    "email": lead.email,
+                    "membership_name": membership.name,
+                    "level_name": level.name,
+                }
                 break
         plain = next((lead for lead in account.leads.values() if not lead.deleted), None)
         if plain is not None:

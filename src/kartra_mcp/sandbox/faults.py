@@ -51,8 +51,9 @@ class FaultRule:
         known = {f.name for f in fields(cls)} - {"applied"}
         unknown = set(data) - known
         if unknown:
-            raise MembraneRefusal(400, f"Unknown fault setting(s): {', '.join(sorted(unknown))}; "
-                                       f"known: {', '.join(sorted(known))}")
+            raise MembraneRefusal(
+                400, f"Unknown fault setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
         try:
             rule = cls(**dict(data))
         except TypeError as exc:
@@ -129,9 +130,13 @@ class FaultInjector:
             await anyio.sleep(rule.hang_seconds)
         if rule.malformed:
             body = b'{"output": {"status": "Succ'
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         for message in held:
@@ -141,6 +146,11 @@ class FaultInjector:
     async def _error(status: int, send: Send) -> None:
         kind, key, message = _STATUS_KEYS.get(status, ("internal", None, "Injected server error"))
         body = json.dumps(MembraneRefusal(status, message, type=kind, key=key).body()).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -163,14 +163,22 @@ class KartraApi:
             "score": str(lead.score),
             "source": lead.source,
             "blacklisted": "1" if lead.blacklisted else "0",
-            "custom_fields": [self._field_value(field, lead.custom_fields.get(field.identifier))
-                              for field in account.custom_fields.values()],
+            "custom_fields": [
+                self._field_value(field, lead.custom_fields.get(field.identifier))
+                for field in account.custom_fields.values()
+            ],
             "tags": [{"tag_id": str(t), "tag_name": account.tags[t].name} for t in lead.tags],
-            "lists": [{"list_id": str(k), "list_name": account.lists[k].name, "active": "1" if on else "0"}
-                      for k, on in lead.lists.items()],
+            "lists": [
+                {"list_id": str(k), "list_name": account.lists[k].name, "active": "1" if on else "0"}
+                for k, on in lead.lists.items()
+            ],
             "sequences": [
-                {"sequence_id": str(k), "sequence_name": account.sequences[k].name, "step": v["step"],
-                 "status": "active" if v["active"] else "unsubscribed"}
+                {
+                    "sequence_id": str(k),
+                    "sequence_name": account.sequences[k].name,
+                    "step": v["step"],
+                    "status": "active" if v["active"] else "unsubscribed",
+                }
                 for k, v in lead.sequences.items()
             ],
             "memberships": [],
@@ -194,11 +202,17 @@ class KartraApi:
     def _field_value(field: CustomField, value: str | list[str] | None) -> Result:
         if field.type in CHOICE_TYPES:
             chosen = value if isinstance(value, list) else []
-            shown = [{"option_id": str(o.option_id), "option_value": o.option_value}
-                     for o in field.options if str(o.option_id) in chosen]
+            shown = [
+                {"option_id": str(o.option_id), "option_value": o.option_value}
+                for o in field.options
+                if str(o.option_id) in chosen
+            ]
             return {"field_identifier": field.identifier, "field_type": field.type, "field_value": shown}
-        return {"field_identifier": field.identifier, "field_type": field.type,
-                "field_value": value if isinstance(value, str) else ""}
+        return {
+            "field_identifier": field.identifier,
+            "field_type": field.type,
+            "field_value": value if isinstance(value, str) else "",
+        }
 
     def _apply_profile(self, lead: Lead, block: Mapping[str, Any]) -> None:
         for name in PROFILE_FIELDS:
@@ -356,29 +370,56 @@ class KartraApi:
             case "retrieve_account_sequences":
                 return {"account_sequences": [x.name for x in account.sequences.values()]}
             case "retrieve_account_pages":
-                return {"account_pages": [{"page_id": str(p.id), "page_name": p.name, "page_url": p.url,
-                                           "page_category": p.category} for p in account.pages.values()]}
+                return {
+                    "account_pages": [
+                        {"page_id": str(p.id), "page_name": p.name, "page_url": p.url, "page_category": p.category}
+                        for p in account.pages.values()
+                    ]
+                }
             case "retrieve_custom_fields":
-                return {"custom_fields": [
-                    {"field_id": str(f.id), "field_identifier": f.identifier, "field_type": f.type,
-                     "field_value": [{"option_id": str(o.option_id), "option_value": o.option_value}
-                                     for o in f.options]}
-                    for f in account.custom_fields.values()
-                ]}
+                return {
+                    "custom_fields": [
+                        {
+                            "field_id": str(f.id),
+                            "field_identifier": f.identifier,
+                            "field_type": f.type,
+                            "field_value": [
+                                {"option_id": str(o.option_id), "option_value": o.option_value} for o in f.options
+                            ],
+                        }
+                        for f in account.custom_fields.values()
+                    ]
+                }
             case "retrieve_account_products":
-                return {"account_products": [
-                    {"product_id": str(p.id), "product_name": p.name,
-                     "price_points": [{"name": pp.name, "amount": _money(pp.amount), "currency": pp.currency,
-                                       "recurring_period": pp.recurring_period or "one-time"}
-                                      for pp in p.price_points]}
-                    for p in account.products.values()
-                ]}
+                return {
+                    "account_products": [
+                        {
+                            "product_id": str(p.id),
+                            "product_name": p.name,
+                            "price_points": [
+                                {
+                                    "name": pp.name,
+                                    "amount": _money(pp.amount),
+                                    "currency": pp.currency,
+                                    "recurring_period": pp.recurring_period or "one-time",
+                                }
+                                for pp in p.price_points
+                            ],
+                        }
+                        for p in account.products.values()
+                    ]
+                }
             case _:
-                return {"account_memberships": [
-                    {"membership_id": str(m.id), "membership_name": m.name,
-                     "levels": [{"level_id": str(lv.id), "level_name": lv.name} for lv in m.levels]}
-                    for m in account.memberships.values()
-                ]}
+                return {
+                    "account_memberships": [
+                        {
+                            "membership_id": str(m.id),
+                            "membership_name": m.name,
+                            "levels": [{"level_id": str(lv.id), "level_name": lv.name} for lv in m.levels],
+                        }
+                        for m in account.memberships.values()
+                    ]
+                }
 
     def _create_custom_field(self, lead: Lead | None, params: Mapping[str, Any]) -> Result:
         # The codes of this command are documented only as a range (263-273); the sandbox's choice:
@@ -391,8 +432,10 @@ class KartraApi:
             raise KartraRefusal(264, "Custom field identifier already exists")
         if kind not in ("input_field", "text_area", *CHOICE_TYPES):
             raise KartraRefusal(265, "Invalid custom field type")
-        names = [str(o.get("option_name", "")).strip() if isinstance(o, Mapping) else str(o).strip()
-                 for o in as_list(params.get("custom_field_options"))]
+        names = [
+            str(o.get("option_name", "")).strip() if isinstance(o, Mapping) else str(o).strip()
+            for o in as_list(params.get("custom_field_options"))
+        ]
         if kind in CHOICE_TYPES:
             if not names:
                 raise KartraRefusal(269, "Options are required for this custom field type")
@@ -457,14 +500,24 @@ class KartraApi:
 
     def _transactions_from_lead(self, lead: Lead | None, params: Mapping[str, Any]) -> Result:
         assert lead is not None
-        return {"status": "Success", "transaction_list": [
-            {"transaction_id": str(t.id), "lead_id": str(lead.id), "lead_email": lead.email,
-             "transaction_type": t.type, "transaction_date": t.date, "transaction_amount": _money(t.amount),
-             "transaction_currency": t.currency, "product_id": str(t.product_id),
-             "product_name": self.account.products[t.product_id].name,
-             "transaction_parent_id": str(t.parent_id) if t.parent_id else ""}
-            for t in self.account.lead_transactions(lead.id)
-        ]}
+        return {
+            "status": "Success",
+            "transaction_list": [
+                {
+                    "transaction_id": str(t.id),
+                    "lead_id": str(lead.id),
+                    "lead_email": lead.email,
+                    "transaction_type": t.type,
+                    "transaction_date": t.date,
+                    "transaction_amount": _money(t.amount),
+                    "transaction_currency": t.currency,
+                    "product_id": str(t.product_id),
+                    "product_name": self.account.products[t.product_id].name,
+                    "transaction_parent_id": str(t.parent_id) if t.parent_id else "",
+                }
+                for t in self.account.lead_transactions(lead.id)
+            ],
+        }
 
     def _refund(self, lead: Lead | None, params: Mapping[str, Any]) -> Result:
         account = self.account
@@ -485,11 +538,26 @@ class KartraApi:
         else:
             amount = remaining
         kind = "refund" if amount == remaining and amount == tx.amount else "partial_refund"
-        refund = Transaction(account.new_id("transaction"), kind, tx.lead_id, tx.product_id, tx.price_point, amount,
-                             tx.currency, account.now(), parent_id=tx.id, subscription_id=tx.subscription_id)
+        refund = Transaction(
+            account.new_id("transaction"),
+            kind,
+            tx.lead_id,
+            tx.product_id,
+            tx.price_point,
+            amount,
+            tx.currency,
+            account.now(),
+            parent_id=tx.id,
+            subscription_id=tx.subscription_id,
+        )
         account.add(refund)
-        return {"status": "Success", "transaction_refunded": str(tx.id), "refund_transaction_id": str(refund.id),
-                "refund_amount": _money(amount), "refund_currency": tx.currency}
+        return {
+            "status": "Success",
+            "transaction_refunded": str(tx.id),
+            "refund_transaction_id": str(refund.id),
+            "refund_amount": _money(amount),
+            "refund_currency": tx.currency,
+        }
 
     def _subscription(self, raw: str) -> Subscription:
         found = self.account.subscriptions.get(int(raw)) if raw.isdigit() else None
@@ -524,12 +592,12 @@ class KartraApi:
         account = self.account
         internal = _text(params, "transaction_internal_subscription_id") or _text(params, "subscription_id")
         external = _text(params, "transaction_subscription_id")
+        sub: Subscription | None
         if internal:
             sub = self._subscription(internal)
         elif external:
+            # The processor's id is not indexed: Kartra's docs name this lookup but nothing relies on its speed.
             sub = next((s for s in account.subscriptions.values() if s.external_id == external), None)
-            if sub is None:
-                raise KartraRefusal(248, "Subscription doesn't exist")
         else:
             tx = self._transaction(params)
             if tx.test:
@@ -537,11 +605,16 @@ class KartraApi:
             if tx.subscription_id is None:
                 raise KartraRefusal(249, "Transaction not linked to any recurring subscription")
             sub = self._subscription(str(tx.subscription_id))
+        if sub is None:
+            raise KartraRefusal(248, "Subscription doesn't exist")
         if sub.status == "Cancelled":
             raise KartraRefusal(252, "Subscription already cancelled")
         self._end(sub)
-        return {"status": "Success", "transaction_subscription_id": sub.external_id,
-                "transaction_internal_subscription_id": str(sub.id)}
+        return {
+            "status": "Success",
+            "transaction_subscription_id": sub.external_id,
+            "transaction_internal_subscription_id": str(sub.id),
+        }
 
     def _end(self, sub: Subscription) -> None:
         account = self.account
@@ -549,8 +622,19 @@ class KartraApi:
         sub.end_date = account.now()
         sub.next_payment_date = "0000-00-00 00:00:00"
         account.save(sub)
-        account.add(Transaction(account.new_id("transaction"), "cancellation", sub.lead_id, sub.product_id,
-                                sub.price_point, 0.0, sub.currency, account.now(), subscription_id=sub.id))
+        account.add(
+            Transaction(
+                account.new_id("transaction"),
+                "cancellation",
+                sub.lead_id,
+                sub.product_id,
+                sub.price_point,
+                0.0,
+                sub.currency,
+                account.now(),
+                subscription_id=sub.id,
+            )
+        )
 
     def _search_subscription(self, lead: Lead | None, params: Mapping[str, Any]) -> Result:
         self._subscription(_text(params, "subscription_id"))
@@ -562,13 +646,23 @@ class KartraApi:
 
     def _subscriptions_from_lead(self, lead: Lead | None, params: Mapping[str, Any]) -> Result:
         assert lead is not None
-        return {"status": "Success", "subscriptions_list": [
-            {"subscription_id": str(s.id), "lead_id": str(lead.id), "lead_email": lead.email,
-             "subscription_status": s.status, "product_id": str(s.product_id),
-             "product_name": self.account.products[s.product_id].name, "subscription_amount": _money(s.amount),
-             "subscription_currency": s.currency, "subscription_recurring_period": s.period}
-            for s in self.account.lead_subscriptions(lead.id)
-        ]}
+        return {
+            "status": "Success",
+            "subscriptions_list": [
+                {
+                    "subscription_id": str(s.id),
+                    "lead_id": str(lead.id),
+                    "lead_email": lead.email,
+                    "subscription_status": s.status,
+                    "product_id": str(s.product_id),
+                    "product_name": self.account.products[s.product_id].name,
+                    "subscription_amount": _money(s.amount),
+                    "subscription_currency": s.currency,
+                    "subscription_recurring_period": s.period,
+                }
+                for s in self.account.lead_subscriptions(lead.id)
+            ],
+        }
 
     def _modify_subscription(self, lead: Lead | None, params: Mapping[str, Any]) -> Result:
         # Kartra documents 274, 275 and 284 for this command without their texts; the sandbox's wording:
@@ -597,16 +691,25 @@ class KartraApi:
         ident, name = _text(params, "membership_id"), _text(params, "membership_name")
         if not ident and not name:
             raise KartraRefusal(291, "Membership cannot be empty")
-        membership = (account.memberships.get(int(ident)) if ident.isdigit() else None) if ident \
+        membership = (
+            (account.memberships.get(int(ident)) if ident.isdigit() else None)
+            if ident
             else account.membership_named(name)
+        )
         if membership is None:
             raise KartraRefusal(291, "Membership does not exist")
         level_ident, level_name = _text(params, "level_id"), _text(params, "level_name")
         if not level_ident and not level_name:
             return membership.id, None
-        level = next((lv for lv in membership.levels
-                      if (level_ident and str(lv.id) == level_ident)
-                      or (not level_ident and lv.name.casefold() == level_name.casefold())), None)
+        level = next(
+            (
+                lv
+                for lv in membership.levels
+                if (level_ident and str(lv.id) == level_ident)
+                or (not level_ident and lv.name.casefold() == level_name.casefold())
+            ),
+            None,
+        )
         if level is None:
             raise KartraRefusal(292, "Level does not exist in this membership")
         return membership.id, level.id

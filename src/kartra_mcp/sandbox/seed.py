@@ -109,19 +109,27 @@ def _catalog() -> Iterator[Record]:
     yield CustomField(1, "job_title", "input_field")
     yield CustomField(2, "bio", "text_area")
     yield CustomField(
-        3, "plan_interest", "drop_down", [CustomFieldOption(612, "Starter"), CustomFieldOption(613, "Pro"),
-                                          CustomFieldOption(614, "Enterprise")]
+        3,
+        "plan_interest",
+        "drop_down",
+        [CustomFieldOption(612, "Starter"), CustomFieldOption(613, "Pro"), CustomFieldOption(614, "Enterprise")],
     )
     yield CustomField(
-        4, "preferred_contact", "radio_button", [CustomFieldOption(615, "Email"), CustomFieldOption(616, "Phone"),
-                                                 CustomFieldOption(617, "SMS")]
+        4,
+        "preferred_contact",
+        "radio_button",
+        [CustomFieldOption(615, "Email"), CustomFieldOption(616, "Phone"), CustomFieldOption(617, "SMS")],
     )
     yield CustomField(
         5,
         "interests",
         "checkbox",
-        [CustomFieldOption(620, "Marketing"), CustomFieldOption(621, "Sales"), CustomFieldOption(622, "Automation"),
-         CustomFieldOption(623, "Memberships")],
+        [
+            CustomFieldOption(620, "Marketing"),
+            CustomFieldOption(621, "Sales"),
+            CustomFieldOption(622, "Automation"),
+            CustomFieldOption(623, "Memberships"),
+        ],
     )
     for index, (name, slug, category) in enumerate(_PAGES, start=1):
         yield Page(index, name, f"https://demo.kartra.com/page/{slug}", category)
@@ -129,8 +137,9 @@ def _catalog() -> Iterator[Record]:
     yield Membership(2, "Coaching Circle", [Level(4, "Member"), Level(5, "Inner Circle")])
     yield Product(101, "Growth Academy", [PricePoint("Lifetime", 297.0, "USD")], membership_id=1, level_id=2)
     yield Product(102, "Coaching Circle", [PricePoint("Monthly", 49.0, "USD", "monthly")], membership_id=2, level_id=4)
-    yield Product(103, "Growth Academy Annual", [PricePoint("Yearly", 497.0, "USD", "yearly")], membership_id=1,
-                  level_id=3)
+    yield Product(
+        103, "Growth Academy Annual", [PricePoint("Yearly", 497.0, "USD", "yearly")], membership_id=1, level_id=3
+    )
     yield Product(104, "Templates Pack", [PricePoint("Standard", 27.0, "EUR")])
     yield Product(105, "Masterclass", [PricePoint("Standard", 97.0, "USD"), PricePoint("Early bird", 67.0, "USD")])
 
@@ -170,12 +179,15 @@ def _people(account: KartraAccount, rng: random.Random, count: int) -> Iterator[
             lead.custom_fields["job_title"] = rng.choice(("Founder", "Coach", "Marketer", "Designer", "Consultant"))
             lead.custom_fields["plan_interest"] = [str(rng.choice((612, 613, 614)))]
         lead.tags = sorted(rng.sample(range(1, len(_TAGS) + 1), rng.randrange(0, 4)))
-        lead.lists = {list_id: rng.random() > 0.15 for list_id in rng.sample(range(1, len(_LISTS) + 1),
-                                                                               rng.randrange(0, 3))}
+        lead.lists = {
+            list_id: rng.random() > 0.15 for list_id in rng.sample(range(1, len(_LISTS) + 1), rng.randrange(0, 3))
+        }
         if rng.random() < 0.25:
             sequence_id = rng.randrange(1, len(_SEQUENCES) + 1)
-            lead.sequences[sequence_id] = {"step": str(rng.randrange(1, _SEQUENCES[sequence_id - 1][1] + 1)),
-                                           "active": rng.random() > 0.2}
+            lead.sequences[sequence_id] = {
+                "step": str(rng.randrange(1, _SEQUENCES[sequence_id - 1][1] + 1)),
+                "active": rng.random() > 0.2,
+            }
         if rng.random() < 0.28 and not lead.deleted:
             # A customer: one to three purchases, some refunded, some recurring.
             for _ in range(rng.randrange(1, 4)):
@@ -184,23 +196,60 @@ def _people(account: KartraAccount, rng: random.Random, count: int) -> Iterator[
                 bought = joined + timedelta(days=rng.randrange(1, 60), seconds=rng.randrange(86_400))
                 if price.recurring_period is None:
                     tx_id += 1
-                    sale = Transaction(tx_id, "sale", lead_id, product.id, price.name, price.amount, price.currency,
-                                       _stamp(bought), test=rng.random() < 0.03, last4=f"{rng.randrange(10_000):04d}")
+                    sale = Transaction(
+                        tx_id,
+                        "sale",
+                        lead_id,
+                        product.id,
+                        price.name,
+                        price.amount,
+                        price.currency,
+                        _stamp(bought),
+                        test=rng.random() < 0.03,
+                        last4=f"{rng.randrange(10_000):04d}",
+                    )
                     yield sale
                     roll = rng.random()
                     if roll < 0.08:
                         tx_id += 1
-                        yield Transaction(tx_id, "refund", lead_id, product.id, price.name, price.amount,
-                                          price.currency, _stamp(bought + timedelta(days=3)), parent_id=sale.id)
+                        yield Transaction(
+                            tx_id,
+                            "refund",
+                            lead_id,
+                            product.id,
+                            price.name,
+                            price.amount,
+                            price.currency,
+                            _stamp(bought + timedelta(days=3)),
+                            parent_id=sale.id,
+                        )
                     elif roll < 0.14:
                         tx_id += 1
                         part = round(price.amount * rng.choice((0.25, 0.5)), 2)
-                        yield Transaction(tx_id, "partial_refund", lead_id, product.id, price.name, part,
-                                          price.currency, _stamp(bought + timedelta(days=5)), parent_id=sale.id)
+                        yield Transaction(
+                            tx_id,
+                            "partial_refund",
+                            lead_id,
+                            product.id,
+                            price.name,
+                            part,
+                            price.currency,
+                            _stamp(bought + timedelta(days=5)),
+                            parent_id=sale.id,
+                        )
                     elif roll < 0.16:
                         tx_id += 1
-                        yield Transaction(tx_id, "chargeback", lead_id, product.id, price.name, price.amount,
-                                          price.currency, _stamp(bought + timedelta(days=20)), parent_id=sale.id)
+                        yield Transaction(
+                            tx_id,
+                            "chargeback",
+                            lead_id,
+                            product.id,
+                            price.name,
+                            price.amount,
+                            price.currency,
+                            _stamp(bought + timedelta(days=20)),
+                            parent_id=sale.id,
+                        )
                 else:
                     sub_id += 1
                     status = rng.choices(("Active", "Paused", "Cancelled"), (7, 1, 2))[0]
@@ -225,16 +274,37 @@ def _people(account: KartraAccount, rng: random.Random, count: int) -> Iterator[
                     )
                     for number in range(payments):
                         tx_id += 1
-                        yield Transaction(tx_id, "sale" if number == 0 else "rebill", lead_id, product.id,
-                                          price.name, price.amount, price.currency, _stamp(bought + step * number),
-                                          subscription_id=sub_id, last4=f"{rng.randrange(10_000):04d}")
+                        yield Transaction(
+                            tx_id,
+                            "sale" if number == 0 else "rebill",
+                            lead_id,
+                            product.id,
+                            price.name,
+                            price.amount,
+                            price.currency,
+                            _stamp(bought + step * number),
+                            subscription_id=sub_id,
+                            last4=f"{rng.randrange(10_000):04d}",
+                        )
                     if status == "Cancelled":
                         tx_id += 1
-                        yield Transaction(tx_id, "cancellation", lead_id, product.id, price.name, 0.0,
-                                          price.currency, _stamp(bought + step * payments), subscription_id=sub_id)
+                        yield Transaction(
+                            tx_id,
+                            "cancellation",
+                            lead_id,
+                            product.id,
+                            price.name,
+                            0.0,
+                            price.currency,
+                            _stamp(bought + step * payments),
+                            subscription_id=sub_id,
+                        )
                 if product.membership_id is not None and product.level_id is not None:
-                    lead.memberships[product.membership_id] = {"level_id": product.level_id, "active": True,
-                                                               "granted_at": _stamp(bought)}
+                    lead.memberships[product.membership_id] = {
+                        "level_id": product.level_id,
+                        "active": True,
+                        "granted_at": _stamp(bought),
+                    }
                 if 1 not in lead.tags:
                     lead.tags.append(1)
         yield lead

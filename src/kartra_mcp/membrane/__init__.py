@@ -1,0 +1,21 @@
+"""The HTTP boundary to Membrane: credentials, the client, and the shapes of its answers."""
+
+from kartra_mcp.membrane.auth import BearerToken, WorkspaceCredentials, auth_from_settings
+from kartra_mcp.membrane.client import MembraneClient
+from kartra_mcp.membrane.models import Action, ActionRun, Connection, ConnectionRequest, Integration, ProxyResponse
+from kartra_mcp.membrane.retry import NO_RETRY, RetryPolicy
+
+__all__ = [
+    "NO_RETRY",
+    "Action",
+    "ActionRun",
+    "BearerToken",
+    "Connection",
+    "ConnectionRequest",
+    "Integration",
+    "MembraneClient",
+    "ProxyResponse",
+    "RetryPolicy",
+    "WorkspaceCredentials",
+    "auth_from_settings",
+]

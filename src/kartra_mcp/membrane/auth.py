@@ -1,0 +1,96 @@
+"""Credentials for Membrane, as httpx2 auth objects: a given bearer token, or a tenant token
+minted from workspace credentials the way Membrane's SDK mints it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+
+import httpx2
+import jwt
+
+from kartra_mcp.config import Settings
+from kartra_mcp.errors import ConfigError
+
+TOKEN_LIFETIME = 3600
+# Re-mint when fewer than this many seconds remain, as the SDK does.
+REFRESH_MARGIN = 60
+
+
+class BearerToken(httpx2.Auth):
+    """Sends a token someone else issued: a tenant JWT, a client token or an OAuth access token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerToken(<redacted>)"
+
+
+class WorkspaceCredentials(httpx2.Auth):
+    """Mints an HS256 tenant token `{id: tenant, iss: workspace, exp}` and re-mints it before expiry."""
+
+    def __init__(
+        self,
+        workspace_key: str,
+        workspace_secret: str,
+        tenant_key: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        lifetime: int = TOKEN_LIFETIME,
+    ) -> None:
+        self.workspace_key = workspace_key
+        self.tenant_key = tenant_key
+        self._secret = workspace_secret
+        self._clock = clock
+        self._lifetime = lifetime
+        self._token = ""
+        self._expires_at = 0.0
+
+    @property
+    def token(self) -> str:
+        now = self._clock()
+        if self._expires_at - now < REFRESH_MARGIN:
+            self._expires_at = int(now) + self._lifetime
+            claims = {"id": self.tenant_key, "iss": self.workspace_key, "exp": int(self._expires_at)}
+            self._token = jwt.encode(claims, self._secret, algorithm="HS256")
+        return self._token
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+    def __repr__(self) -> str:
+        return f"WorkspaceCredentials(workspace_key={self.workspace_key!r}, tenant_key={self.tenant_key!r})"
+
+
+def auth_from_settings(settings: Settings) -> httpx2.Auth:
+    """The credentials the settings name; a clear message when they name none."""
+    if settings.membrane_token is not None:
+        return BearerToken(settings.membrane_token.get_secret_value())
+    key, secret, tenant = (
+        settings.membrane_workspace_key,
+        settings.membrane_workspace_secret,
+        settings.membrane_tenant_key,
+    )
+    if key and secret and tenant:
+        return WorkspaceCredentials(key, secret.get_secret_value(), tenant)
+    if key or secret or tenant:
+        missing = [
+            name
+            for name, value in (
+                ("MEMBRANE_WORKSPACE_KEY", key),
+                ("MEMBRANE_WORKSPACE_SECRET", secret),
+                ("MEMBRANE_TENANT_KEY", tenant),
+            )
+            if not value
+        ]
+        raise ConfigError(f"Workspace credentials are incomplete: set {', '.join(missing)} (or MEMBRANE_TOKEN).")
+    raise ConfigError(
+        "No Membrane credentials. Set MEMBRANE_TOKEN, or MEMBRANE_WORKSPACE_KEY + MEMBRANE_WORKSPACE_SECRET + "
+        "MEMBRANE_TENANT_KEY; or run with --sandbox to use the embedded sandbox account."
+    )

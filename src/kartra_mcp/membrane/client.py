@@ -1,0 +1,354 @@
+"""The one HTTP boundary to Membrane.
+
+Every request goes through `_send`, which maps transport failures and Membrane's error bodies to
+`kartra_mcp.errors` once, and retries only what is safe: reads (`retry_safe=True`) on timeouts,
+resets, 429 and 5xx; any request whose connection never opened. A write whose answer is lost is
+never sent again: the error says its outcome is unknown (`may_have_executed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import httpx2
+from pydantic import ValidationError
+
+from kartra_mcp import __version__
+from kartra_mcp.errors import (
+    MembraneAccessDenied,
+    MembraneApiError,
+    MembraneBadRequest,
+    MembraneError,
+    MembraneNotAuthenticated,
+    MembraneNotFound,
+    MembraneProtocolError,
+    MembraneRateLimited,
+    MembraneServerError,
+    MembraneTimeout,
+    MembraneTransportError,
+    MembraneUnreachable,
+)
+from kartra_mcp.membrane.models import Action, ActionRun, Connection, ConnectionRequest, ProxyResponse
+from kartra_mcp.membrane.retry import RetryPolicy
+
+_M = TypeVar("_M", Action, ActionRun, Connection, ConnectionRequest)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2025-10-21"
+# Membrane stops any request at 60 s; a little more lets its own timeout answer first.
+DEFAULT_TIMEOUT = 65.0
+_PAGE_SIZE = 100
+_MEMBRANE_ERROR_TYPES = frozenset(
+    {
+        "bad_request",
+        "connection",
+        "configuration",
+        "dependency_error",
+        "flow_run",
+        "flow_instance_setup",
+        "concurrency",
+        "internal",
+        "action_run",
+        "action_instance_setup",
+        "unit_run",
+        "custom_code",
+        "insufficient_credit",
+        "openrouter_not_configured",
+    }
+)
+_UPSTREAM_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _status_error(status: int) -> type[MembraneApiError]:
+    if status == 401:
+        return MembraneNotAuthenticated
+    if status == 403:
+        return MembraneAccessDenied
+    if status == 404:
+        return MembraneNotFound
+    if status == 429:
+        return MembraneRateLimited
+    if status >= 500:
+        return MembraneServerError
+    return MembraneBadRequest
+
+
+def _membrane_error_body(response: httpx2.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("type") in _MEMBRANE_ERROR_TYPES and "message" in body:
+        return body
+    return None
+
+
+def _api_error(response: httpx2.Response) -> MembraneApiError:
+    body = _membrane_error_body(response) or {}
+    data = body.get("data")
+    run_id = body.get("actionRunId") or (data.get("actionRunId") if isinstance(data, dict) else None)
+    message = str(body.get("message") or response.reason_phrase or "no error message")
+    return _status_error(response.status_code)(
+        response.status_code,
+        message,
+        type=str(body.get("type", "")),
+        key=str(body.get("key") or ""),
+        data=data,
+        action_run_id=run_id,
+    )
+
+
+def _retry_after(response: httpx2.Response | None) -> float | None:
+    if response is None:
+        return None
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+class MembraneClient:
+    """Async client for the parts of Membrane's API that reach Kartra.
+
+    Args:
+        base_url: Membrane's API, e.g. `https://api.getmembrane.com`.
+        auth: credentials (`BearerToken` or `WorkspaceCredentials`).
+        transport: where requests go; the default opens real connections, tests and `--sandbox`
+            pass the sandbox's in-process transport.
+        timeout: seconds one attempt may take, whatever the transport.
+        retry: backoff for requests that are safe to send again.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        auth: httpx2.Auth,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._http = httpx2.AsyncClient(
+            base_url=self.base_url,
+            auth=auth,
+            transport=transport,
+            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
+            headers={
+                "membrane-api-version": API_VERSION,
+                "user-agent": f"kartra-mcp/{__version__}",
+                "accept": "application/json",
+            },
+            trust_env=True,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- connections ----------------------------------------------------------------------
+
+    async def list_connections(self, *, integration_key: str | None = None) -> list[Connection]:
+        params = {"integrationKey": integration_key} if integration_key else {}
+        return [Connection.model_validate(item) for item in await self._all_pages("/connections", params)]
+
+    async def get_connection(self, connection_id: str) -> Connection:
+        return Connection.model_validate(await self._get(f"/connections/{connection_id}"))
+
+    async def create_connection_request(self, *, integration_key: str) -> ConnectionRequest:
+        data = await self._json_call(
+            "POST", "/connection-requests", json={"integrationKey": integration_key}, retry_safe=False
+        )
+        return self._parse(ConnectionRequest, data)
+
+    async def get_connection_request(self, request_id: str) -> ConnectionRequest:
+        return self._parse(ConnectionRequest, await self._get(f"/connection-requests/{request_id}"))
+
+    # -- actions ----------------------------------------------------------------------------
+
+    async def list_actions(self, *, connection_id: str, page_size: int = _PAGE_SIZE) -> list[Action]:
+        items = await self._all_pages("/actions", {"connectionId": connection_id}, page_size=page_size)
+        return [self._parse(Action, item) for item in items]
+
+    async def search_actions(self, *, connection_id: str, intent: str, limit: int = 10) -> list[Action]:
+        data = await self._get("/actions", {"connectionId": connection_id, "intent": intent[:200], "limit": limit})
+        return [self._parse(Action, item) for item in self._items(data)]
+
+    async def get_action(self, selector: str) -> Action:
+        return self._parse(Action, await self._get(f"/actions/{selector}"))
+
+    async def run_action(
+        self, action_id: str, *, connection_id: str, input: Mapping[str, Any], retry_safe: bool
+    ) -> ActionRun:
+        """Run an action; `retry_safe` only for reads, so a write is never sent twice."""
+        data = await self._json_call(
+            "POST",
+            f"/actions/{action_id}/run",
+            params={"connectionId": connection_id},
+            json={"input": dict(input)},
+            retry_safe=retry_safe,
+        )
+        return self._parse(ActionRun, data)
+
+    async def get_action_run_log(self, run_id: str) -> dict[str, Any]:
+        data = await self._get(f"/action-run-logs/{run_id}")
+        if not isinstance(data, dict):
+            raise MembraneProtocolError("Membrane answered an action run log with something other than an object")
+        return data
+
+    # -- the proxy ------------------------------------------------------------------------
+
+    async def proxy(
+        self,
+        connection_id: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        retry_safe: bool,
+    ) -> ProxyResponse:
+        """Send a request to Kartra through the connection; the answer is Kartra's, status and all."""
+        response, _ = await self._send(
+            method,
+            f"/connections/{connection_id}/proxy/{path.lstrip('/')}",
+            params=dict(query or {}),
+            content=body,
+            headers=dict(headers or {}),
+            retry_safe=retry_safe,
+            upstream=True,
+        )
+        return ProxyResponse(response.status_code, dict(response.headers), response.content)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self._json_call("GET", path, params=params, retry_safe=True)
+
+    async def _all_pages(self, path: str, params: Mapping[str, Any], *, page_size: int = _PAGE_SIZE) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            query = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
+            data = await self._get(path, query)
+            items.extend(self._items(data))
+            cursor = data.get("cursor") if isinstance(data, dict) else None
+            if not cursor or cursor in seen:
+                return items
+            seen.add(cursor)
+
+    @staticmethod
+    def _items(data: Any) -> list[Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise MembraneProtocolError("Membrane answered a list request without an items array")
+        return list(data["items"])
+
+    @staticmethod
+    def _parse(model: type[_M], data: Any) -> _M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise MembraneProtocolError(
+                f"Membrane's answer is not a valid {model.__name__}: {exc.errors()[0]['msg']}"
+            ) from None
+
+    async def _json_call(self, method: str, path: str, *, retry_safe: bool, **kwargs: Any) -> Any:
+        _, data = await self._send(method, path, retry_safe=retry_safe, decode=True, **kwargs)
+        return data
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry_safe: bool,
+        decode: bool = False,
+        upstream: bool = False,
+        **kwargs: Any,
+    ) -> tuple[httpx2.Response, Any]:
+        """One logical request, sent at most `retry.attempts` times; errors mapped to our tree.
+
+        With `upstream`, an error status without Membrane's error body is the upstream's own
+        answer: it is retried like a Membrane error when safe, then returned rather than raised.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            response: httpx2.Response | None = None
+            data: Any = None
+            try:
+                response = await self._attempt(method, path, **kwargs)
+                error, data = self._check(response, decode=decode, upstream=upstream)
+            except MembraneError as exc:
+                error = exc
+            if error is None and response is not None:
+                return response, data
+            assert error is not None
+            may_resend = isinstance(error, MembraneUnreachable) or (retry_safe and error.retryable)
+            if not may_resend or attempt >= self._retry.attempts:
+                if (
+                    upstream
+                    and response is not None
+                    and _membrane_error_body(response) is None
+                    and response.status_code >= 400
+                ):
+                    return response, None
+                raise error
+            delay = self._retry.delay(attempt, _retry_after(response))
+            logger.warning(
+                "Membrane %s %s failed (%s); attempt %d of %d in %.2fs",
+                method,
+                path,
+                type(error).__name__,
+                attempt + 1,
+                self._retry.attempts,
+                delay,
+            )
+            await self._retry.sleep(delay)
+
+    async def _attempt(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        try:
+            with anyio.fail_after(self._timeout):
+                return await self._http.request(method, path, **kwargs)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            raise MembraneUnreachable(f"Could not reach Membrane at {self.base_url}: {type(exc).__name__}") from None
+        except (TimeoutError, httpx2.TimeoutException):
+            raise MembraneTimeout(f"Membrane did not answer {method} {path} within {self._timeout:g}s") from None
+        except httpx2.TransportError as exc:
+            raise MembraneTransportError(
+                f"The connection to Membrane broke during {method} {path}: {type(exc).__name__}"
+            ) from None
+
+    @staticmethod
+    def _check(response: httpx2.Response, *, decode: bool, upstream: bool) -> tuple[MembraneError | None, Any]:
+        """The error an answer amounts to (or None) and, when asked, its decoded JSON."""
+        if response.status_code >= 400:
+            if upstream and _membrane_error_body(response) is None:
+                if response.status_code in _UPSTREAM_RETRY_STATUSES:
+                    return _status_error(response.status_code)(response.status_code, "upstream error"), None
+                return None, None
+            return _api_error(response), None
+        if not decode:
+            return None, None
+        try:
+            return None, response.json()
+        except ValueError:
+            return MembraneProtocolError(
+                f"Membrane answered {response.request.method} {response.request.url.path} with a body that is not JSON"
+            ), None

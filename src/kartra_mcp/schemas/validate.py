@@ -1,0 +1,117 @@
+"""Check tool arguments against the schema the tool advertises, and say precisely what is wrong."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+from kartra_mcp.errors import ArgumentProblem, InvalidArgumentsError
+
+_JSON_TYPES = {
+    str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
+    dict: "an object", type(None): "null",
+}  # fmt: skip
+_EXPECTED = {
+    "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+    "object": "an object", "array": "an array", "null": "null",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=512)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json), format_checker=FormatChecker())
+
+
+def argument_problems(schema: Mapping[str, Any], arguments: Any) -> list[ArgumentProblem]:
+    """Every problem with `arguments` under `schema`, one per path, in a stable order."""
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    problems: dict[tuple[str, str], ArgumentProblem] = {}
+    for error in validator.iter_errors(arguments):
+        for problem in _describe(error, schema):
+            problems.setdefault((problem.path, problem.problem), problem)
+    return sorted(problems.values(), key=lambda p: (p.path, p.problem))
+
+
+def check_arguments(tool: str, schema: Mapping[str, Any], arguments: Any) -> None:
+    """Raise `InvalidArgumentsError` listing every problem, if there is any."""
+    problems = argument_problems(schema, arguments)
+    if problems:
+        raise InvalidArgumentsError(tool, problems)
+
+
+def _path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(arguments)"
+
+
+def _subschema(schema: Mapping[str, Any], parts: Iterable[Any]) -> Mapping[str, Any]:
+    node: Any = schema
+    for part in parts:
+        if not isinstance(node, Mapping):
+            return {}
+        node = node.get("items", {}) if isinstance(part, int) else (node.get("properties") or {}).get(part, {})
+    return node if isinstance(node, Mapping) else {}
+
+
+def _describe(error: ValidationError, root: Mapping[str, Any]) -> list[ArgumentProblem]:
+    where = list(error.absolute_path)
+    here = _path(where)
+    kind = error.validator
+    instance: Any = error.instance
+    expected_value: Any = error.validator_value
+    if kind == "required":
+        parent = _subschema(root, where)
+        properties = parent.get("properties") or {}
+        missing = [name for name in parent.get("required") or () if name not in (instance or {})]
+        out = []
+        for name in missing:
+            hint = (properties.get(name) or {}).get("description")
+            text = "required but missing" + (f" ({hint})" if hint else "")
+            out.append(ArgumentProblem(_path([*where, name]), text))
+        return out
+    if kind == "additionalProperties":
+        parent = _subschema(root, where)
+        known = sorted((parent.get("properties") or {}).keys())
+        extra = [name for name in instance if name not in known] if isinstance(instance, dict) else []
+        out = []
+        for name in extra:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (f"known: {', '.join(known)}" if known else "none taken")
+            out.append(ArgumentProblem(_path([*where, name]), f"unknown argument; {hint}"))
+        return out
+    if kind == "type":
+        wanted = expected_value if isinstance(expected_value, list) else [expected_value]
+        expected = " or ".join(_EXPECTED.get(str(w), str(w)) for w in wanted)
+        got = _JSON_TYPES.get(type(instance), type(instance).__name__)
+        return [ArgumentProblem(here, f"expected {expected}, got {got} ({_show(instance)})")]
+    if kind == "enum":
+        options = ", ".join(json.dumps(v) for v in expected_value)
+        return [ArgumentProblem(here, f"must be one of {options}; got {_show(instance)}")]
+    if kind in ("anyOf", "oneOf"):
+        shapes = [_shape(branch) for branch in expected_value]
+        return [ArgumentProblem(here, f"must be {' or '.join(shapes)}; got {_show(instance)}")]
+    if kind == "format":
+        return [ArgumentProblem(here, f"must be a valid {expected_value}; got {_show(instance)}")]
+    return [ArgumentProblem(here, error.message)]
+
+
+def _shape(schema: Any) -> str:
+    if not isinstance(schema, Mapping):
+        return "a value"
+    kind = schema.get("type")
+    if kind == "array":
+        return f"an array of {_shape(schema.get('items', {}))}".replace("of text", "of strings")
+    return _EXPECTED.get(str(kind), "a value")
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

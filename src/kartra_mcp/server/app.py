@@ -1,0 +1,182 @@
+"""The MCP server: tools from the executor, both protocol eras, list-changed in both."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from mcp import MCPError
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    InputRequiredResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from kartra_mcp import __version__
+from kartra_mcp.server.confirmers import confirmer_for, input_required
+from kartra_mcp.server.runtime import Runtime
+from kartra_mcp.tools.executor import CallResult
+from kartra_mcp.tools.spec import ToolSpec
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+_MAX_LEGACY_SESSIONS = 1000
+
+INSTRUCTIONS = (
+    "Operate a Kartra account (leads, tags, lists, sequences, memberships, products, transactions, subscriptions) "
+    "through Membrane. Each tool is one Kartra action; kartra-api-request reaches anything else in Kartra's API. "
+    "Tools are annotated by risk. Calls that remove things, move money, end subscriptions or revoke paid access "
+    "need a person's confirmation: the server asks them itself when the client supports it; otherwise a call "
+    "returns a preview and a confirmation_id, which you show to the person and redeem with confirm-action only "
+    "after they clearly say yes. Kartra reports failures as errors with a numeric type; read them before retrying. "
+    "When a result says OUTCOME UNKNOWN, check with a read tool before doing anything again."
+)
+SANDBOX_NOTE = (
+    "SANDBOX: this server runs on kartra-mcp's embedded sandbox, a simulated Kartra account with made-up data. "
+    "Nothing here touches a real Kartra account or real money."
+)
+
+
+class KartraServer(Server[Any]):
+    """A low-level server whose handshake advertises `tools.listChanged`."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        # The SDK's transports call this without options, which would advertise listChanged: false.
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+        )
+
+
+class ToolListNotifier:
+    """Tells clients of both eras that the tool list changed."""
+
+    def __init__(self) -> None:
+        self.bus = InMemorySubscriptionBus()
+        # One recent session per legacy connection: its standalone channel reaches that client.
+        self._legacy: OrderedDict[int, ServerSession] = OrderedDict()
+
+    def seen(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
+        key = id(ctx.session._connection)
+        self._legacy[key] = ctx.session
+        self._legacy.move_to_end(key)
+        while len(self._legacy) > _MAX_LEGACY_SESSIONS:
+            self._legacy.popitem(last=False)
+
+    async def changed(self) -> None:
+        await self.bus.publish(ToolsListChanged())
+        for key, session in list(self._legacy.items()):
+            try:
+                await session.send_tool_list_changed()
+            except Exception:  # a closed connection: forget it
+                self._legacy.pop(key, None)
+
+
+def tool_for(spec: ToolSpec, description: str) -> Tool:
+    hints = spec.annotations
+    return Tool(
+        name=spec.name,
+        title=spec.title,
+        description=description,
+        input_schema=spec.input_schema,
+        output_schema=spec.output_schema,
+        annotations=ToolAnnotations(
+            title=spec.title,
+            read_only_hint=hints.read_only,
+            destructive_hint=hints.destructive,
+            idempotent_hint=hints.idempotent,
+            open_world_hint=hints.open_world,
+        ),
+    )
+
+
+def call_tool_result(result: CallResult) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=result.text)],
+        structured_content=result.structured,
+        is_error=result.is_error,
+    )
+
+
+async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Internal failures reach the client as a bare JSON-RPC internal error, never as their text."""
+    try:
+        return await call_next(ctx)
+    except (MCPError, ValidationError):
+        raise
+    except Exception:
+        logger.exception("handler for %s failed", ctx.method)
+        raise MCPError(code=INTERNAL_ERROR, message="Internal server error") from None
+
+
+def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[KartraServer, ToolListNotifier]:
+    """The MCP server over an open runtime, and the notifier to call when its tools change."""
+    executor = runtime.executor
+    notifier = ToolListNotifier()
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
+        notifier.seen(ctx)
+        specs = executor.tools()
+        try:
+            start = int(params.cursor) if params and params.cursor else 0
+        except ValueError:
+            raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start") from None
+        if not 0 <= start <= len(specs):
+            raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start")
+        page = specs[start : start + page_size]
+        following = start + page_size
+        return ListToolsResult(
+            tools=[tool_for(s, executor.describe(s)) for s in page],
+            next_cursor=str(following) if following < len(specs) else None,
+        )
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        notifier.seen(ctx)
+        result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
+        if result.awaiting is not None:
+            return input_required(result.awaiting)
+        return call_tool_result(result)
+
+    def input_schema(name: str) -> dict[str, Any] | None:
+        spec = next((s for s in executor.tools() if s.name == name), None)
+        return spec.input_schema if spec else None
+
+    instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
+    server = KartraServer(
+        "kartra-mcp",
+        version=__version__,
+        title="Kartra (via Membrane)",
+        description="Kartra's actions as tools, with guardrails a person controls.",
+        instructions=instructions,
+        website_url="https://github.com/kartra-mcp/kartra-mcp",
+        get_tool_input_schema=input_schema,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_subscriptions_listen=ListenHandler(notifier.bus),
+    )
+    server.middleware.append(_sanitize_errors)
+    return server, notifier

@@ -1,0 +1,510 @@
+"""The `kartra-mcp` command: serve, sandbox, tools, call, doctor, audit, connect.
+
+stdout carries the MCP protocol in `serve --transport stdio`; everything this module says to a
+person goes to stderr, and only command results (`tools`, `call`, `audit`, the sandbox's address)
+go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jwt
+import uvicorn
+from mcp.server.stdio import stdio_server
+from pydantic import ValidationError
+
+from kartra_mcp import __version__
+from kartra_mcp.config import Settings
+from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
+from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
+from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+from kartra_mcp.server.app import ToolListNotifier, build_server
+from kartra_mcp.server.http import check_binding, is_loopback, serve_http
+from kartra_mcp.server.runtime import Runtime, load_effective_policy, membrane_client, open_runtime
+from kartra_mcp.tools.audit import OUTCOMES, AuditLog
+from kartra_mcp.tools.connection import connect_kartra, resolve_connection
+from kartra_mcp.tools.executor import (
+    Accepted,
+    Answer,
+    ConfirmationRequest,
+    Declined,
+    Unavailable,
+)
+from kartra_mcp.tools.policy import Target
+
+logger = logging.getLogger("kartra_mcp")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx2", "httpcore", "mcp", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for flag, field in (("policy", "policy"), ("tool_mode", "tool_mode")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    if getattr(args, "read_only", False):
+        overrides["read_only"] = True
+    return Settings(**overrides)
+
+
+def _sandbox_for(args: argparse.Namespace) -> Sandbox | None:
+    if not getattr(args, "sandbox", False):
+        return None
+    _say("kartra-mcp: using the embedded sandbox (a simulated Kartra account; nothing real is touched)")
+    return Sandbox()
+
+
+def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
+    if sandbox is None and not settings.has_credentials:
+        raise ConfigError(
+            "No Membrane credentials. Set MEMBRANE_TOKEN (or MEMBRANE_WORKSPACE_KEY, MEMBRANE_WORKSPACE_SECRET and "
+            "MEMBRANE_TENANT_KEY) to reach your Kartra account through Membrane, or pass --sandbox to try kartra-mcp "
+            "on the embedded sandbox account."
+        )
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+async def _refresh_later(runtime: Runtime, notifier: ToolListNotifier) -> None:
+    """After a start from the cache, fetch the catalog again and tell clients if it changed."""
+    try:
+        if await runtime.catalog.refresh():
+            logger.info("the Kartra action catalog changed; telling clients")
+            await notifier.changed()
+    except MembraneError as exc:
+        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    sandbox = _sandbox_for(args)
+    _require_credentials(settings, sandbox)
+    token = settings.http_token.get_secret_value() if settings.http_token else None
+    if args.transport == "http":
+        check_binding(args.host, token)
+    async with open_runtime(settings, sandbox=sandbox) as runtime:
+        server, notifier = build_server(runtime)
+        async with anyio.create_task_group() as group:
+            if runtime.catalog.loaded_from_cache:
+                group.start_soon(_refresh_later, runtime, notifier)
+            if args.transport == "http":
+                await serve_http(server, host=args.host, port=args.port, token=token)
+            else:
+                async with stdio_server() as (read, write):
+                    await server.run(read, write, server.create_initialization_options())
+            group.cancel_scope.cancel()
+    return 0
+
+
+# -- sandbox ----------------------------------------------------------------------------------
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    faults = []
+    if args.faults:
+        text = Path(args.faults[1:]).read_text(encoding="utf-8") if args.faults.startswith("@") else args.faults
+        faults = parse_rules(text)
+    config = SandboxConfig(
+        token=args.token,
+        seed=args.seed,
+        leads=args.leads,
+        db=args.db,
+        fault_seed=args.seed,
+        faults=faults,
+        base_url=f"http://{args.host}:{args.port}",
+    )
+    if not is_loopback(args.host):
+        _say(f"kartra-mcp sandbox: listening on {args.host}, beyond this machine; every request needs the token.")
+    sandbox = Sandbox(config)
+    counts = sandbox.state()["counts"]
+    print(f"Kartra sandbox (Membrane-compatible API) at http://{args.host}:{args.port}", flush=True)
+    print(f"token: {sandbox.token}", flush=True)
+    print(
+        f"account: {counts['leads']} leads, {counts['transactions']} transactions, "
+        f"{counts['subscriptions']} subscriptions" + (f"; state in {args.db}" if args.db else ""),
+        flush=True,
+    )
+    print(
+        f"use it: MEMBRANE_API_URL=http://{args.host}:{args.port} MEMBRANE_TOKEN=<token> kartra-mcp serve", flush=True
+    )
+    try:
+        uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level="warning", log_config=None)
+    finally:
+        sandbox.close()
+    return 0
+
+
+# -- tools and call ---------------------------------------------------------------------------
+
+
+async def _tools(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    sandbox = _sandbox_for(args)
+    _require_credentials(settings, sandbox)
+    async with open_runtime(settings, sandbox=sandbox) as runtime:
+        executor = runtime.executor
+        rows = []
+        for spec in executor.tools():
+            mode = (
+                executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
+                if spec.kind == "action"
+                else {"proxy": "by body", "confirm": "-", "search": "allow", "run": "by action"}[spec.kind]
+            )
+            rows.append(
+                {
+                    "name": spec.name,
+                    "risk": spec.risk.value,
+                    "policy": mode,
+                    "title": spec.title,
+                    "description": executor.describe(spec),
+                    "input_schema": spec.input_schema,
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for row in rows:
+            print(f"{row['name']:<{width}}  {row['risk']:<11}  {row['policy']:<7}  {row['title']}")
+        _say(f"{len(rows)} tools ({runtime.connection.name}, connection {runtime.connection.id})")
+    return 0
+
+
+class TerminalConfirmer:
+    """Asks on the terminal; `--yes` answers for the person; no terminal and no `--yes` refuses."""
+
+    def __init__(self, *, yes: bool, ask: Callable[[str], str] = input, interactive: bool | None = None) -> None:
+        self._yes = yes
+        self._ask = ask
+        self._interactive = sys.stdin.isatty() if interactive is None else interactive
+        self.refused_for_want_of_terminal = False
+
+    async def confirm(self, request: ConfirmationRequest) -> Answer:
+        if self._yes:
+            _say(f"{request.preview.text()}\n(--yes given: going ahead)")
+            return Accepted("cli --yes")
+        if not self._interactive:
+            self.refused_for_want_of_terminal = True
+            return Unavailable()
+        _say(f"\n{request.preview.text()}\n")
+        reply = await anyio.to_thread.run_sync(self._ask, "Type 'yes' to go ahead, anything else to stop: ")
+        return Accepted("terminal") if reply.strip().lower() == "yes" else Declined("decline")
+
+
+async def _call(args: argparse.Namespace) -> int:
+    try:
+        arguments = json.loads(args.arguments) if args.arguments else {}
+    except ValueError as exc:
+        raise ConfigError(
+            f'The arguments must be a JSON object, e.g. \'{{"email": "a@example.com"}}\': {exc}'
+        ) from None
+    if not isinstance(arguments, dict):
+        raise ConfigError('The arguments must be a JSON object, e.g. \'{"email": "a@example.com"}\'.')
+    settings = _settings(args)
+    sandbox = _sandbox_for(args)
+    _require_credentials(settings, sandbox)
+    # A one-shot command has no later confirm-action: without a terminal or --yes, it refuses.
+    policy = replace(load_effective_policy(settings), on_unconfirmable="refuse")
+    async with open_runtime(settings, sandbox=sandbox, policy=policy) as runtime:
+        confirmer = TerminalConfirmer(yes=args.yes)
+        result = await runtime.executor.call(args.tool, arguments, confirmer)
+    if confirmer.refused_for_want_of_terminal:
+        _say(
+            "kartra-mcp call: this needs a person's confirmation and there is no terminal to ask on; "
+            "run it in a terminal, or pass --yes to confirm it yourself."
+        )
+    if result.structured is not None and args.json:
+        print(json.dumps(result.structured, indent=2, ensure_ascii=False))
+    else:
+        print(result.text)
+    return 1 if result.is_error else 0
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+class _Checks:
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def ok(self, what: str, detail: str) -> None:
+        print(f"PASS  {what}: {detail}")
+
+    def fail(self, what: str, detail: str, fix: str) -> None:
+        self.failed += 1
+        print(f"FAIL  {what}: {detail}\n      fix: {fix}")
+
+
+def _token_check(settings: Settings, checks: _Checks) -> None:
+    if settings.membrane_token is None:
+        try:
+            auth = auth_from_settings(settings)
+        except ConfigError as exc:
+            checks.fail("token", str(exc), "set the three MEMBRANE_WORKSPACE_*/TENANT_KEY variables")
+            return
+        assert isinstance(auth, WorkspaceCredentials)
+        claims = jwt.decode(auth.token, options={"verify_signature": False})
+        checks.ok("token", f"minted for tenant {claims['id']!r} of workspace {claims['iss']!r}, valid 1 hour")
+        return
+    raw = settings.membrane_token.get_secret_value()
+    if raw.startswith("pat-"):
+        checks.ok("token", "a personal access token")
+        return
+    try:
+        claims = jwt.decode(raw, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        checks.ok("token", "an opaque bearer token (Membrane will judge it)")
+        return
+    expires = claims.get("exp")
+    if isinstance(expires, int | float) and expires < time.time():
+        checks.fail(
+            "token",
+            f"expired at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(expires))}",
+            "issue a new MEMBRANE_TOKEN, or use workspace credentials so tokens are minted as needed",
+        )
+        return
+    tenant = claims.get("id") or claims.get("tenantKey") or "?"
+    checks.ok(
+        "token",
+        f"a JWT for tenant {tenant!r}"
+        + (f", valid until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(expires))}" if expires else ""),
+    )
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    checks = _Checks()
+    settings = _settings(args)
+    sandbox = _sandbox_for(args)
+    if sandbox is not None:
+        checks.ok("settings", "the embedded sandbox (--sandbox); Membrane credentials are not used")
+    elif settings.has_credentials:
+        kind = "MEMBRANE_TOKEN" if settings.membrane_token else "workspace credentials"
+        checks.ok("settings", f"{kind}; Membrane at {settings.membrane_api_url}")
+        _token_check(settings, checks)
+    else:
+        checks.fail(
+            "settings",
+            "no Membrane credentials",
+            "set MEMBRANE_TOKEN, or MEMBRANE_WORKSPACE_KEY + MEMBRANE_WORKSPACE_SECRET + MEMBRANE_TENANT_KEY; "
+            "or run with --sandbox",
+        )
+        return 1
+    try:
+        policy = load_effective_policy(settings)
+        checks.ok(
+            "policy",
+            f"{policy.source}; read_only={policy.read_only}, kill_switch={policy.kill_switch}, "
+            f"on_unconfirmable={policy.on_unconfirmable}",
+        )
+    except ConfigError as exc:
+        checks.fail(
+            "policy", str(exc), "fix the policy file (see schemas/policy.schema.json) or unset KARTRA_MCP_POLICY"
+        )
+    try:
+        AuditLog(settings.audit_db).close()
+        checks.ok("audit log", str(settings.audit_db))
+    except (OSError, sqlite3.Error) as exc:
+        checks.fail("audit log", f"{settings.audit_db}: {exc}", "set KARTRA_MCP_AUDIT_DB to a writable file")
+    try:
+        async with membrane_client(settings, sandbox=sandbox) as client:
+            started = time.perf_counter()
+            connections = await client.list_connections()
+            checks.ok(
+                "Membrane API",
+                f"reachable, {len(connections)} connection(s), {(time.perf_counter() - started) * 1000:.0f} ms",
+            )
+            try:
+                connection = await resolve_connection(client, settings.connection_id)
+            except ConfigError as exc:
+                checks.fail("Kartra connection", str(exc), "run `kartra-mcp connect`, or set KARTRA_MCP_CONNECTION_ID")
+                return 1
+            checks.ok("Kartra connection", f"{connection.id} ({connection.name})")
+            started = time.perf_counter()
+            actions = await client.list_actions(connection_id=connection.id)
+            elapsed = (time.perf_counter() - started) * 1000
+            if actions:
+                checks.ok("actions", f"{len(actions)} Kartra actions listed in {elapsed:.0f} ms")
+            else:
+                checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
+    except MembraneError as exc:
+        checks.fail(
+            "Membrane API", str(exc), "check MEMBRANE_API_URL and the token (a 401 means the token is wrong or expired)"
+        )
+    print(f"\n{'all checks passed' if not checks.failed else f'{checks.failed} check(s) failed'}")
+    return 1 if checks.failed else 0
+
+
+# -- audit and connect ------------------------------------------------------------------------
+
+_SPAN = re.compile(r"^(\d+)\s*([smhdw])$")
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """`24h`, `30m`, `7d`, `2w`, or an ISO date or time (UTC), as epoch seconds."""
+    now = time.time() if now is None else now
+    match = _SPAN.match(text.strip().lower())
+    if match:
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return now - int(match.group(1)) * seconds
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r}: give a span like 24h, 30m, 7d, or an ISO date such as 2026-11-01"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _audit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.audit_db.exists():
+        _say(f"No audit log yet at {settings.audit_db}.")
+        return 0
+    log = AuditLog(settings.audit_db)
+    try:
+        rows = log.rows(
+            since=parse_since(args.since) if args.since else None,
+            tool=args.tool,
+            outcome=args.outcome,
+            limit=args.limit,
+        )
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
+        return 0
+    for row in reversed(rows):
+        data = row.as_dict()
+        print(
+            f"{data['time']}  #{row.id:<5} {row.tool:<28} {row.risk:<11} {row.outcome:<21} "
+            f"{row.confirmation or '-':<12} {json.dumps(row.arguments, ensure_ascii=False)[:60]}"
+            + (f"  ! {row.error[:80]}" if row.error else "")
+        )
+    _say(f"{len(rows)} row(s) from {settings.audit_db}")
+    return 0
+
+
+async def _connect(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _require_credentials(settings, None)
+
+    def show(request: ConnectionRequest) -> None:
+        _say(f"Open this link in a browser to connect Kartra:\n\n  {request.url}\n\nWaiting for you to finish...")
+
+    async with membrane_client(settings) as client:
+        connection = await connect_kartra(client, show_url=show)
+    print(
+        f"Connected: {connection.id} ({connection.name}). kartra-mcp will use it; if you have several, set "
+        f"KARTRA_MCP_CONNECTION_ID={connection.id}"
+    )
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kartra-mcp", description="Kartra for AI assistants, through Membrane, with guardrails a person controls."
+    )
+    parser.add_argument("--version", action="version", version=f"kartra-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser, *, sandbox: bool = True) -> None:
+        if sandbox:
+            sub.add_argument("--sandbox", action="store_true", help="use the embedded sandbox account")
+        sub.add_argument("--policy", type=Path, help="policy file (TOML); default KARTRA_MCP_POLICY")
+        sub.add_argument("--read-only", action="store_true", help="only reads are listed and run")
+        sub.add_argument(
+            "--tool-mode",
+            choices=["actions", "search"],
+            help="one tool per action (default), or search-actions + run-action",
+        )
+
+    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
+    common(serve)
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+
+    sandbox = commands.add_parser("sandbox", help="run the sandbox: a Membrane-compatible API over a Kartra account")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8700)
+    sandbox.add_argument("--token", help="the bearer token to accept (default: a tenant JWT, printed at start)")
+    sandbox.add_argument("--seed", type=int, default=7, help="seed of the generated account (default 7)")
+    sandbox.add_argument("--leads", type=int, default=120, help="how many leads to generate (default 120)")
+    sandbox.add_argument("--db", type=Path, help="keep the account in this SQLite file across restarts")
+    sandbox.add_argument("--faults", help="fault rules as JSON, or @FILE")
+
+    tools = commands.add_parser("tools", help="list the tools with their risk and policy")
+    common(tools)
+    tools.add_argument("--json", action="store_true")
+
+    call = commands.add_parser("call", help="call one tool from the terminal")
+    common(call)
+    call.add_argument("tool")
+    call.add_argument("arguments", nargs="?", default="{}", help="the arguments as a JSON object")
+    call.add_argument("--yes", action="store_true", help="confirm without asking (you are the person confirming)")
+    call.add_argument("--json", action="store_true", help="print the structured result")
+
+    doctor = commands.add_parser("doctor", help="check settings, token, connection and actions")
+    common(doctor)
+
+    audit = commands.add_parser("audit", help="read the audit log")
+    audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
+    audit.add_argument("--tool")
+    audit.add_argument("--outcome", choices=OUTCOMES)
+    audit.add_argument("--limit", type=int, default=200)
+    audit.add_argument("--json", action="store_true")
+
+    commands.add_parser("connect", help="connect Kartra to your Membrane tenant (prints a link)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = os.environ.get("KARTRA_MCP_LOG_LEVEL", "INFO").upper()
+    _setup_logging(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    try:
+        if args.command == "sandbox":
+            return _sandbox(args)
+        if args.command == "audit":
+            return _audit(args)
+        runner = {"serve": _serve, "tools": _tools, "call": _call, "doctor": _doctor, "connect": _connect}
+        return anyio.run(runner[args.command], args)
+    except ConfigError as exc:
+        _say(f"kartra-mcp: {exc}")
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        _say(f"kartra-mcp: invalid setting: {problems}")
+        return 2
+    except KartraMCPError as exc:
+        _say(f"kartra-mcp: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130

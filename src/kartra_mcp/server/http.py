@@ -1,0 +1,96 @@
+"""Streamable HTTP at `/mcp`, behind a bearer token when one is set."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kartra_mcp.errors import ConfigError
+from kartra_mcp.server.app import KartraServer
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(host: str, token: str | None) -> None:
+    """Anything but loopback needs a token: an open port must not hand out a Kartra account."""
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"Serving HTTP on {host} (not loopback) requires KARTRA_MCP_HTTP_TOKEN: set it to a long random "
+            "secret, and have clients send it as 'Authorization: Bearer <token>'."
+        )
+
+
+class BearerGuard:
+    """ASGI middleware: every request but the health check must carry the bearer token."""
+
+    def __init__(self, app: ASGIApp, token: str, *, exempt: frozenset[str] = frozenset({HEALTH_PATH})) -> None:
+        self.app = app
+        self._token = token.encode()
+        self._exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self._exempt:
+            header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            scheme, _, presented = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(presented.strip(), self._token):
+                body = json.dumps(
+                    {
+                        "error": "invalid_token",
+                        "error_description": "Send Authorization: Bearer <KARTRA_MCP_HTTP_TOKEN>",
+                    }
+                )
+                response = Response(
+                    body,
+                    status_code=401,
+                    media_type="application/json",
+                    headers={"WWW-Authenticate": 'Bearer realm="kartra-mcp"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def http_app(server: KartraServer, *, host: str, token: str | None) -> ASGIApp:
+    """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm) and /healthz."""
+    check_binding(host, token)
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, host=host, custom_starlette_routes=[Route(HEALTH_PATH, _health)]
+    )
+    return BearerGuard(app, token) if token else app
+
+
+async def serve_http(server: KartraServer, *, host: str, port: int, token: str | None) -> None:
+    app = http_app(server, host=host, token=token)
+    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
+    logger.info(
+        "MCP over streamable HTTP at http://%s:%d%s%s",
+        host,
+        port,
+        MCP_PATH,
+        " (bearer token required)" if token else "",
+    )
+    await uvicorn.Server(config).serve()

@@ -1,0 +1,112 @@
+"""Everything a running server holds, opened and closed in one place."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+
+from kartra_mcp.config import Settings
+from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
+from kartra_mcp.sandbox import Sandbox, asgi_transport
+from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.catalog import Catalog
+from kartra_mcp.tools.confirm import ConfirmationBook
+from kartra_mcp.tools.connection import resolve_connection
+from kartra_mcp.tools.executor import BUILTIN_NAMES, Executor
+from kartra_mcp.tools.policy import Policy, load_policy
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_URL = "http://sandbox.kartra-mcp.invalid"
+
+
+@dataclass
+class Runtime:
+    """The open client, the resolved connection, the catalog and the call pipeline."""
+
+    settings: Settings
+    client: MembraneClient
+    connection: Connection
+    catalog: Catalog
+    executor: Executor
+    audit: AuditLog
+    sandbox: Sandbox | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self.executor.policy
+
+
+def load_effective_policy(settings: Settings) -> Policy:
+    """The policy file (or the defaults), made stricter by `KARTRA_MCP_READ_ONLY`/`KILL_SWITCH`."""
+    return load_policy(settings.policy).with_overrides(read_only=settings.read_only, kill_switch=settings.kill_switch)
+
+
+def membrane_client(
+    settings: Settings,
+    *,
+    sandbox: Sandbox | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+) -> MembraneClient:
+    """A client for the real Membrane, or for the in-process sandbox."""
+    if sandbox is not None:
+        return MembraneClient(
+            base_url=SANDBOX_URL,
+            auth=BearerToken(sandbox.token),
+            transport=asgi_transport(sandbox),
+            timeout=settings.request_timeout,
+            retry=retry,
+        )
+    return MembraneClient(
+        base_url=settings.membrane_api_url,
+        auth=auth_from_settings(settings),
+        transport=transport,
+        timeout=settings.request_timeout,
+        retry=retry,
+    )
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    sandbox: Sandbox | None = None,
+    policy: Policy | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+) -> AsyncIterator[Runtime]:
+    """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools."""
+    policy = policy or load_effective_policy(settings)
+    audit = AuditLog(settings.audit_db)
+    try:
+        async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
+            connection = await resolve_connection(client, settings.connection_id)
+            catalog = Catalog(
+                client, connection.id, cache_dir=None if sandbox else settings.cache_dir, reserved=BUILTIN_NAMES
+            )
+            await catalog.start()
+            secret = (
+                settings.confirm_secret.get_secret_value().encode()
+                if settings.confirm_secret
+                else secrets.token_bytes(32)
+            )
+            book = ConfirmationBook(secret, ttl=policy.confirmation_ttl)
+            executor = Executor(
+                client=client, catalog=catalog, policy=policy, book=book, audit=audit, tool_mode=settings.tool_mode
+            )
+            logger.info(
+                "Kartra connection %s (%s): %d tools%s",
+                connection.id,
+                connection.name,
+                len(executor.tools()),
+                " from the cache" if catalog.loaded_from_cache else "",
+            )
+            yield Runtime(settings, client, connection, catalog, executor, audit, sandbox)
+    finally:
+        audit.close()

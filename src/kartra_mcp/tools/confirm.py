@@ -1,0 +1,110 @@
+"""Confirmation ids: what a person's yes is bound to, and how it is spent.
+
+An id is `<nonce>.<mac>`: the MAC (HMAC-SHA256 under a server secret) covers the nonce, the tool,
+a digest of the canonical arguments, the connection and the expiry, which the server keeps beside
+the nonce. So an id runs exactly the call it was issued for, on the connection it was issued for,
+once, before it expires. A forged, damaged, expired, spent or unknown id runs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kartra_mcp.errors import ConfirmationInvalid
+
+
+def canonical(arguments: Mapping[str, Any]) -> str:
+    """The one text of a set of arguments: sorted keys, no spaces."""
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A call waiting for a person's yes."""
+
+    nonce: str
+    tool: str
+    arguments: Mapping[str, Any]
+    connection: str
+    expires_at: float
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(canonical(self.arguments).encode()).hexdigest()
+
+
+class ConfirmationBook:
+    """Issues confirmation ids, keeps the calls they stand for, and redeems each at most once."""
+
+    def __init__(self, secret: bytes, *, ttl: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self.ttl = ttl
+        self._clock = clock
+        self._pending: dict[str, PendingCall] = {}
+        self._spent: dict[str, float] = {}
+
+    def issue(self, tool: str, arguments: Mapping[str, Any], connection: str) -> tuple[str, float]:
+        """A new id for this exact call, and when it expires (epoch seconds)."""
+        self._forget_expired()
+        nonce = secrets.token_hex(12)
+        call = PendingCall(nonce, tool, copy.deepcopy(dict(arguments)), connection, self._clock() + self.ttl)
+        self._pending[nonce] = call
+        return f"{nonce}.{self._mac(call)}", call.expires_at
+
+    def redeem(self, confirmation_id: str, connection: str) -> PendingCall:
+        """Spend an id and return the call it confirms (for the confirm-action tool)."""
+        call = self._verify(confirmation_id, connection)
+        self._spend(call)
+        return call
+
+    def redeem_for(self, confirmation_id: str, tool: str, arguments: Mapping[str, Any], connection: str) -> None:
+        """Spend an id echoed back with a retried call; it must be for this very call."""
+        call = self._verify(confirmation_id, connection)
+        if call.tool != tool or call.digest != PendingCall("", tool, arguments, connection, 0).digest:
+            raise ConfirmationInvalid(
+                "This confirmation was given for a different call; nothing was run. Call the "
+                "tool again to get a new confirmation."
+            )
+        self._spend(call)
+
+    def _verify(self, confirmation_id: str, connection: str) -> PendingCall:
+        nonce, _, mac = confirmation_id.strip().partition(".")
+        if nonce in self._spent:
+            raise ConfirmationInvalid("This confirmation id was already used; nothing was run. Each id works once.")
+        call = self._pending.get(nonce)
+        if call is None or not mac:
+            raise ConfirmationInvalid(
+                "Unknown confirmation id; nothing was run. It may be mistyped, or the server "
+                "restarted: call the tool again to get a new preview and id."
+            )
+        if not hmac.compare_digest(mac, self._mac(call)) or call.connection != connection:
+            raise ConfirmationInvalid("This confirmation id is not valid (it was altered or forged); nothing was run.")
+        if self._clock() > call.expires_at:
+            self._pending.pop(nonce, None)
+            raise ConfirmationInvalid(
+                "This confirmation id has expired; nothing was run. Call the tool again and ask the person again."
+            )
+        return call
+
+    def _spend(self, call: PendingCall) -> None:
+        self._pending.pop(call.nonce, None)
+        self._spent[call.nonce] = call.expires_at
+
+    def _mac(self, call: PendingCall) -> str:
+        message = "\x1f".join((call.nonce, call.tool, call.digest, call.connection, f"{call.expires_at:.3f}"))
+        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        for nonce in [n for n, c in self._pending.items() if c.expires_at < now]:
+            del self._pending[nonce]
+        for nonce in [n for n, t in self._spent.items() if t < now]:
+            del self._spent[nonce]

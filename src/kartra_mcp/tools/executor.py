@@ -1,0 +1,649 @@
+"""One tool call, from name and arguments to result.
+
+```
+look up the tool          unknown -> error, nothing sent
+check the arguments       invalid -> every bad path, nothing sent
+classify and decide       deny -> refused (audited)
+preview with facts        impossible or over a cap -> refused before anyone is asked
+ask the person            through the Confirmer the server supplies; no -> declined (audited)
+record the intent         audit row, outcome `unknown`
+send                      a read may be retried; a write never is
+record the outcome        success, failed, or unknown when a write's answer was lost
+```
+
+It knows nothing of MCP: the server supplies a `Confirmer` that asks the person by elicitation,
+or says it cannot.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from kartra_mcp import phpform
+from kartra_mcp.errors import (
+    ActionDenied,
+    ArgumentProblem,
+    ConfirmationDeclined,
+    ConfirmationInvalid,
+    InvalidArgumentsError,
+    KartraError,
+    MembraneApiError,
+    MembraneError,
+    ToolCallError,
+    UnknownToolError,
+)
+from kartra_mcp.membrane import MembraneClient
+from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.tools.audit import AuditLog, Outcome
+from kartra_mcp.tools.catalog import Catalog
+from kartra_mcp.tools.confirm import ConfirmationBook
+from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, invocations_for_action
+from kartra_mcp.tools.policy import Decision, Policy, Target
+from kartra_mcp.tools.preview import Preview, Previewer
+from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
+from kartra_mcp.tools.results import CHECK_WITH, describe_failure, kartra_failure, render
+from kartra_mcp.tools.spec import Risk, ToolSpec
+
+logger = logging.getLogger(__name__)
+
+CONFIRM_TOOL = "confirm-action"
+SEARCH_TOOL = "search-actions"
+RUN_TOOL = "run-action"
+BUILTIN_NAMES = frozenset({PROXY_TOOL, CONFIRM_TOOL, SEARCH_TOOL, RUN_TOOL})
+
+
+# -- what the server supplies and gets back ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfirmationRequest:
+    """A call waiting for a person's yes, with what they are shown."""
+
+    tool: str
+    risk: Risk
+    preview: Preview
+    confirmation_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The person said yes. `echoed_id` is the confirmation id a retried request carried back."""
+
+    how: str
+    echoed_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Declined:
+    action: Literal["decline", "cancel"]
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """This client cannot ask the person."""
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """The question goes back to the client in the result; the client retries with the answer."""
+
+
+Answer = Accepted | Declined | Unavailable | Deferred
+
+
+class Confirmer(Protocol):
+    async def confirm(self, request: ConfirmationRequest) -> Answer: ...
+
+
+class NoConfirmer:
+    """For callers that can never ask: every confirmation is unavailable."""
+
+    async def confirm(self, request: ConfirmationRequest) -> Answer:
+        return Unavailable()
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What the model gets back. `awaiting` is set when the client must ask the person and retry."""
+
+    text: str
+    structured: dict[str, Any] | None = None
+    is_error: bool = False
+    awaiting: ConfirmationRequest | None = None
+
+
+@dataclass(frozen=True)
+class _Sent:
+    data: Any
+    status: int | None
+
+
+@dataclass
+class _Call:
+    """A checked call, ready for the policy and for sending."""
+
+    spec: ToolSpec
+    arguments: dict[str, Any]
+    risk: Risk
+    targets: list[Target]
+    invocations: list[Invocation]
+    send: Callable[[], Awaitable[_Sent]]
+    structured: Callable[[_Sent], dict[str, Any]] = field(default=lambda sent: sent.data)
+
+
+# -- the built-in tools ----------------------------------------------------------------------------
+
+_CONFIRM_SPEC = ToolSpec(
+    name=CONFIRM_TOOL,
+    title="Confirm a previewed action",
+    description=(
+        "Run a call that a person has confirmed. Use it only with the confirmation_id from a preview that you "
+        "showed to the person, and only after they explicitly said yes. It runs exactly the previewed call, once, "
+        "within a few minutes of the preview. Never call it on your own initiative."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {"confirmation_id": {"type": "string", "description": "The id from the preview."}},
+        "required": ["confirmation_id"],
+        "additionalProperties": False,
+    },
+    risk=Risk.CRITICAL,
+    kind="confirm",
+)
+_SEARCH_SPEC = ToolSpec(
+    name=SEARCH_TOOL,
+    title="Search Kartra actions",
+    description=(
+        "Find Kartra actions by what you want to do (e.g. 'refund a payment', 'tag a lead'). Returns the best "
+        "matches with their full input schemas, risk and whether a person must confirm them; run one with "
+        "run-action."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "minLength": 1, "maxLength": 200, "description": "What you want to do."},
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 25,
+                "default": 8,
+                "description": "How many actions to return.",
+            },
+        },
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+    risk=Risk.READ,
+    kind="search",
+)
+_RUN_SPEC = ToolSpec(
+    name=RUN_TOOL,
+    title="Run a Kartra action",
+    description=(
+        "Run one Kartra action found with search-actions. 'input' must match that action's input schema; it may be "
+        "an object or a JSON string. Guardrails apply as to the action itself: some actions need a person's "
+        "confirmation."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "action": {"type": "string", "description": "The action's name (key) as search-actions returned it."},
+            "input": {
+                "anyOf": [{"type": "object"}, {"type": "string"}],
+                "description": "The action's arguments, as an object or a JSON string.",
+            },
+        },
+        "required": ["action"],
+        "additionalProperties": False,
+    },
+    risk=Risk.CRITICAL,
+    kind="run",
+)
+
+
+class Executor:
+    """Runs tool calls under the policy, for one connection."""
+
+    def __init__(
+        self,
+        *,
+        client: MembraneClient,
+        catalog: Catalog,
+        policy: Policy,
+        book: ConfirmationBook,
+        audit: AuditLog,
+        tool_mode: Literal["actions", "search"] = "actions",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.catalog = catalog
+        self.policy = policy
+        self.book = book
+        self.audit = audit
+        self.tool_mode = tool_mode
+        self._clock = clock
+        self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
+        self._proxy = proxy_spec()
+
+    @property
+    def connection_id(self) -> str:
+        return self.catalog.connection_id
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def tools(self) -> list[ToolSpec]:
+        """The tools to list, in a stable order, under the policy."""
+        policy = self.policy
+        if self.tool_mode == "search":
+            listed = [_SEARCH_SPEC, _RUN_SPEC]
+        else:
+            listed = [s for s in self.catalog.specs if policy.visible(s.name, s.risk, s.action_key)]
+        listed.append(self._proxy)
+        may_ask = any(m == "confirm" for m in (*policy.classes.values(), *policy.actions.values()))
+        if may_ask and policy.on_unconfirmable == "token" and not (policy.read_only or policy.kill_switch):
+            listed.append(_CONFIRM_SPEC)
+        return listed
+
+    def describe(self, spec: ToolSpec) -> str:
+        """The tool's description, with what the policy does to it, in words for the model."""
+        text = spec.description
+        if spec.kind in ("confirm", "search"):
+            return text
+        if spec.kind in ("proxy", "run"):
+            if self.policy.read_only or self.policy.kill_switch:
+                return text + "\n\nOnly reads are allowed right now (read-only mode or the kill switch)."
+            return text
+        mode = self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
+        notes = [f"Risk: {spec.risk.value}."]
+        if mode == "confirm":
+            notes.append(
+                "Needs a person's confirmation before it runs: the server asks them directly when the client can. "
+                "Otherwise the result is a preview and a confirmation_id: show the preview to the person, wait for "
+                "their explicit yes, and only then call confirm-action. Never confirm on their behalf."
+            )
+        if spec.risk is Risk.CRITICAL:
+            notes.append("Cannot be undone.")
+        return f"{text}\n\n{' '.join(notes)}"
+
+    # -- calling ------------------------------------------------------------------------------
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None, confirmer: Confirmer) -> CallResult:
+        """Run one call; failures the model can act on come back as error results, never raised."""
+        try:
+            return await self._call(name, dict(arguments or {}), confirmer)
+        except ToolCallError as exc:
+            return CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
+
+    async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
+        spec = self._lookup(name)
+        if spec.kind == "confirm":
+            check_arguments(spec.name, spec.input_schema, arguments)
+            return await self._confirm_action(str(arguments["confirmation_id"]))
+        if spec.kind == "search":
+            check_arguments(spec.name, spec.input_schema, arguments)
+            return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
+        if spec.kind == "run":
+            check_arguments(spec.name, spec.input_schema, arguments)
+            spec, arguments = self._run_target(arguments)
+        check_arguments(spec.name, spec.input_schema, arguments)
+        call = self._prepare(spec, arguments)
+        decision = self.policy.decide(spec.name, call.targets)
+        if decision.mode == "deny":
+            self._refuse(call, decision.reason)
+        self._check_rate(call)
+        preview: Preview | None = None
+        refunds = any(i.cmd == "refund_transaction" for i in call.invocations)
+        if decision.mode == "confirm" or (refunds and self.policy.max_refund_amount is not None):
+            try:
+                preview = await self.previewer.preview(spec.title, call.invocations, arguments)
+            except ActionDenied as exc:
+                self._refuse(call, exc.reason, rule=exc.rule)
+        if decision.mode == "allow":
+            return await self._execute(call, decision, "policy")
+        assert preview is not None
+        return await self._ask(call, decision, preview, confirmer)
+
+    def _lookup(self, name: str) -> ToolSpec:
+        builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC)}
+        listed = {s.name for s in self.tools()}
+        if name in builtins and name in listed:
+            return builtins[name]
+        spec = self.catalog.get(name)
+        if spec is not None and self.tool_mode == "actions":
+            if name not in listed:
+                raise ActionDenied(
+                    self.policy.decide(name, [Target(spec.action_key, spec.risk)]).reason
+                    or f"{name} is not available under the current policy."
+                )
+            return spec
+        known = sorted(listed)
+        raise UnknownToolError(name, difflib.get_close_matches(name, known, n=3))
+
+    def _run_target(self, arguments: Mapping[str, Any]) -> tuple[ToolSpec, dict[str, Any]]:
+        wanted = str(arguments["action"])
+        spec = (
+            self.catalog.get(wanted)
+            or self.catalog.by_action_key(wanted)
+            or next((s for s in self.catalog.specs if s.action_id == wanted), None)
+        )
+        if spec is None:
+            raise UnknownToolError(wanted, [s.name for s in self._local_search(wanted, 3)])
+        raw = arguments.get("input", {})
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                raise InvalidArgumentsError(
+                    RUN_TOOL, [ArgumentProblem("input", f"is not valid JSON ({exc})")]
+                ) from None
+        if not isinstance(raw, dict):
+            raise InvalidArgumentsError(RUN_TOOL, [ArgumentProblem("input", "must be a JSON object")])
+        if not self.policy.visible(spec.name, spec.risk, spec.action_key):
+            raise ActionDenied(
+                self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).reason
+                or f"{spec.name} is not available under the current policy."
+            )
+        return spec, raw
+
+    def _prepare(self, spec: ToolSpec, arguments: dict[str, Any]) -> _Call:
+        if spec.kind == "proxy":
+            request = build_request(arguments)
+            invocations = request.invocations or []
+            targets = [Target(COMMANDS[i.cmd].action if i.cmd in COMMANDS else None, i.risk) for i in invocations]
+
+            async def send_proxy() -> _Sent:
+                response = await self.client.proxy(
+                    self.connection_id,
+                    request.method,
+                    request.path,
+                    query=request.query,
+                    headers=request.headers,
+                    body=request.body,
+                    retry_safe=request.risk is Risk.READ,
+                )
+                return _Sent(response.data(), response.status_code)
+
+            return _Call(
+                spec,
+                arguments,
+                request.risk,
+                targets or [Target(None, request.risk)],
+                invocations,
+                send_proxy,
+                lambda sent: {"status_code": sent.status, "body": sent.data},
+            )
+        assert spec.action_id is not None
+        assert spec.action_key is not None
+        action_id, key = spec.action_id, spec.action_key
+        payload: Any = arguments[spec.wrapped] if spec.wrapped else arguments
+
+        async def send_action() -> _Sent:
+            run = await self.client.run_action(
+                action_id, connection_id=self.connection_id, input=payload, retry_safe=spec.risk is Risk.READ
+            )
+            return _Sent(run.output, 200)
+
+        def structured(sent: _Sent) -> dict[str, Any]:
+            return sent.data if isinstance(sent.data, dict) else {"result": sent.data}
+
+        return _Call(
+            spec,
+            arguments,
+            spec.risk,
+            [Target(key, spec.risk)],
+            invocations_for_action(key, arguments),
+            send_action,
+            structured,
+        )
+
+    def _check_rate(self, call: _Call) -> None:
+        cap = self.policy.max_critical_calls_per_hour
+        if cap is None or call.risk is not Risk.CRITICAL:
+            return
+        done = self.audit.count_since(self._clock() - 3600, risk=Risk.CRITICAL.value)
+        if done >= cap:
+            self._refuse(
+                call,
+                f"The policy allows {cap} critical call(s) per hour and {done} ran in the last hour. "
+                "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
+                rule="cap",
+            )
+
+    def _refuse(self, call: _Call, reason: str, *, rule: str = "policy") -> None:
+        self._record(call, "deny", None, "refused", error=reason)
+        raise ActionDenied(reason, rule=rule)
+
+    def _record(
+        self, call: _Call, decision: str, confirmation: str | None, outcome: Outcome, error: str | None = None
+    ) -> int:
+        return self.audit.intent(
+            tool=call.spec.name,
+            action=call.spec.action_key or ",".join(i.cmd for i in call.invocations) or None,
+            arguments=call.arguments,
+            risk=call.risk.value,
+            decision=decision,
+            confirmation=confirmation,
+            connection=self.connection_id,
+            outcome=outcome,
+            error=error,
+        )
+
+    async def _ask(self, call: _Call, decision: Decision, preview: Preview, confirmer: Confirmer) -> CallResult:
+        spec = call.spec
+        confirmation_id, expires_at = self.book.issue(spec.name, call.arguments, self.connection_id)
+        request = ConfirmationRequest(spec.name, call.risk, preview, confirmation_id, expires_at)
+        answer = await confirmer.confirm(request)
+        if isinstance(answer, Accepted):
+            try:
+                self.book.redeem_for(answer.echoed_id or confirmation_id, spec.name, call.arguments, self.connection_id)
+            except ConfirmationInvalid as exc:
+                self._record(call, "confirm", answer.how, "refused", error=str(exc))
+                raise
+            return await self._execute(call, decision, answer.how)
+        if isinstance(answer, Declined):
+            self._record(call, "confirm", "elicitation", "declined", error=f"person chose {answer.action}")
+            raise ConfirmationDeclined(answer.action)
+        if isinstance(answer, Deferred):
+            return CallResult("Waiting for the person's answer.", awaiting=request)
+        if self.policy.on_unconfirmable == "refuse":
+            self._refuse(
+                call,
+                f"{spec.name} needs a person's confirmation, and this client cannot ask them (it has no "
+                'elicitation), so the policy (on_unconfirmable = "refuse") refuses it. Nothing was sent.',
+            )
+        self._record(call, "confirm", "token", "awaiting_confirmation")
+        until = time.strftime("%H:%M:%S UTC", time.gmtime(expires_at))
+        text = (
+            "CONFIRMATION NEEDED: nothing has been done yet.\n\n"
+            f"{preview.text()}\n\n"
+            "Show this preview to the person and ask whether to go ahead. Only if they clearly say yes, call "
+            f'{CONFIRM_TOOL} with confirmation_id "{confirmation_id}" (valid once, until {until}). '
+            "If they say no, or do not answer, do nothing."
+        )
+        structured = {
+            "status": "confirmation_required",
+            "confirmation_id": confirmation_id,
+            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)),
+            "preview": preview.text(),
+            "facts": preview.facts,
+        }
+        return CallResult(text, structured, is_error=True)
+
+    async def _confirm_action(self, confirmation_id: str) -> CallResult:
+        try:
+            pending = self.book.redeem(confirmation_id, self.connection_id)
+        except ConfirmationInvalid as exc:
+            self.audit.intent(
+                tool=CONFIRM_TOOL,
+                action=None,
+                arguments={"confirmation_id": confirmation_id},
+                risk=Risk.CRITICAL.value,
+                decision="confirm",
+                confirmation="token",
+                connection=self.connection_id,
+                outcome="refused",
+                error=str(exc),
+            )
+            raise
+        spec = self.catalog.get(pending.tool) or (self._proxy if pending.tool == PROXY_TOOL else None)
+        if spec is None:
+            raise ConfirmationInvalid(f"The confirmed tool {pending.tool} no longer exists; nothing was run.")
+        call = self._prepare(spec, dict(pending.arguments))
+        decision = self.policy.decide(spec.name, call.targets)
+        if decision.mode == "deny":
+            self._refuse(call, decision.reason)
+        self._check_rate(call)
+        return await self._execute(call, decision, "token")
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+        row = None
+        if call.risk is not Risk.READ:
+            row = self._record(call, decision.mode, how if decision.mode == "confirm" else "policy", "unknown")
+        try:
+            sent = await call.send()
+        except MembraneError as exc:
+            status = exc.status_code if isinstance(exc, MembraneApiError) else None
+            unknown = exc.may_have_executed and call.risk is not Risk.READ
+            if row is not None:
+                self.audit.finish(row, "unknown" if unknown else "failed", upstream_status=status, error=str(exc))
+            return self._membrane_failure(call, exc, unknown)
+        failure = kartra_failure(sent.data)
+        if failure is None and sent.status is not None and sent.status >= 400:
+            failure = KartraError(f"HTTP {sent.status}: {render(sent.data)[:300]}")
+        if failure is not None:
+            if row is not None:
+                self.audit.finish(row, "failed", upstream_status=sent.status, error=str(failure))
+            text = describe_failure(failure, commands=len(call.invocations))
+            return CallResult(
+                text,
+                {
+                    "error": "KartraError",
+                    "message": failure.message,
+                    "code": failure.code,
+                    "command": failure.command,
+                    "kartra": sent.data,
+                },
+                is_error=True,
+            )
+        if row is not None:
+            self.audit.finish(row, "success", upstream_status=sent.status)
+        structured = call.structured(sent)
+        if call.spec.output_schema is not None:
+            mismatch = argument_problems(call.spec.output_schema, structured)
+            if mismatch:
+                logger.warning("%s: output does not match its output schema: %s", call.spec.name, mismatch[0])
+                return CallResult(
+                    f"Done, but the answer does not match the tool's declared output schema "
+                    f"({mismatch[0]}); here it is as received: {render(sent.data)}",
+                    is_error=True,
+                )
+        return CallResult(render(sent.data), structured)
+
+    def _membrane_failure(self, call: _Call, exc: MembraneError, unknown: bool) -> CallResult:
+        structured: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc), "outcome_unknown": unknown}
+        if unknown:
+            check = next((CHECK_WITH[i.cmd] for i in call.invocations if i.cmd in CHECK_WITH), None)
+            how = f"check with {check}" if check else "check the account with a read tool"
+            text = (
+                f"OUTCOME UNKNOWN: {exc}. The request was sent, so Kartra may or may not have done it. Do not "
+                f"call this again until you {how}; then decide, or ask the person."
+            )
+        elif call.risk is not Risk.READ:
+            text = f"{exc}. Nothing was done; it is safe to try again later."
+        else:
+            text = f"{exc}."
+        if isinstance(exc, MembraneApiError) and exc.data:
+            structured["membrane"] = exc.data
+        return CallResult(text, structured, is_error=True)
+
+    async def _read(self, cmd: str, params: Mapping[str, Any], lead: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Run one Kartra read for a preview: through its action when listed, else through the proxy."""
+        command = COMMANDS.get(cmd)
+        spec = self.catalog.by_action_key(command.action) if command and command.action else None
+        who: dict[str, Any] = {}
+        if lead.get("email"):
+            who["email"] = lead["email"]
+        elif lead.get("lead_id") or lead.get("id"):
+            who["lead_id"] = str(lead.get("lead_id") or lead.get("id"))
+        data: Any
+        if spec is not None and spec.action_id is not None:
+            run = await self.client.run_action(
+                spec.action_id, connection_id=self.connection_id, input={**params, **who}, retry_safe=True
+            )
+            data = run.output
+        else:
+            lead_block = {"email": who["email"]} if "email" in who else {"id": who.get("lead_id", "")}
+            form = (
+                {"get_lead": lead_block}
+                if cmd == "get_lead"
+                else {**({"lead": lead_block} if who else {}), "actions": [{"cmd": cmd, **params}]}
+            )
+            response = await self.client.proxy(
+                self.connection_id,
+                "POST",
+                "/",
+                headers={"Content-Type": FORM},
+                body=phpform.encode(form).encode(),
+                retry_safe=True,
+            )
+            data = response.data()
+        failure = kartra_failure(data)
+        if failure is not None:
+            raise failure
+        if isinstance(data, dict) and isinstance(data.get("actions"), list):
+            for entry in data["actions"]:
+                if isinstance(entry, dict) and cmd in entry:
+                    return dict(entry[cmd])
+        return data if isinstance(data, dict) else {}
+
+    # -- search mode ----------------------------------------------------------------------------
+
+    async def _search(self, query: str, limit: int) -> CallResult:
+        found: list[ToolSpec] = []
+        try:
+            for action in await self.client.search_actions(connection_id=self.connection_id, intent=query, limit=limit):
+                spec = next((s for s in self.catalog.specs if s.action_id == action.id), None)
+                if spec is not None and spec not in found:
+                    found.append(spec)
+        except MembraneError as exc:
+            logger.warning("Membrane's action search failed (%s); searching locally", exc)
+        if not found:
+            found = self._local_search(query, limit)
+        visible = [s for s in found if self.policy.visible(s.name, s.risk, s.action_key)][:limit]
+        items = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "description": s.description,
+                "risk": s.risk.value,
+                "needs_confirmation": self.policy.decide(s.name, [Target(s.action_key, s.risk)]).mode == "confirm",
+                "input_schema": s.input_schema,
+            }
+            for s in visible
+        ]
+        lines = [
+            f"{i['name']} ({i['risk']}{', needs confirmation' if i['needs_confirmation'] else ''}): "
+            f"{i['title']}. Input: {json.dumps(i['input_schema'], separators=(',', ':'))}"
+            for i in items
+        ]
+        text = "\n".join(lines) if lines else f"No action matches {query!r}."
+        return CallResult(text, {"actions": items})
+
+    def _local_search(self, query: str, limit: int) -> list[ToolSpec]:
+        words = {w for w in query.casefold().replace("-", " ").split() if len(w) > 2}
+        scored = []
+        for spec in self.catalog.specs:
+            haystack = f"{spec.name} {spec.title} {spec.description}".casefold()
+            score = sum(1 for w in words if w.rstrip("s") in haystack)
+            if score:
+                scored.append((-score, spec.name, spec))
+        return [spec for _, _, spec in sorted(scored)[:limit]]

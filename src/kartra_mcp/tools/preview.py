@@ -1,0 +1,264 @@
+"""What a call will do, in plain words, with the facts fetched first.
+
+A person asked to confirm a refund sees the amount, currency, customer, product, date and what was
+already refunded; for a cancellation the subscription, its customer and price; for a revoke the
+lead, membership and level. Calls that cannot do what they say are refused here, before anyone is
+asked: a refund of a refunded transaction, more than is left, or over the cap; cancelling a
+cancelled subscription; revoking access the lead does not have.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kartra_mcp.errors import ActionDenied, KartraError, MembraneError
+from kartra_mcp.tools.kartra_ops import Invocation
+
+# Runs one Kartra read command and returns its result object (KartraError when Kartra refuses).
+Reader = Callable[[str, Mapping[str, Any], Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+_REFUNDS = ("refund", "partial_refund", "chargeback")
+
+
+@dataclass
+class Preview:
+    """A plain-words account of a call: one line, the facts behind it, and what cannot be undone."""
+
+    summary: str
+    details: list[str] = field(default_factory=list)
+    warning: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        lines = [self.summary, *(f"- {d}" for d in self.details)]
+        if self.warning:
+            lines.append(self.warning)
+        return "\n".join(lines)
+
+    @classmethod
+    def combine(cls, parts: Sequence[Preview]) -> Preview:
+        if len(parts) == 1:
+            return parts[0]
+        summary = f"{len(parts)} Kartra commands in one request:"
+        details = [f"{n}. {p.summary}" + "".join(f"\n   - {d}" for d in p.details) for n, p in enumerate(parts, 1)]
+        warning = " ".join(dict.fromkeys(p.warning for p in parts if p.warning))
+        return cls(summary, details, warning, {"commands": [p.facts for p in parts]})
+
+
+def _money(value: Any) -> float | None:
+    try:
+        return round(float(value), 2)
+    except (TypeError, ValueError):
+        return None
+
+
+def _lead_label(lead: Mapping[str, Any]) -> str:
+    if lead.get("email"):
+        return str(lead["email"])
+    ident = lead.get("lead_id") or lead.get("id")
+    return f"lead {ident}" if ident else "(no lead given)"
+
+
+def _person(first: Any, last: Any, email: Any) -> str:
+    name = " ".join(str(p) for p in (first, last) if p)
+    return f"{name} <{email}>" if name else str(email or "unknown customer")
+
+
+class Previewer:
+    """Builds previews, reading what it needs through `read`."""
+
+    def __init__(self, read: Reader, *, max_refund_amount: float | None = None) -> None:
+        self._read = read
+        self._cap = max_refund_amount
+
+    async def preview(self, title: str, invocations: Sequence[Invocation], arguments: Mapping[str, Any]) -> Preview:
+        """The preview of a call; raises `ActionDenied` when it must be refused before asking."""
+        if not invocations:
+            shown = json.dumps(arguments, default=str)
+            return Preview(f"{title} with {shown}", warning="kartra-mcp does not know this command; check it.")
+        parts = [await self._one(title, inv) for inv in invocations]
+        return Preview.combine(parts)
+
+    async def _one(self, title: str, inv: Invocation) -> Preview:
+        if inv.cmd == "refund_transaction":
+            return await self._refund(inv)
+        if inv.cmd in ("cancel_transaction", "modify_subscription_status"):
+            return await self._subscription(inv)
+        if inv.cmd == "revoke_membership_access":
+            return await self._revoke(inv)
+        shown = {k: v for k, v in inv.params.items() if k not in ("cmd", "email", "lead_id", "id")}
+        args = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items())
+        who = f" for {_lead_label(inv.lead)}" if inv.lead else ""
+        return Preview(f"{title}{who}" + (f": {args}" if args else ""), facts={"command": inv.cmd, **shown})
+
+    async def _fetch(self, cmd: str, params: Mapping[str, Any], lead: Mapping[str, Any]) -> Mapping[str, Any]:
+        try:
+            return await self._read(cmd, params, lead)
+        except KartraError as exc:
+            raise ActionDenied(
+                f"Nothing was sent: Kartra says {exc.message}{f' (type {exc.code})' if exc.code else ''}.",
+                rule="account",
+            ) from None
+
+    async def _refund(self, inv: Invocation) -> Preview:
+        tx_id = str(inv.params.get("transaction_id", "")).strip()
+        details = (await self._fetch("get_transaction_details", {"transaction_id": tx_id}, {})).get(
+            "transaction_details"
+        ) or {}
+        amount = _money(details.get("transaction_full_amount")) or 0.0
+        currency = str(details.get("transaction_currency") or "")
+        kind = str(details.get("transaction_type", ""))
+        test = str(details.get("transaction_test", "0")) == "1"
+        if kind not in ("sale", "rebill") or test:
+            what = f"test {kind}" if test else kind or "transaction"
+            raise ActionDenied(
+                f"Nothing was sent: transaction {tx_id} is a {what}, and Kartra only refunds sales and rebills.",
+                rule="account",
+            )
+        refunded: float | None = None
+        try:
+            history = await self._read("retrieve_transactions_from_lead", {}, {"id": details.get("lead_id", "")})
+            refunded = round(
+                sum(
+                    _money(row.get("transaction_amount", row.get("transaction_full_amount"))) or 0.0
+                    for row in history.get("transaction_list") or []
+                    if str(row.get("transaction_parent_id")) == tx_id and row.get("transaction_type") in _REFUNDS
+                ),
+                2,
+            )
+        except (KartraError, MembraneError):
+            refunded = None
+        remaining = round(amount - (refunded or 0.0), 2)
+        if refunded is not None and remaining <= 0:
+            raise ActionDenied(
+                f"Nothing was sent: transaction {tx_id} is already refunded in full "
+                f"({refunded:.2f} of {amount:.2f} {currency}).",
+                rule="account",
+            )
+        asked = _money(inv.params.get("refund_amount"))
+        refund = asked if asked is not None else remaining
+        if asked is not None and refunded is not None and asked > remaining:
+            raise ActionDenied(
+                f"Nothing was sent: only {remaining:.2f} {currency} of transaction {tx_id} is left to "
+                f"refund, not {asked:.2f}.",
+                rule="account",
+            )
+        if self._cap is not None and refund > self._cap:
+            raise ActionDenied(
+                f"Nothing was sent: a refund of {refund:.2f} {currency} is over the policy's limit of "
+                f"{self._cap:.2f}. A person can raise limits.max_refund_amount.",
+                rule="cap",
+            )
+        customer = _person(details.get("lead_first_name"), details.get("lead_last_name"), details.get("lead_email"))
+        product = details.get("product_name", "?")
+        point = details.get("product_price_point")
+        facts = {
+            "transaction_id": tx_id,
+            "refund_amount": refund,
+            "currency": currency,
+            "paid": amount,
+            "already_refunded": refunded,
+            "customer": customer,
+            "product": product,
+            "date": details.get("transaction_date"),
+            "type": kind,
+        }
+        return Preview(
+            f"Refund {refund:.2f} {currency} to {customer}",
+            [
+                f"Product: {product}" + (f" ({point})" if point else ""),
+                f"Paid {amount:.2f} {currency} on {details.get('transaction_date', '?')} (transaction {tx_id}, {kind})",
+                "Already refunded: " + ("could not be checked" if refunded is None else f"{refunded:.2f} {currency}"),
+                f"Left to refund after this: {max(remaining - refund, 0):.2f} {currency}"
+                if refunded is not None
+                else "Left to refund after this: unknown",
+            ],
+            "Money goes back to the customer. This cannot be undone.",
+            facts,
+        )
+
+    async def _subscription(self, inv: Invocation) -> Preview:
+        params = inv.params
+        sub_id = str(params.get("transaction_internal_subscription_id") or params.get("subscription_id") or "").strip()
+        if not sub_id and params.get("transaction_id"):
+            tx = (await self._fetch("get_transaction_details", {"transaction_id": params["transaction_id"]}, {})).get(
+                "transaction_details"
+            ) or {}
+            sub_id = str(tx.get("transaction_internal_subscription_id") or "")
+            if not sub_id:
+                raise ActionDenied(
+                    f"Nothing was sent: transaction {params['transaction_id']} is not part of a "
+                    "recurring subscription.",
+                    rule="account",
+                )
+        details = (await self._fetch("get_subscription_details", {"subscription_id": sub_id}, {})).get(
+            "subscription_details"
+        ) or {}
+        status = str(details.get("subscription_status", ""))
+        change = "cancel" if inv.cmd == "cancel_transaction" else str(params.get("subscription_status_modification"))
+        if status.casefold() in ("cancelled", "terminated"):
+            raise ActionDenied(f"Nothing was sent: subscription {sub_id} is already {status.lower()}.", rule="account")
+        customer = details.get("subscription_lead_email") or f"lead {details.get('subscription_lead_id', '?')}"
+        price = f"{details.get('subscription_amount', '?')} {details.get('subscription_currency', '')}".strip()
+        facts = {
+            "subscription_id": sub_id,
+            "change": change,
+            "customer": customer,
+            "status": status,
+            "product": details.get("subscription_product_name") or details.get("subscription_product_id"),
+            "price": price,
+            "period": details.get("subscription_recurring_period"),
+        }
+        verb = {"cancel": "Cancel", "pause": "Pause", "unpause": "Resume"}.get(change, change.capitalize())
+        warning = (
+            "No further payments will be taken. A cancelled subscription cannot be resumed."
+            if change == "cancel"
+            else "Billing changes at once."
+        )
+        return Preview(
+            f"{verb} subscription {sub_id} of {customer}",
+            [
+                f"Product: {facts['product']}",
+                f"Price: {price} {details.get('subscription_recurring_period', '')}".rstrip(),
+                f"Status now: {status}; next payment: {details.get('subscription_next_payment_date', '?')}",
+            ],
+            warning,
+            facts,
+        )
+
+    async def _revoke(self, inv: Invocation) -> Preview:
+        lead = await self._fetch("get_lead", {}, inv.lead)
+        details = lead.get("lead_details") or {}
+        wanted_id = str(inv.params.get("membership_id") or "")
+        wanted_name = str(inv.params.get("membership_name") or "").casefold()
+        level_filter = str(inv.params.get("level_name") or inv.params.get("level_id") or "").casefold()
+        match = next(
+            (
+                m
+                for m in details.get("memberships") or []
+                if (wanted_id and str(m.get("membership_id")) == wanted_id)
+                or (wanted_name and str(m.get("membership_name", m.get("name", ""))).casefold() == wanted_name)
+            ),
+            None,
+        )
+        who = _person(details.get("first_name"), details.get("last_name"), details.get("email"))
+        if (
+            match is None
+            or str(match.get("active", "1")) != "1"
+            or (
+                level_filter
+                and level_filter not in (str(match.get("level_name", "")).casefold(), str(match.get("level_id", "")))
+            )
+        ):
+            raise ActionDenied(f"Nothing was sent: {who} has no such membership access to revoke.", rule="account")
+        name = match.get("membership_name", match.get("name"))
+        level = match.get("level_name", "?")
+        return Preview(
+            f"Remove {who}'s access to the membership {name} (level {level})",
+            [f"Lead id {details.get('id', '?')}; membership id {match.get('membership_id', '?')}"],
+            "The lead loses access at once. Billing is not cancelled.",
+            {"lead": who, "membership": name, "level": level},
+        )

@@ -1,0 +1,173 @@
+"""The proxy tool: any Kartra API call no action covers, through Membrane's connection proxy.
+
+Membrane adds the connector's base URL and Kartra's credentials, so a request names only a
+relative path. Anything that would leave Kartra's API or smuggle credentials is refused before
+anything is sent: absolute URLs, other hosts, `..`, credential and routing headers, and Kartra's
+own credential fields in the body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from kartra_mcp import phpform
+from kartra_mcp.errors import ProxyRequestRefused
+from kartra_mcp.tools.kartra_ops import Invocation, invocations_in_body
+from kartra_mcp.tools.spec import Risk, Schema, ToolSpec
+
+PROXY_TOOL = "kartra-api-request"
+FORM = "application/x-www-form-urlencoded"
+
+_FORBIDDEN_HEADERS = frozenset(
+    {
+        "authorization", "proxy-authorization", "cookie", "set-cookie", "host", "content-length", "connection",
+        "transfer-encoding", "te", "upgrade", "keep-alive", "x-real-ip", "forwarded", "x-request-id",
+        "x-api-key", "membrane-api-version",
+    }
+)  # fmt: skip
+_FORBIDDEN_PREFIXES = ("x-forwarded-", "x-membrane-", "proxy-", "cf-", "x-amzn-")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+_CREDENTIALS = ("api_key", "api_password", "app_id")
+
+INPUT_SCHEMA: Schema = {
+    "type": "object",
+    "properties": {
+        "method": {
+            "type": "string",
+            "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+            "default": "POST",
+            "description": "HTTP method. Kartra's API takes POST for everything.",
+        },
+        "path": {
+            "type": "string",
+            "default": "/",
+            "description": "Path relative to the Kartra connection's base URL; '/' is Kartra's API endpoint. "
+            "Absolute URLs, other hosts and '..' are refused.",
+        },
+        "query": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Query string parameters.",
+        },
+        "headers": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Extra headers. Credentials, cookies and routing headers are refused: Membrane adds "
+            "Kartra's credentials itself.",
+        },
+        "body": {
+            "anyOf": [{"type": "object"}, {"type": "string"}],
+            "description": "An object is sent in Kartra's form encoding (PHP brackets), e.g. "
+            '{"lead": {"email": "a@example.com"}, "actions": [{"cmd": "assign_tag", "tag_name": "VIP"}]} '
+            'or {"get_lead": {"email": "a@example.com"}}; a string is sent as is. Never include api_key, '
+            "api_password or app_id.",
+        },
+    },
+    "additionalProperties": False,
+}
+
+DESCRIPTION = (
+    "Send a raw request to Kartra's API through the Membrane connection, for anything no other tool covers. "
+    "Kartra's API is one POST endpoint ('/') whose body names one lead (lead[email] or lead[id]) and the commands "
+    "to run (actions[N][cmd]: e.g. get_lead via get_lead[email], assign_tag, subscribe_lead_to_list, "
+    "give_points_to_lead, refund_transaction, cancel_transaction, get_subscription_details). Every outcome is "
+    "HTTP 200; failures carry status 'Error', a message and a numeric type. The request is classed by the "
+    "commands in its body: one that refunds, cancels or revokes needs the same confirmation as the action tool "
+    "that does it, and an unknown command is treated as critical."
+)
+
+
+def proxy_spec() -> ToolSpec:
+    return ToolSpec(
+        name=PROXY_TOOL,
+        title="Kartra API request",
+        description=DESCRIPTION,
+        input_schema=INPUT_SCHEMA,
+        # The listed risk is the worst case; each call is classed by what its body runs.
+        risk=Risk.CRITICAL,
+        kind="proxy",
+    )
+
+
+@dataclass(frozen=True)
+class ProxyRequest:
+    """A checked proxy request, ready to send."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes | None
+    invocations: list[Invocation] | None
+
+    @property
+    def risk(self) -> Risk:
+        if self.method in ("GET", "HEAD") and not self.body:
+            return Risk.READ
+        if self.method != "POST" or not self.invocations:
+            return Risk.CRITICAL
+        return Risk.highest([i.risk for i in self.invocations])
+
+
+def build_request(arguments: Mapping[str, Any]) -> ProxyRequest:
+    """Check and encode the proxy tool's arguments; refuse what must not be sent."""
+    method = str(arguments.get("method", "POST")).upper()
+    path = _check_path(str(arguments.get("path", "/")))
+    headers = {str(k): str(v) for k, v in (arguments.get("headers") or {}).items()}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if not _HEADER_NAME.match(name) or "\r" in value or "\n" in value:
+            raise ProxyRequestRefused(f"Header {name!r} is not a valid HTTP header; remove it.")
+        if lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):
+            raise ProxyRequestRefused(
+                f"Header {name!r} is not allowed: Membrane adds Kartra's credentials and "
+                "routing headers itself. Remove it and call again."
+            )
+    query = {str(k): str(v) for k, v in (arguments.get("query") or {}).items()}
+    body_arg = arguments.get("body")
+    if body_arg is not None and method in ("GET", "HEAD"):
+        raise ProxyRequestRefused(f"A {method} request carries no body; use 'query', or method POST.")
+    body: bytes | None = None
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if isinstance(body_arg, Mapping):
+        _check_credentials(body_arg)
+        body = phpform.encode(body_arg).encode()
+        if not content_type:
+            headers["Content-Type"] = content_type = FORM
+    elif isinstance(body_arg, str):
+        body = body_arg.encode()
+        if "json" not in content_type:
+            _check_credentials(phpform.decode(body_arg))
+        if not content_type:
+            headers["Content-Type"] = content_type = FORM
+    _check_credentials(query)
+    invocations = invocations_in_body(body_arg, content_type) if body_arg is not None else []
+    return ProxyRequest(method, path, query, headers, body, invocations)
+
+
+def _check_path(path: str) -> str:
+    raw = path.strip()
+    decoded = unquote(unquote(raw))
+    if "://" in decoded or raw.startswith("//") or decoded.startswith("//") or "\\" in decoded:
+        raise ProxyRequestRefused(
+            "Absolute URLs and other hosts are not allowed: give a path relative to Kartra's API, such as '/'."
+        )
+    if not _PATH.match(raw) or any(ord(c) < 32 for c in decoded):
+        raise ProxyRequestRefused(f"Path {raw!r} has characters a URL path cannot have; put parameters in 'query'.")
+    if any(segment in ("..", ".") for segment in decoded.split("/")):
+        raise ProxyRequestRefused("Paths with '..' or '.' segments are not allowed.")
+    return "/" + raw.lstrip("/")
+
+
+def _check_credentials(form: Mapping[str, Any]) -> None:
+    found = [name for name in _CREDENTIALS if name in form]
+    if found:
+        raise ProxyRequestRefused(
+            f"Remove {', '.join(found)} from the request: Membrane adds Kartra's credentials "
+            "itself, and they must never pass through the assistant."
+        )

@@ -1,0 +1,85 @@
+"""Shared fixtures: a clean environment, the sandbox, a Membrane client over it, a runtime and server."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kartra_mcp.config import Settings
+from kartra_mcp.membrane import MembraneClient, RetryPolicy
+from kartra_mcp.sandbox import Sandbox
+from kartra_mcp.server.runtime import Runtime, membrane_client, open_runtime
+
+
+async def _no_sleep(seconds: float) -> None:
+    """Backoff without waiting: the tests count attempts, not seconds."""
+
+
+FAST_RETRY = RetryPolicy(attempts=4, base=0.0, cap=0.0, jitter=lambda: 0.0, sleep=_no_sleep)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.function):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's Membrane credentials, proxies or state directories."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("MEMBRANE_", "KARTRA_MCP_", "INTEGRATION_APP_")) or name.lower() in (
+            "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+        ):  # fmt: skip
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def samples(sandbox: Sandbox) -> dict[str, Any]:
+    samples: dict[str, Any] = sandbox.state()["samples"]
+    return samples
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(audit_db=tmp_path / "audit.sqlite3", cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+async def membrane(sandbox: Sandbox, settings: Settings) -> AsyncIterator[MembraneClient]:
+    async with membrane_client(settings, sandbox=sandbox, retry=FAST_RETRY) as client:
+        yield client
+
+
+@pytest.fixture
+async def runtime(settings: Settings, sandbox: Sandbox) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings, sandbox=sandbox, retry=FAST_RETRY) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["legacy", "auto"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Every MCP test runs in both protocol eras: the 2025-11-25 handshake and 2026-07-28."""
+    era: str = request.param
+    return era
