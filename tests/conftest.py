@@ -22,10 +22,11 @@ async def _no_sleep(seconds: float) -> None:
 FAST_RETRY = RetryPolicy(attempts=4, base=0.0, cap=0.0, jitter=lambda: 0.0, sleep=_no_sleep)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.function):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Mark every async test for anyio before it is parametrized."""
+    if name.startswith("test") and inspect.iscoroutinefunction(obj):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ minted from workspace credentials the way Membrane's SDK mints it."""
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Generator
 
 import httpx2
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError
@@ -57,7 +59,10 @@ class WorkspaceCredentials(httpx2.Auth):
         if self._expires_at - now < REFRESH_MARGIN:
             self._expires_at = int(now) + self._lifetime
             claims = {"id": self.tenant_key, "iss": self.workspace_key, "exp": int(self._expires_at)}
-            self._token = jwt.encode(claims, self._secret, algorithm="HS256")
+            with warnings.catch_warnings():
+                # Membrane issues the workspace secret; warning about its length helps no one here.
+                warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+                self._token = jwt.encode(claims, self._secret, algorithm="HS256")
         return self._token
 
     def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:

@@ -126,19 +126,23 @@ class Sandbox:
             },
         )
         self.faults = FaultInjector(self._guard, seed=self.config.fault_seed, rules=self.config.faults)
-        self.app = self.faults
+        self.app = self._log_request
 
     # -- ASGI plumbing -----------------------------------------------------------------------
+
+    async def _log_request(self, scope: Any, receive: Any, send: Any) -> None:
+        """Record every request that reaches the sandbox, faulted or not, for tests to count."""
+        if scope["type"] == "http" and not scope["path"].startswith(ADMIN_PREFIX):
+            self.requests.append(
+                {"method": scope["method"], "path": scope["path"], "query": scope.get("query_string", b"").decode()}
+            )
+        await self.faults(scope, receive, send)
 
     async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
         """Authenticate, record the request, then route it."""
         if scope["type"] == "http":
             request = Request(scope)
             path = scope["path"]
-            if not path.startswith(ADMIN_PREFIX):
-                self.requests.append(
-                    {"method": scope["method"], "path": path, "query": scope.get("query_string", b"").decode()}
-                )
             if not path.startswith(ADMIN_PREFIX + "connect/"):
                 refusal = self._authenticate(request.headers.get("authorization", ""))
                 if refusal is not None:

@@ -62,7 +62,12 @@ def _ok(message: str, code: int) -> Result:
 
 
 def _text(params: Mapping[str, Any], name: str) -> str:
+    """A parameter as Kartra reads it: form values are text; JSON numbers and booleans are written out."""
     value = params.get(name, "")
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
     return value.strip() if isinstance(value, str) else ""
 
 

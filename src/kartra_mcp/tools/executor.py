@@ -305,6 +305,18 @@ class Executor:
                 preview = await self.previewer.preview(spec.title, call.invocations, arguments)
             except ActionDenied as exc:
                 self._refuse(call, exc.reason, rule=exc.rule)
+            except MembraneError as exc:
+                if refunds and self.policy.max_refund_amount is not None:
+                    self._refuse(
+                        call,
+                        f"The refund could not be checked against the policy's limit ({exc}); nothing "
+                        "was sent. Try again shortly.",
+                        rule="cap",
+                    )
+                preview = Preview(
+                    f"{spec.title} with {json.dumps(arguments, default=str)}",
+                    warning=f"The details could not be fetched ({exc}); check them before confirming.",
+                )
         if decision.mode == "allow":
             return await self._execute(call, decision, "policy")
         assert preview is not None

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from kartra_mcp.tools.audit import REDACTED, AuditLog, Outcome, redact
+
+
+def test_secret_looking_values_are_redacted_at_any_depth() -> None:
+    value = {
+        "email": "a@example.com",
+        "headers": {"Authorization": "Bearer x", "X-Trace": "1"},
+        "body": {"api_key": "k", "lead": {"api_password": "p", "first_name": "Ann"}},
+        "list": [{"token": "t"}],
+        "form": "api_key=k&lead%5Bemail%5D=a%40example.com",
+    }
+    assert redact(value) == {
+        "email": "a@example.com",
+        "headers": {"Authorization": REDACTED, "X-Trace": "1"},
+        "body": {"api_key": REDACTED, "lead": {"api_password": REDACTED, "first_name": "Ann"}},
+        "list": [{"token": REDACTED}],
+        "form": "api_key=%5Bredacted%5D&lead%5Bemail%5D=a%40example.com",
+    }
+
+
+def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    row = log.intent(
+        tool="refund-transaction",
+        action="refund-transaction",
+        arguments={"transaction_id": "7"},
+        risk="critical",
+        decision="confirm",
+        confirmation="elicitation",
+        connection="c",
+    )
+    assert log.rows()[0].outcome == "unknown"
+    log.finish(row, "success", upstream_status=200)
+    done = log.rows()[0]
+    assert (done.outcome, done.upstream_status) == ("success", 200)
+    assert done.duration_ms is not None and done.duration_ms >= 0
+    log.close()
+
+
+def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "audit.sqlite3"
+    log = AuditLog(path)
+    log.intent(
+        tool="t",
+        action=None,
+        arguments={"token": "x"},
+        risk="write",
+        decision="allow",
+        confirmation=None,
+        connection="c",
+    )
+    log.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert REDACTED in db.execute("SELECT arguments FROM calls").fetchone()[0]
+    assert AuditLog(path).rows()[0].tool == "t"
+
+
+def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
+    now = [1000.0]
+    log = AuditLog(tmp_path / "a.sqlite3", clock=lambda: now[0])
+    rows: list[tuple[str, Outcome, str]] = [
+        ("a", "success", "critical"),
+        ("b", "refused", "critical"),
+        ("a", "failed", "write"),
+    ]
+    for tool, outcome, risk in rows:
+        log.intent(
+            tool=tool,
+            action=None,
+            arguments={},
+            risk=risk,
+            decision="allow",
+            confirmation=None,
+            connection="c",
+            outcome=outcome,
+        )
+        now[0] += 100
+    assert [r.tool for r in log.rows(tool="a")] == ["a", "a"]
+    assert [r.outcome for r in log.rows(outcome="refused")] == ["refused"]
+    assert [r.tool for r in log.rows(since=1050)] == ["a", "b"]
+    assert log.count_since(0, risk="critical") == 1  # refusals do not count as calls made

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from kartra_mcp.errors import ConfirmationInvalid
+from kartra_mcp.tools.confirm import ConfirmationBook
+
+SECRET = b"k" * 32
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _book(clock: _Clock | None = None) -> ConfirmationBook:
+    return ConfirmationBook(SECRET, ttl=300, clock=clock or _Clock())
+
+
+def test_an_id_redeems_exactly_the_call_it_was_issued_for_once() -> None:
+    book = _book()
+    confirmation, _ = book.issue("refund-transaction", {"transaction_id": "7", "refund_amount": 5}, "conn")
+    call = book.redeem(confirmation, "conn")
+    assert (call.tool, dict(call.arguments)) == ("refund-transaction", {"transaction_id": "7", "refund_amount": 5})
+    with pytest.raises(ConfirmationInvalid, match="already used"):
+        book.redeem(confirmation, "conn")
+
+
+def test_an_expired_id_runs_nothing() -> None:
+    clock = _Clock()
+    book = _book(clock)
+    confirmation, expires_at = book.issue("t", {}, "conn")
+    clock.now = expires_at + 1
+    with pytest.raises(ConfirmationInvalid, match="expired"):
+        book.redeem(confirmation, "conn")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda cid: cid[:-1] + ("0" if cid[-1] != "0" else "1"), id="altered-mac"),
+        pytest.param(lambda cid: cid.split(".")[0], id="no-mac"),
+        pytest.param(lambda cid: "f" * 24 + "." + "0" * 32, id="invented"),
+        pytest.param(lambda cid: "", id="empty"),
+    ],
+)
+def test_a_forged_or_unknown_id_runs_nothing(tamper: Callable[[str], str]) -> None:
+    book = _book()
+    confirmation, _ = book.issue("t", {"a": 1}, "conn")
+    with pytest.raises(ConfirmationInvalid):
+        book.redeem(tamper(confirmation), "conn")
+    assert book.redeem(confirmation, "conn").tool == "t"  # the real one still works once
+
+
+def test_an_id_from_another_server_secret_is_refused() -> None:
+    confirmation, _ = _book().issue("t", {}, "conn")
+    with pytest.raises(ConfirmationInvalid):
+        ConfirmationBook(b"x" * 32).redeem(confirmation, "conn")
+
+
+def test_an_id_is_bound_to_its_connection() -> None:
+    book = _book()
+    confirmation, _ = book.issue("t", {}, "conn-a")
+    with pytest.raises(ConfirmationInvalid):
+        book.redeem(confirmation, "conn-b")
+
+
+def test_an_echoed_id_must_match_the_retried_calls_tool_and_arguments() -> None:
+    book = _book()
+    confirmation, _ = book.issue("refund-transaction", {"transaction_id": "7"}, "conn")
+    with pytest.raises(ConfirmationInvalid, match="different call"):
+        book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "8"}, "conn")
+    book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "7"}, "conn")
+
+
+def test_argument_order_does_not_change_what_was_confirmed() -> None:
+    book = _book()
+    confirmation, _ = book.issue("t", {"a": 1, "b": {"y": 2, "x": 1}}, "conn")
+    book.redeem_for(confirmation, "t", {"b": {"x": 1, "y": 2}, "a": 1}, "conn")
+
+
+def test_changing_the_arguments_after_issue_does_not_change_what_runs() -> None:
+    book = _book()
+    arguments = {"transaction_id": "7"}
+    confirmation, _ = book.issue("t", arguments, "conn")
+    arguments["transaction_id"] = "8"
+    assert dict(book.redeem(confirmation, "conn").arguments) == {"transaction_id": "7"}

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kartra_mcp import phpform
+from kartra_mcp.errors import ProxyRequestRefused
+from kartra_mcp.tools.proxy import build_request
+from kartra_mcp.tools.spec import Risk
+
+
+def test_an_object_body_is_sent_in_kartras_form_encoding() -> None:
+    request = build_request(
+        {"body": {"lead": {"email": "a@example.com"}, "actions": [{"cmd": "assign_tag", "tag_name": "VIP"}]}}
+    )
+    assert request.method == "POST" and request.path == "/"
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.body is not None
+    assert phpform.decode(request.body) == {
+        "lead": {"email": "a@example.com"},
+        "actions": {"0": {"cmd": "assign_tag", "tag_name": "VIP"}},
+    }
+    assert request.risk is Risk.WRITE
+
+
+@pytest.mark.parametrize(
+    ("arguments", "risk"),
+    [
+        pytest.param({"body": {"get_lead": {"email": "a@example.com"}}}, Risk.READ, id="get-lead"),
+        pytest.param(
+            {"body": "actions[0][cmd]=refund_transaction&actions[0][transaction_id]=7"},
+            Risk.CRITICAL,
+            id="refund-as-string",
+        ),
+        pytest.param(
+            {"body": {"actions": [{"cmd": "retrieve_account_tags"}, {"cmd": "unassign_tag"}]}},
+            Risk.DESTRUCTIVE,
+            id="highest-wins",
+        ),
+        pytest.param({"body": {"actions": [{"cmd": "launch_rocket"}]}}, Risk.CRITICAL, id="unknown-cmd"),
+        pytest.param({"body": {"nothing": "here"}}, Risk.CRITICAL, id="no-cmd"),
+        pytest.param({"method": "GET", "path": "/api"}, Risk.READ, id="get"),
+        pytest.param({"method": "DELETE", "path": "/x"}, Risk.CRITICAL, id="delete"),
+        pytest.param(
+            {"body": "{broken", "headers": {"Content-Type": "application/json"}}, Risk.CRITICAL, id="unreadable"
+        ),
+    ],
+)
+def test_a_request_is_classed_by_the_commands_it_runs(arguments: dict[str, Any], risk: Risk) -> None:
+    assert build_request(arguments).risk is risk
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param({"path": "https://evil.example/api"}, id="absolute-url"),
+        pytest.param({"path": "//evil.example/api"}, id="scheme-relative"),
+        pytest.param({"path": "/api/../../admin"}, id="dot-dot"),
+        pytest.param({"path": "/api/%2e%2e/admin"}, id="encoded-dot-dot"),
+        pytest.param({"path": "/api?api_key=x"}, id="query-in-path"),
+        pytest.param({"path": "\\\\evil\\share"}, id="backslashes"),
+        pytest.param({"headers": {"Authorization": "Bearer x"}}, id="authorization"),
+        pytest.param({"headers": {"Host": "evil.example"}}, id="host"),
+        pytest.param({"headers": {"Cookie": "a=b"}}, id="cookie"),
+        pytest.param({"headers": {"X-Forwarded-For": "1.2.3.4"}}, id="forwarded"),
+        pytest.param({"headers": {"X-Ok": "a\r\nInjected: 1"}}, id="header-injection"),
+        pytest.param({"body": {"api_key": "k", "actions": [{"cmd": "get_lead"}]}}, id="credential-in-body"),
+        pytest.param({"body": "app_id=1&actions[0][cmd]=x"}, id="credential-in-string"),
+        pytest.param({"query": {"api_password": "p"}}, id="credential-in-query"),
+        pytest.param({"method": "GET", "body": {"a": 1}}, id="get-with-body"),
+    ],
+)
+def test_requests_that_could_leave_kartra_or_carry_credentials_are_refused(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ProxyRequestRefused):
+        build_request(arguments)
