@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -23,14 +22,25 @@ _EXPECTED = {
 }  # fmt: skip
 
 
-@lru_cache(maxsize=512)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json), format_checker=FormatChecker())
+# Compiled validators by schema identity: tool schemas live as long as their tools, and compiling
+# costs far more than validating.
+_COMPILED: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+    hit = _COMPILED.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if len(_COMPILED) >= 2048:
+        _COMPILED.clear()
+    compiled = Draft202012Validator(schema, format_checker=FormatChecker())
+    _COMPILED[id(schema)] = (schema, compiled)
+    return compiled
 
 
 def argument_problems(schema: Mapping[str, Any], arguments: Any) -> list[ArgumentProblem]:
     """Every problem with `arguments` under `schema`, one per path, in a stable order."""
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(schema)
     problems: dict[tuple[str, str], ArgumentProblem] = {}
     for error in validator.iter_errors(arguments):
         for problem in _describe(error, schema):

@@ -1,0 +1,125 @@
+"""The MCP server's own cost: a tools/call against the same action run directly, the size of
+tools/list, and the time from process start to the first tools/list answer over stdio.
+
+    python bench/server_bench.py [--calls 1000] [--starts 5]
+
+Baselines, run in the same process: `get-lead` run with the Membrane client on the same sandbox
+(what the MCP layer adds), and a bare Python interpreter start (what kartra-mcp's start adds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from kartra_mcp.config import Settings
+from kartra_mcp.sandbox import Sandbox
+from kartra_mcp.sandbox.actions import BY_KEY
+from kartra_mcp.server.app import build_server
+from kartra_mcp.server.runtime import membrane_client, open_runtime
+
+
+def _quantiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def _line(label: str, samples: list[float]) -> str:
+    p50, p99 = _quantiles(samples)
+    return f"  {label:<44} p50 {p50 * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms"
+
+
+async def _calls(calls: int, state_dir: Path) -> None:
+    sandbox = Sandbox()
+    emails = [lead.email for lead in sandbox.account.leads.values() if not lead.deleted]
+    emails = (emails * (calls // len(emails) + 1))[:calls]
+    settings = Settings(audit_db=state_dir / "audit.sqlite3", cache_dir=state_dir / "cache")
+    action = BY_KEY["get-lead"]
+
+    direct: list[float] = []
+    async with membrane_client(settings, sandbox=sandbox) as client:
+        connection = sandbox.connections[0]["id"]
+        for email in emails[:50]:
+            await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
+        for email in emails:
+            started = time.perf_counter()
+            await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
+            direct.append(time.perf_counter() - started)
+
+    async with open_runtime(settings, sandbox=sandbox) as runtime:
+        server, _ = build_server(runtime, page_size=1000)
+        results: dict[str, list[float]] = {}
+        listing_bytes = 0
+        tool_count = 0
+        for mode in ("legacy", "auto"):
+            samples: list[float] = []
+            async with Client(server, mode=mode) as mcp:
+                listing = await mcp.list_tools()
+                tool_count = len(listing.tools)
+                listing_bytes = len(listing.model_dump_json(by_alias=True, exclude_none=True).encode())
+                for email in emails[:50]:
+                    await mcp.call_tool("get-lead", {"email": email})
+                for email in emails:
+                    started = time.perf_counter()
+                    result = await mcp.call_tool("get-lead", {"email": email})
+                    samples.append(time.perf_counter() - started)
+                    assert not result.is_error
+            results[mode] = samples
+
+    base50, base99 = _quantiles(direct)
+    print(f"get-lead x{calls} on the embedded sandbox")
+    print(_line("Membrane client run_action (baseline)", direct))
+    for mode, label in (
+        ("legacy", "tools/call, 2025-11-25 (in-memory transport)"),
+        ("auto", "tools/call, 2026-07-28 (direct dispatch)"),
+    ):
+        p50, p99 = _quantiles(results[mode])
+        print(_line(label, results[mode]) + f"   ratio p50 {p50 / base50:.2f}x, p99 {p99 / base99:.2f}x")
+    print(
+        f"\ntools/list: {tool_count} tools, {listing_bytes} bytes of JSON, {listing_bytes / tool_count:.0f} bytes "
+        "per tool"
+    )
+
+
+def _first_listing(starts: int, state_dir: Path) -> None:
+    env = {"KARTRA_MCP_AUDIT_DB": str(state_dir / "audit.sqlite3"), "KARTRA_MCP_LOG_LEVEL": "WARNING"}
+
+    async def once() -> float:
+        started = time.perf_counter()
+        params = StdioServerParameters(command=sys.executable, args=["-m", "kartra_mcp", "serve", "--sandbox"], env=env)
+        async with Client(params, mode="legacy") as client:
+            await client.list_tools()
+            return time.perf_counter() - started
+
+    bare: list[float] = []
+    for _ in range(starts):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+    ours = [anyio.run(once) for _ in range(starts)]
+    p50, _ = _quantiles(ours)
+    b50, _ = _quantiles(bare)
+    print(f"\nprocess start to first tools/list answer over stdio (x{starts}, `serve --sandbox`)")
+    print(f"  kartra-mcp: median {p50:.3f} s (min {min(ours):.3f}, max {max(ours):.3f})")
+    print(f"  bare Python start (baseline): median {b50:.3f} s   ratio {p50 / b50:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--starts", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        anyio.run(_calls, args.calls, Path(scratch))
+        _first_listing(args.starts, Path(scratch))
+
+
+if __name__ == "__main__":
+    main()

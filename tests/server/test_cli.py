@@ -1,0 +1,166 @@
+"""The `kartra-mcp` command, run in-process on the embedded sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kartra_mcp.server.cli import TerminalConfirmer, main, parse_since
+from kartra_mcp.server.runtime import Runtime
+from kartra_mcp.tools.audit import AuditLog
+
+REFUNDABLE = {"transaction_id": "700001"}  # the default seed's first refundable sale
+
+
+@pytest.fixture
+def audit_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "audit.sqlite3"
+    monkeypatch.setenv("KARTRA_MCP_AUDIT_DB", str(path))
+    monkeypatch.setenv("KARTRA_MCP_CACHE_DIR", str(tmp_path / "cache"))
+    return path
+
+
+def _rows(path: Path) -> list[Any]:
+    log = AuditLog(path)
+    try:
+        return list(reversed(log.rows()))
+    finally:
+        log.close()
+
+
+def test_tools_lists_every_tool_with_its_risk_and_policy(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "--sandbox", "--json"]) == 0
+    tools = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
+    assert (tools["get-lead"]["risk"], tools["get-lead"]["policy"]) == ("read", "allow")
+    assert (tools["refund-transaction"]["risk"], tools["refund-transaction"]["policy"]) == ("critical", "confirm")
+    assert tools["kartra-api-request"]["policy"] == "by body"
+
+
+def test_read_only_lists_only_reads(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "--sandbox", "--json", "--read-only"]) == 0
+    risks = {t["risk"] for t in json.loads(capsys.readouterr().out) if t["name"] != "kartra-api-request"}
+    assert risks == {"read"}
+
+
+def test_call_runs_a_read_and_prints_its_result(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "--sandbox", "--json", "retrieve-account-lists", "{}"]) == 0
+    assert "Newsletter" in json.loads(capsys.readouterr().out)["account_lists"]
+
+
+def test_call_without_a_terminal_refuses_what_needs_confirmation(
+    audit_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "--sandbox", "refund-transaction", json.dumps(REFUNDABLE)]) == 1
+    captured = capsys.readouterr()
+    assert "--yes" in captured.err
+    assert [(r.tool, r.outcome) for r in _rows(audit_db)] == [("refund-transaction", "refused")]
+
+
+def test_call_with_yes_confirms_on_the_persons_behalf_and_says_so(
+    audit_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "--sandbox", "--yes", "refund-transaction", json.dumps(REFUNDABLE)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["transaction_refunded"] == REFUNDABLE["transaction_id"]
+    assert "Refund 67.00 USD" in captured.err
+    assert [(r.outcome, r.confirmation) for r in _rows(audit_db)] == [("success", "cli --yes")]
+
+
+@pytest.mark.parametrize(("reply", "done"), [("yes", True), ("YES ", True), ("y", False), ("no", False)])
+async def test_the_terminal_asks_and_only_a_plain_yes_goes_ahead(runtime: Runtime, reply: str, done: bool) -> None:
+    shown: list[str] = []
+
+    def ask(prompt: str) -> str:
+        shown.append(prompt)
+        return reply
+
+    confirmer = TerminalConfirmer(yes=False, ask=ask, interactive=True)
+    result = await runtime.executor.call("refund-transaction", REFUNDABLE, confirmer)
+    assert result.is_error is not done
+    assert len(shown) == 1
+    assert (runtime.sandbox is not None) and (runtime.sandbox.account.refunded_amount(700001) > 0) is done
+
+
+def test_call_with_arguments_that_are_not_json_says_how_to_write_them(
+    audit_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "--sandbox", "get-lead", "email=a@example.com"]) == 2
+    assert "JSON object" in capsys.readouterr().err
+
+
+def test_doctor_passes_every_check_on_the_sandbox(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--sandbox"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    for check in ("settings", "policy", "audit log", "Membrane API", "Kartra connection", "actions"):
+        assert f"PASS  {check}:" in out
+
+
+def test_doctor_without_credentials_fails_with_a_fix(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  settings" in out and "fix:" in out and "--sandbox" in out
+
+
+def test_doctor_reports_an_expired_token(
+    audit_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jwt
+
+    expired = jwt.encode({"id": "t", "exp": 1_000_000}, "a-secret-long-enough-for-hs256-signing!", "HS256")
+    monkeypatch.setenv("MEMBRANE_TOKEN", expired)
+    monkeypatch.setenv("MEMBRANE_API_URL", "http://127.0.0.1:9")  # nothing listens there
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  token: expired" in out
+    assert "FAIL  Membrane API" in out
+
+
+def test_an_invalid_policy_stops_the_server_at_start_and_says_why(
+    audit_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[classes]\ncritical = "sometimes"\n')
+    assert main(["serve", "--sandbox", "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert str(policy) in err and "classes.critical" in err and '"confirm"' in err
+
+
+def test_audit_reads_and_filters_the_log(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["call", "--sandbox", "refund-transaction", json.dumps(REFUNDABLE)])
+    main(
+        [
+            "call",
+            "--sandbox",
+            "--yes",
+            "assign-tag",
+            json.dumps({"email": "henry.jones.1@example.com", "tag_name": "VIP"}),
+        ]
+    )
+    capsys.readouterr()
+    assert main(["audit", "--since", "1h", "--json"]) == 0
+    everything = json.loads(capsys.readouterr().out)
+    assert [row["tool"] for row in everything] == ["assign-tag", "refund-transaction"]
+    assert main(["audit", "--outcome", "refused", "--json"]) == 0
+    assert [row["tool"] for row in json.loads(capsys.readouterr().out)] == ["refund-transaction"]
+    assert main(["audit", "--tool", "assign-tag"]) == 0
+    assert "assign-tag" in capsys.readouterr().out
+
+
+def test_audit_without_a_log_says_so(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit"]) == 0
+    assert "No audit log yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds_ago"), [("24h", 86400), ("30m", 1800), ("7d", 604800), ("2w", 1209600), ("45s", 45)]
+)
+def test_since_takes_spans(text: str, seconds_ago: int) -> None:
+    assert parse_since(text, now=10_000_000) == 10_000_000 - seconds_ago
+
+
+def test_since_takes_iso_dates_in_utc() -> None:
+    assert parse_since("2026-11-01") == 1793491200.0

@@ -1,0 +1,145 @@
+"""The real server process: stdio with the SDK's stdio client, and streamable HTTP on a real socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.server.conftest import Person
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "KARTRA_MCP_AUDIT_DB": str(tmp_path / "audit.sqlite3"),
+        "KARTRA_MCP_CACHE_DIR": str(tmp_path / "cache"),
+        "KARTRA_MCP_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_server_speaks_both_eras_over_stdio(tmp_path: Path, mode: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "kartra_mcp", "serve", "--sandbox"], env=_env(tmp_path)
+    )
+    with anyio.fail_after(60):
+        async with Client(params, mode=mode) as client:
+            tools = await client.list_tools()
+            result = await client.call_tool("retrieve-account-tags", {})
+            instructions = client.instructions
+    assert "get-lead" in {t.name for t in tools.tools}
+    assert not result.is_error
+    assert result.structured_content is not None and "VIP" in result.structured_content["account_tags"]
+    assert instructions is not None and instructions.startswith("SANDBOX")
+
+
+@contextmanager
+def _http_server(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kartra_mcp",
+                "serve",
+                "--sandbox",
+                "--transport",
+                "http",
+                "--port",
+                str(port),
+                *args,
+            ],
+            env={**os.environ, **_env(tmp_path, **env)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        with httpx2.Client() as probe:
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the HTTP server did not come up:\n{log.read_text()}")
+                try:
+                    if probe.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    time.sleep(0.05)  # waiting for a process to bind its port
+        yield process, url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_http_needs_the_bearer_token_and_then_serves_both_eras(tmp_path: Path) -> None:
+    token = "a-long-random-http-token-for-this-test"
+    with _http_server(tmp_path, KARTRA_MCP_HTTP_TOKEN=token) as (_, url):
+        async with httpx2.AsyncClient() as raw:
+            missing = await raw.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            wrong = await raw.post(f"{url}/mcp", headers={"Authorization": "Bearer nope"}, json={})
+        assert (missing.status_code, wrong.status_code) == (401, 401)
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        for mode in ("legacy", "auto"):
+            person = Person("accept")
+            with anyio.fail_after(60):
+                async with (
+                    httpx2.AsyncClient(
+                        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30)
+                    ) as http,
+                    Client(
+                        streamable_http_client(f"{url}/mcp", http_client=http), mode=mode, elicitation_callback=person
+                    ) as client,
+                ):
+                    names = {t.name for t in (await client.list_tools()).tools}
+                    tags = await client.call_tool("retrieve-account-tags", {})
+                    removal = await client.call_tool(
+                        "unassign-tag", {"email": "henry.jones.1@example.com", "tag_name": "Customer"}
+                    )
+            assert "refund-transaction" in names
+            assert not tags.is_error
+            assert not removal.is_error, removal.content
+            assert len(person.asked) == 1  # asked in person, in this era too
+
+
+def test_http_beyond_loopback_without_a_token_does_not_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kartra_mcp", "serve", "--sandbox", "--transport", "http", "--host", "0.0.0.0"],
+        env={**os.environ, **_env(tmp_path)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"KARTRA_MCP_HTTP_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize("flag", [None, "--sandbox"])
+def test_stdout_carries_nothing_but_the_protocol(tmp_path: Path, flag: str | None) -> None:
+    """Logs go to stderr: a stdio server that has not been spoken to writes nothing to stdout."""
+    args = [sys.executable, "-m", "kartra_mcp", "serve", *([flag] if flag else [])]
+    env = {**os.environ, **_env(tmp_path, KARTRA_MCP_LOG_LEVEL="DEBUG")}
+    result = subprocess.run(args, env=env, input=b"", capture_output=True, timeout=60)
+    assert result.stdout == b""
+    if flag is None:
+        assert result.returncode == 2
+        assert b"--sandbox" in result.stderr and b"MEMBRANE_TOKEN" in result.stderr
+    else:
+        assert b"embedded sandbox" in result.stderr
