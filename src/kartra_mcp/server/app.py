@@ -28,6 +28,7 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
+from kartra_mcp.errors import MembraneError
 from kartra_mcp.server.confirmers import confirmer_for, input_required
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.executor import CallResult
@@ -92,6 +93,19 @@ class ToolListNotifier:
                 await session.send_tool_list_changed()
             except Exception:  # a closed connection: forget it
                 self._legacy.pop(key, None)
+
+
+async def refresh_and_notify(runtime: Runtime, notifier: ToolListNotifier) -> bool:
+    """Fetch the catalog again (after a start from the cache) and tell clients if it changed."""
+    try:
+        changed = await runtime.catalog.refresh()
+    except MembraneError as exc:
+        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
+        return False
+    if changed:
+        logger.info("the Kartra action catalog changed; telling clients")
+        await notifier.changed()
+    return changed
 
 
 def tool_for(spec: ToolSpec, description: str) -> Tool:

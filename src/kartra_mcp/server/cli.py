@@ -32,9 +32,9 @@ from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
-from kartra_mcp.server.app import ToolListNotifier, build_server
+from kartra_mcp.server.app import build_server, refresh_and_notify
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
-from kartra_mcp.server.runtime import Runtime, load_effective_policy, membrane_client, open_runtime
+from kartra_mcp.server.runtime import load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import (
@@ -89,16 +89,6 @@ def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
 # -- serve ------------------------------------------------------------------------------------
 
 
-async def _refresh_later(runtime: Runtime, notifier: ToolListNotifier) -> None:
-    """After a start from the cache, fetch the catalog again and tell clients if it changed."""
-    try:
-        if await runtime.catalog.refresh():
-            logger.info("the Kartra action catalog changed; telling clients")
-            await notifier.changed()
-    except MembraneError as exc:
-        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
-
-
 async def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sandbox = _sandbox_for(args)
@@ -110,7 +100,7 @@ async def _serve(args: argparse.Namespace) -> int:
         server, notifier = build_server(runtime)
         async with anyio.create_task_group() as group:
             if runtime.catalog.loaded_from_cache:
-                group.start_soon(_refresh_later, runtime, notifier)
+                group.start_soon(refresh_and_notify, runtime, notifier)
             if args.transport == "http":
                 await serve_http(server, host=args.host, port=args.port, token=token)
             else:
