@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx2
 import pytest
 
 from tests.interop.node import NodeRuntime, find_node, no_node_reason
+from tests.processes import StandaloneSandbox, run, standalone_sandbox, without_private
 
 JS_DIR = Path(__file__).parent / "js"
 # Written into node_modules after a successful `npm ci`: what was installed, with which runtime.
@@ -27,183 +19,6 @@ STAMP = JS_DIR / "node_modules" / ".kartra-mcp-interop-stamp"
 # The environment as the test run started, before tests/conftest.py's clean_environ strips proxies:
 # npm may need them to reach its registry. Membrane and kartra-mcp settings are never passed on.
 _STARTING_ENVIRON = dict(os.environ)
-_PRIVATE_PREFIXES = ("MEMBRANE_", "KARTRA_MCP_", "INTEGRATION_APP_")
-_PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def _without_private(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not k.startswith(_PRIVATE_PREFIXES)}
-
-
-def local_env(node: NodeRuntime | None = None, **extra: str) -> dict[str, str]:
-    """The environment for a process that only talks to this machine: no proxies, no credentials.
-
-    With `node`, its directory comes first on PATH.
-    """
-    env = {k: v for k, v in _without_private(os.environ).items() if k.lower() not in _PROXIES}
-    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", NO_COLOR="1", **extra)
-    return node.env(env) if node else env
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A finished subprocess, with what it said."""
-
-    argv: Sequence[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def explain(self, limit: int = 6000) -> str:
-        return (
-            f"$ {' '.join(self.argv)}\nexit {self.returncode} after {self.seconds:.1f}s\n"
-            f"--- stdout\n{self.stdout[-limit:]}\n--- stderr\n{self.stderr[-limit:]}"
-        )
-
-
-def _end(process: subprocess.Popen[Any]) -> None:
-    """Stop a process started with its own session, and whatever it started, by its group id."""
-    if process.poll() is None:
-        if os.name == "nt":
-            process.terminate()
-        else:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            if os.name == "nt":
-                process.kill()
-            else:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    if os.name != "nt":
-        # Children it left behind (npx's package binary, a stdio MCP server), if any.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def spawn(
-    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None, **kwargs: Any
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        list(argv),
-        env=dict(env),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=os.name != "nt",
-        **kwargs,
-    )
-
-
-def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None, timeout: float) -> Finished:
-    """Run to completion within `timeout` seconds; on overrun, stop it and everything it started, and fail."""
-    started = time.monotonic()
-    process = spawn(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _end(process)
-        stdout, stderr = process.communicate(timeout=10)
-        pytest.fail(
-            "timed out:\n" + Finished(argv, process.returncode, stdout, stderr, time.monotonic() - started).explain()
-        )
-    finally:
-        _end(process)
-    return Finished(argv, process.returncode, stdout, stderr, time.monotonic() - started)
-
-
-def wait_until(ready: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `ready` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Server:
-    """A long-running subprocess (the sandbox, an HTTP MCP server) with its output in files."""
-
-    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], logs: Path) -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        self.argv = list(argv)
-        self.stdout_path = logs / "stdout.txt"
-        self.stderr_path = logs / "stderr.txt"
-        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
-            self.process = spawn(argv, env=env, stdout=out, stderr=err)
-
-    def output(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def explain(self) -> str:
-        status = "running" if self.process.poll() is None else f"exited {self.process.returncode}"
-        return (
-            f"$ {' '.join(self.argv)} ({status})\n--- stdout\n{self.output()[-4000:]}\n"
-            f"--- stderr\n{self.stderr_path.read_text(errors='replace')[-8000:]}"
-        )
-
-    def alive(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"the server exited early:\n{self.explain()}")
-        return True
-
-    def wait_http(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 60) -> httpx2.Response:
-        """Poll `url` until the server answers; fail at once if the answer is not a 200."""
-        answer: list[httpx2.Response] = []
-
-        def answered() -> bool:
-            self.alive()
-            try:
-                answer.append(httpx2.get(url, headers=dict(headers or {}), timeout=5, trust_env=False))
-            except httpx2.TransportError:
-                return False
-            return True
-
-        wait_until(answered, timeout=timeout, what=f"{url} to answer:\n{self.explain()}")
-        response = answer[-1]
-        if response.status_code != 200:
-            pytest.fail(f"GET {url} answered {response.status_code}, not 200: {response.text[:2000]}\n{self.explain()}")
-        return response
-
-    def stop(self) -> None:
-        _end(self.process)
-
-
-@dataclass(frozen=True)
-class StandaloneSandbox:
-    url: str
-    token: str
-    server: Server
-
-    def state(self) -> dict[str, Any]:
-        response = httpx2.get(
-            f"{self.url}/_sandbox/state", headers={"Authorization": f"Bearer {self.token}"}, timeout=10, trust_env=False
-        )
-        response.raise_for_status()
-        state: dict[str, Any] = response.json()
-        return state
-
-    def requests(self) -> list[dict[str, str]]:
-        response = httpx2.get(
-            f"{self.url}/_sandbox/requests",
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=10,
-            trust_env=False,
-        )
-        response.raise_for_status()
-        seen: list[dict[str, str]] = response.json()["requests"]
-        return seen
 
 
 @pytest.fixture(scope="session")
@@ -232,7 +47,7 @@ def js_project(node_runtime: NodeRuntime) -> Path:
     wanted = _stamp(node_runtime)
     if STAMP.is_file() and STAMP.read_text() == wanted:
         return JS_DIR
-    env = node_runtime.env(_without_private(_STARTING_ENVIRON))
+    env = node_runtime.env(without_private(_STARTING_ENVIRON))
     env.update(npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
     done = run(
         [*node_runtime.npm, "ci", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund"],
@@ -247,26 +62,6 @@ def js_project(node_runtime: NodeRuntime) -> Path:
 
 
 @pytest.fixture
-def standalone_sandbox(tmp_path: Path) -> Iterator[StandaloneSandbox]:
-    """`python -m kartra_mcp sandbox` on a free loopback port, read from what it prints; stopped afterwards."""
-    port = free_port()
-    server = Server(
-        [sys.executable, "-m", "kartra_mcp", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        env=local_env(PYTHONUNBUFFERED="1"),
-        logs=tmp_path / "sandbox",
-    )
-    try:
-
-        def printed() -> bool:
-            server.alive()
-            return any(line.startswith("token: ") for line in server.output().splitlines())
-
-        wait_until(printed, timeout=60, what=f"the sandbox's address and token:\n{server.explain()}")
-        lines = server.output().splitlines()
-        url = next(line for line in lines if " at http://" in line).rsplit(" at ", 1)[1].strip()
-        token = next(line for line in lines if line.startswith("token: ")).removeprefix("token: ").strip()
-        assert url == f"http://127.0.0.1:{port}", server.explain()
-        server.wait_http(f"{url}/_sandbox/state", headers={"Authorization": f"Bearer {token}"})
-        yield StandaloneSandbox(url=url, token=token, server=server)
-    finally:
-        server.stop()
+def standalone(tmp_path: Path) -> Iterator[StandaloneSandbox]:
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        yield sandbox

@@ -19,8 +19,8 @@ import httpx2
 import pytest
 
 from kartra_mcp.sandbox.actions import CATALOG
-from tests.interop.conftest import Finished, Server, free_port, local_env, run
 from tests.interop.node import NodeRuntime
+from tests.processes import Finished, Server, free_port, local_env, run
 
 pytestmark = pytest.mark.interop
 
@@ -37,7 +37,7 @@ class Inspector:
     def __call__(self, *args: str, target: Sequence[str] = ()) -> Finished:
         """`inspector --cli ARGS TARGET`: options first, then the server (a URL, or `-- command...`)."""
         env = local_env(
-            self.node,
+            self.node.bin_dir,
             MCP_STORAGE_DIR=str(self.home / "storage"),
             MCP_INSPECTOR_OAUTH_STATE_PATH=str(self.home / "oauth-state.json"),
             MCP_CATALOG_PATH=str(self.home / "mcp.json"),

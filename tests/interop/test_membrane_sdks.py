@@ -15,15 +15,15 @@ import jwt
 import pytest
 
 from kartra_mcp.sandbox.actions import CATALOG
-from tests.interop.conftest import Finished, StandaloneSandbox, local_env, run
 from tests.interop.node import NodeRuntime
+from tests.processes import Finished, StandaloneSandbox, local_env, run
 
 pytestmark = pytest.mark.interop
 
 
 def _check(script: str, node: NodeRuntime, js_project: Path, sandbox: StandaloneSandbox) -> Finished:
     lead = sandbox.state()["samples"]["lead"]["email"]
-    env = local_env(node, MEMBRANE_API_URI=sandbox.url, MEMBRANE_TOKEN=sandbox.token, LEAD_EMAIL=lead)
+    env = local_env(node.bin_dir, MEMBRANE_API_URI=sandbox.url, MEMBRANE_TOKEN=sandbox.token, LEAD_EMAIL=lead)
     done = run([str(node.node), script], env=env, cwd=js_project, timeout=120)
     assert done.returncode == 0, f"{node.describe()}\n{done.explain()}\n--- the sandbox\n{sandbox.server.explain()}"
     assert done.stdout.rstrip().endswith("ALL CHECKS PASSED"), done.explain()
@@ -34,17 +34,17 @@ def _requested(sandbox: StandaloneSandbox) -> list[str]:
     return [f"{r['method']} {r['path']}?{r['query']}" for r in sandbox.requests()]
 
 
-def test_the_sandbox_prints_a_jwt_shaped_token_which_both_sdks_insist_on(standalone_sandbox: StandaloneSandbox) -> None:
-    claims = jwt.decode(standalone_sandbox.token, options={"verify_signature": False})
+def test_the_sandbox_prints_a_jwt_shaped_token_which_both_sdks_insist_on(standalone: StandaloneSandbox) -> None:
+    claims = jwt.decode(standalone.token, options={"verify_signature": False})
     assert claims["id"]  # Membrane's MCP server also reads the tenant from the `id` claim
 
 
 def test_the_membrane_sdk_pages_gets_runs_proxies_and_writes_through_the_sandbox(
-    node_runtime: NodeRuntime, js_project: Path, standalone_sandbox: StandaloneSandbox
+    node_runtime: NodeRuntime, js_project: Path, standalone: StandaloneSandbox
 ) -> None:
-    done = _check("membrane_sdk_check.mjs", node_runtime, js_project, standalone_sandbox)
+    done = _check("membrane_sdk_check.mjs", node_runtime, js_project, standalone)
     lines = done.stdout.splitlines()
-    lead = standalone_sandbox.state()["samples"]["lead"]["email"]
+    lead = standalone.state()["samples"]["lead"]["email"]
 
     assert lines[0].startswith("@membranehq/sdk 0.28.3; node v")
     assert f"ACTIONS COUNT (paged, limit 7): {len(CATALOG)}" in lines
@@ -55,7 +55,7 @@ def test_the_membrane_sdk_pages_gets_runs_proxies_and_writes_through_the_sandbox
     assert any(line.startswith("TAG REMOVED: ") for line in lines)
     assert "REFUSAL: type=bad_request key=not_found message=Action 'no-such-action' not found" in lines
 
-    seen = _requested(standalone_sandbox)
+    seen = _requested(standalone)
     pages = [r for r in seen if r.startswith("GET /actions?") and "limit=7" in r]
     assert len(pages) == -(-len(CATALOG) // 7), seen
     assert any(r.startswith("GET /actions?") and "limit=1000&cursor=0" in r for r in seen)
@@ -65,11 +65,11 @@ def test_the_membrane_sdk_pages_gets_runs_proxies_and_writes_through_the_sandbox
 
 
 def test_the_integration_app_sdk_replays_membranes_mcp_server_against_the_sandbox(
-    node_runtime: NodeRuntime, js_project: Path, standalone_sandbox: StandaloneSandbox
+    node_runtime: NodeRuntime, js_project: Path, standalone: StandaloneSandbox
 ) -> None:
-    done = _check("integration_app_sdk_check.mjs", node_runtime, js_project, standalone_sandbox)
+    done = _check("integration_app_sdk_check.mjs", node_runtime, js_project, standalone)
     lines = done.stdout.splitlines()
-    lead = standalone_sandbox.state()["samples"]["lead"]["email"]
+    lead = standalone.state()["samples"]["lead"]["email"]
 
     assert lines[0].startswith("@integration-app/sdk 1.9.0; node v")
     assert "CONNECTIONS: 1 (no cursor)" in lines
@@ -80,6 +80,6 @@ def test_the_integration_app_sdk_replays_membranes_mcp_server_against_the_sandbo
     assert "TOOL TITLE: Kartra: Get Lead" in lines
     assert f"LEAD EMAIL: {lead}" in lines
 
-    seen = _requested(standalone_sandbox)
+    seen = _requested(standalone)
     assert seen[0] == "GET /connections?"
     assert "POST /action-instance/run?autoCreate=true&integrationKey=kartra&parentKey=get-lead" in seen

@@ -142,7 +142,15 @@ def _sandbox(args: argparse.Namespace) -> int:
         f"use it: MEMBRANE_API_URL=http://{args.host}:{args.port} MEMBRANE_TOKEN=<token> kartra-mcp serve", flush=True
     )
     try:
-        uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level="warning", log_config=None)
+        # A hung request (an injected fault) must not hold a shutdown for long.
+        uvicorn.run(
+            sandbox.app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            log_config=None,
+            timeout_graceful_shutdown=2,
+        )
     finally:
         sandbox.close()
     return 0
