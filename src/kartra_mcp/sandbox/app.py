@@ -126,11 +126,12 @@ class Sandbox:
             },
         )
         self.faults = FaultInjector(self._guard, seed=self.config.fault_seed, rules=self.config.faults)
-        self.app = self._log_request
+        # The sandbox itself is the ASGI app (an object with an async __call__, which servers read as ASGI 3).
+        self.app = self
 
     # -- ASGI plumbing -----------------------------------------------------------------------
 
-    async def _log_request(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Record every request that reaches the sandbox, faulted or not, for tests to count."""
         if scope["type"] == "http" and not scope["path"].startswith(ADMIN_PREFIX):
             self.requests.append(
@@ -450,11 +451,11 @@ class Sandbox:
             api = body["api"]
             if not isinstance(api, Mapping):
                 raise MembraneRefusal(400, "api must be an object with method and path")
+            path, query = str(api.get("path", "/")), api.get("query")
+            if isinstance(query, Mapping) and query:
+                path = f"{path}{'&' if '?' in path else '?'}{phpform.encode(query)}"
             status, payload = self._kartra_call(
-                str(api.get("method", "GET")).upper(),
-                str(api.get("path", "/")),
-                api.get("body"),
-                api.get("headers") or {},
+                str(api.get("method", "GET")).upper(), path, api.get("body") or "", api.get("headers") or {}
             )
             run_id = self._log(None, connection, body, payload, ok=status == 200)
             return JSONResponse({"output": payload, "actionRunId": run_id})
@@ -645,7 +646,10 @@ class Sandbox:
 
     async def admin_reset(self, request: Request) -> Response:
         body = await self._json(request) if await request.body() else {}
-        self.reset(seed=int(body.get("seed", self.config.seed)), leads=int(body.get("leads", self.config.leads)))
+        seed, leads = body.get("seed", self.config.seed), body.get("leads", self.config.leads)
+        if not (isinstance(seed, int) and isinstance(leads, int) and leads >= 0):
+            raise MembraneRefusal(400, "seed must be an integer and leads an integer of at least 0")
+        self.reset(seed=seed, leads=leads)
         return JSONResponse(self.state())
 
     def reset(self, *, seed: int | None = None, leads: int | None = None) -> None:

@@ -31,6 +31,19 @@ _STATUS_KEYS: dict[int, tuple[str, str | None, str]] = {
     429: ("bad_request", "rate_limit_exceeded", "Rate limit exceeded (injected)"),
 }
 
+# What each setting of a rule must be in JSON; anything else is refused when the rule is set, not
+# when a request meets it.
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "route": (str,),
+    "latency_ms": (int, float),
+    "status": (int, type(None)),
+    "rate": (int, float),
+    "times": (int, type(None)),
+    "hang_seconds": (int, float),
+    "hang_after": (bool,),
+    "malformed": (bool,),
+}
+
 
 @dataclass
 class FaultRule:
@@ -47,17 +60,21 @@ class FaultRule:
     applied: int = field(default=0, compare=False)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
+    def from_json(cls, data: Any) -> FaultRule:
+        if not isinstance(data, Mapping):
+            raise MembraneRefusal(400, "A fault rule must be a JSON object")
         known = {f.name for f in fields(cls)} - {"applied"}
         unknown = set(data) - known
         if unknown:
             raise MembraneRefusal(
                 400, f"Unknown fault setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
             )
-        try:
-            rule = cls(**dict(data))
-        except TypeError as exc:
-            raise MembraneRefusal(400, f"Invalid fault rule: {exc}") from None
+        for name, value in data.items():
+            wanted = _SETTING_TYPES[name]
+            # JSON's true and false are Python ints too: only the two flags take them.
+            if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+                raise MembraneRefusal(400, f"Invalid fault rule: {name} cannot be {value!r}")
+        rule = cls(**dict(data))
         if not 0.0 <= rule.rate <= 1.0:
             raise MembraneRefusal(400, "rate must be between 0 and 1")
         if rule.status is not None and not 400 <= rule.status <= 599:
@@ -78,9 +95,14 @@ class FaultRule:
 
 def parse_rules(raw: str | Iterable[Mapping[str, Any]]) -> list[FaultRule]:
     """Rules from JSON text (a list or one object) or already-parsed mappings."""
-    data = json.loads(raw) if isinstance(raw, str) else list(raw)
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except ValueError:
+        data = None
     if isinstance(data, Mapping):
         data = [data]
+    if not isinstance(data, list):
+        raise MembraneRefusal(400, "Fault rules must be JSON: one rule object or a list of them")
     return [FaultRule.from_json(item) for item in data]
 
 

@@ -219,10 +219,9 @@ class KartraApi:
             "field_value": value if isinstance(value, str) else "",
         }
 
-    def _apply_profile(self, lead: Lead, block: Mapping[str, Any]) -> None:
-        for name in PROFILE_FIELDS:
-            if name in block and isinstance(block[name], str):
-                lead.profile[name] = block[name]
+    def _custom_field_values(self, block: Mapping[str, Any]) -> dict[str, str | list[str]]:
+        """The custom field values a lead block sets, checked in full before anything changes."""
+        values: dict[str, str | list[str]] = {}
         for item in as_list(block.get("custom_fields")):
             if not isinstance(item, Mapping) or "field_identifier" not in item:
                 raise KartraRefusal(271, "Wrong custom field format")
@@ -235,11 +234,19 @@ class KartraApi:
                 known = {str(o.option_id) for o in field.options}
                 if any(c not in known for c in chosen) or (field.type != "checkbox" and len(chosen) > 1):
                     raise KartraRefusal(271, "Wrong custom field format")
-                lead.custom_fields[field.identifier] = chosen
+                values[field.identifier] = chosen
             elif isinstance(value, str):
-                lead.custom_fields[field.identifier] = value
+                values[field.identifier] = value
             else:
                 raise KartraRefusal(271, "Wrong custom field format")
+        return values
+
+    @staticmethod
+    def _apply_profile(lead: Lead, block: Mapping[str, Any], custom_fields: Mapping[str, str | list[str]]) -> None:
+        for name in PROFILE_FIELDS:
+            if name in block and isinstance(block[name], str):
+                lead.profile[name] = block[name]
+        lead.custom_fields.update(custom_fields)
 
     def _create_lead(self, block: Mapping[str, Any]) -> Result:
         email = _text(block, "email")
@@ -248,19 +255,23 @@ class KartraApi:
         account = self.account
         if account.lead_by_email(email) is not None:
             raise KartraRefusal(244, "Lead already exists")
+        custom_fields = self._custom_field_values(block)
         lead = Lead(id=account.new_id("lead"), email=email, date_joined=account.now(), source="api")
-        self._apply_profile(lead, block)
+        self._apply_profile(lead, block, custom_fields)
         account.add(lead)
         return {"status": "Success", "message": "Lead created", "lead_details": {"id": str(lead.id)}}
 
     def _edit_lead(self, lead: Lead | None, block: Mapping[str, Any]) -> Result:
         assert lead is not None
+        # A refused edit changes nothing: every check runs before the first change.
         new_email = _text(block, "new_email")
-        if new_email and new_email.casefold() != lead.email.casefold():
-            if self.account.lead_by_email(new_email) is not None:
-                raise KartraRefusal(244, "Lead already exists")
+        changes_email = bool(new_email) and new_email.casefold() != lead.email.casefold()
+        if changes_email and self.account.lead_by_email(new_email) is not None:
+            raise KartraRefusal(244, "Lead already exists")
+        custom_fields = self._custom_field_values(block)
+        if changes_email:
             self.account.change_lead_email(lead, new_email)
-        self._apply_profile(lead, block)
+        self._apply_profile(lead, block, custom_fields)
         self.account.save(lead)
         return {"status": "Success", "message": "Lead edited", "lead_details": {"id": str(lead.id)}}
 
