@@ -18,7 +18,7 @@ from kartra_mcp.sandbox import FaultRule, Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import Runtime, open_runtime
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.executor import NoConfirmer
+from kartra_mcp.tools.executor import Accepted, Answer, ConfirmationRequest, Declined, Deferred, NoConfirmer
 from kartra_mcp.tools.policy import Policy
 from tests.conftest import FAST_RETRY
 from tests.server.conftest import Person, all_tools, connect, text_of
@@ -365,7 +365,7 @@ async def test_a_write_whose_answer_is_lost_says_the_outcome_is_unknown(
     mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     refund = BY_KEY["refund-transaction"].id
-    sandbox.faults.rules = [FaultRule(route=f"POST /actions/{refund}/run", hang_seconds=30, hang_after=True)]
+    sandbox.faults.rules = [FaultRule(route=f"POST /actions/{refund}/run", hang_seconds=30, after=True)]
     async with (
         open_runtime(
             settings.model_copy(update={"request_timeout": 0.3}), sandbox=sandbox, policy=Policy(), retry=FAST_RETRY
@@ -378,3 +378,138 @@ async def test_a_write_whose_answer_is_lost_says_the_outcome_is_unknown(
     assert "retrieve-transactions-from-lead" in _text(result)
     assert _refund_count(sandbox, samples) == 1
     assert [r.outcome for r in rows] == ["unknown"]
+
+
+class _Scripted:
+    """A client that answers the confirmation question as scripted, as a 2026-07-28 client would."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.asked: list[ConfirmationRequest] = []
+
+    async def confirm(self, request: ConfirmationRequest) -> Answer:
+        self.asked.append(request)
+        answer = self.answers.pop(0)
+        first = self.asked[0].confirmation_id
+        if answer == "defer":
+            return Deferred()
+        if answer == "slow-accept":
+            await anyio.sleep(0.05)
+            return Accepted("elicitation")
+        return Declined("decline", echoed_id=first)
+
+
+async def test_a_declined_question_leaves_no_id_that_confirm_action_can_spend(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    tool, arguments = SCENARIOS[0].request(samples)
+    client = _Scripted("defer", "decline")
+    async with guarded(settings, sandbox) as runtime:
+        first = await runtime.executor.call(tool, arguments, client)
+        assert first.awaiting is not None
+        declined = await runtime.executor.call(tool, arguments, client)
+        assert declined.structured is not None and declined.structured["error"] == "ConfirmationDeclined"
+        for leftover in {r.confirmation_id for r in client.asked}:
+            spent = await runtime.executor.call("confirm-action", {"confirmation_id": leftover}, NoConfirmer())
+            assert spent.structured is not None and spent.structured["error"] == "ConfirmationInvalid"
+    assert not _refund_happened(sandbox, samples)
+
+
+async def test_concurrent_critical_calls_cannot_overrun_the_hourly_cap(settings: Settings, sandbox: Sandbox) -> None:
+    account = sandbox.account
+    sales = [
+        t.id
+        for t in account.transactions.values()
+        if t.type == "sale" and not t.test and t.subscription_id is None and account.refunded_amount(t.id) == 0
+    ][:3]
+    results = []
+    async with guarded(settings, sandbox, Policy(max_critical_calls_per_hour=1)) as runtime:
+
+        async def refund(transaction: int) -> None:
+            result = await runtime.executor.call(
+                "refund-transaction", {"transaction_id": str(transaction)}, _Scripted("slow-accept")
+            )
+            results.append(result)
+
+        async with anyio.create_task_group() as group:
+            for sale in sales:
+                group.start_soon(refund, sale)
+        outcomes = sorted(r.outcome for r in runtime.audit.rows(tool="refund-transaction"))
+    assert sum(account.refunded_amount(s) > 0 for s in sales) == 1
+    assert sorted(r.is_error for r in results) == [False, True, True]
+    assert outcomes == ["refused", "refused", "success"]
+
+
+async def test_a_refund_hidden_in_a_form_that_looks_like_json_is_refused_and_audited(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    tx = samples["refundable_transaction"]["transaction_id"]
+    masked = f'{{"x":"&actions[0][cmd]=refund_transaction&actions[0][transaction_id]={tx}&y=","get_lead":{{}}}}'
+    async with guarded(settings, sandbox) as runtime, connect(runtime, mode, Person("decline")) as client:
+        result = await client.call_tool("kartra-api-request", {"body": masked})
+        rows = runtime.audit.rows(tool="kartra-api-request")
+    assert result.is_error and result.structured_content is not None
+    assert result.structured_content["error"] == "ProxyRequestRefused"
+    assert not _refund_happened(sandbox, samples)
+    assert [r.outcome for r in rows] == ["refused"]
+
+
+async def test_a_proxy_write_that_ran_before_its_upstream_failed_reports_an_unknown_outcome(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    sandbox.faults.rules = [FaultRule(route="POST /connections/*/proxy*", status=502, after=True, upstream=True)]
+    name, arguments = SCENARIOS[3].request(samples)
+    async with guarded(settings, sandbox) as runtime, connect(runtime, mode, Person("accept")) as client:
+        result = await client.call_tool(name, arguments)
+        rows = runtime.audit.rows(tool=name)
+    assert result.is_error and "OUTCOME UNKNOWN" in _text(result)
+    assert result.structured_content is not None and result.structured_content["outcome_unknown"] is True
+    assert _refund_count(sandbox, samples) == 1
+    assert [(r.outcome, r.upstream_status) for r in rows] == [("unknown", 502)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "tool", "arguments"),
+    [
+        pytest.param(Policy(read_only=True), "assign-tag", {"tag_name": "VIP"}, id="read-only"),
+        pytest.param(Policy(kill_switch=True), "unassign-tag", {"tag_name": "VIP"}, id="kill-switch"),
+        pytest.param(Policy(actions={"assign-tag": "deny"}), "assign-tag", {"tag_name": "VIP"}, id="denied-action"),
+        pytest.param(Policy(), "kartra-api-request", {"path": "https://evil.example/"}, id="proxy-refusal"),
+    ],
+)
+async def test_every_refusal_is_in_the_audit_log(
+    policy: Policy,
+    tool: str,
+    arguments: dict[str, Any],
+    settings: Settings,
+    sandbox: Sandbox,
+    samples: dict[str, Any],
+) -> None:
+    if tool != "kartra-api-request":
+        arguments = {**arguments, "email": samples["lead"]["email"]}
+    async with guarded(settings, sandbox, policy) as runtime:
+        result = await runtime.executor.call(tool, arguments, NoConfirmer())
+        rows = runtime.audit.rows()
+    assert result.is_error
+    assert [(r.tool, r.outcome) for r in rows] == [(tool, "refused")]
+
+
+@pytest.mark.parametrize(
+    ("status", "advice"),
+    [
+        (400, "fix what the message names"),
+        (401, "kartra-mcp doctor"),
+        (403, "grant access"),
+        (404, "list the tools again"),
+        (429, "wait a few seconds"),
+    ],
+)
+async def test_membrane_refusing_a_write_says_what_to_do_next(
+    status: int, advice: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", status=status)]
+    async with guarded(settings, sandbox) as runtime:
+        result = await runtime.executor.call(
+            "assign-tag", {"email": samples["lead"]["email"], "tag_name": "VIP"}, NoConfirmer()
+        )
+    assert result.is_error and advice in result.text and "Nothing was done" in result.text

@@ -72,7 +72,7 @@ def test_an_id_is_bound_to_its_connection() -> None:
 
 def test_an_echoed_id_must_match_the_retried_calls_tool_and_arguments() -> None:
     book = _book()
-    confirmation, _ = book.issue("refund-transaction", {"transaction_id": "7"}, "conn")
+    confirmation, _ = book.issue("refund-transaction", {"transaction_id": "7"}, "conn", channel="elicitation")
     with pytest.raises(ConfirmationInvalid, match="different call"):
         book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "8"}, "conn")
     book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "7"}, "conn")
@@ -80,7 +80,7 @@ def test_an_echoed_id_must_match_the_retried_calls_tool_and_arguments() -> None:
 
 def test_argument_order_does_not_change_what_was_confirmed() -> None:
     book = _book()
-    confirmation, _ = book.issue("t", {"a": 1, "b": {"y": 2, "x": 1}}, "conn")
+    confirmation, _ = book.issue("t", {"a": 1, "b": {"y": 2, "x": 1}}, "conn", channel="elicitation")
     book.redeem_for(confirmation, "t", {"b": {"x": 1, "y": 2}, "a": 1}, "conn")
 
 
@@ -90,3 +90,21 @@ def test_changing_the_arguments_after_issue_does_not_change_what_runs() -> None:
     confirmation, _ = book.issue("t", arguments, "conn")
     arguments["transaction_id"] = "8"
     assert dict(book.redeem(confirmation, "conn").arguments) == {"transaction_id": "7"}
+
+
+def test_an_id_works_only_through_the_channel_it_was_issued_for() -> None:
+    book = _book()
+    asked, _ = book.issue("t", {}, "conn", channel="elicitation")
+    with pytest.raises(ConfirmationInvalid):
+        book.redeem(asked, "conn")  # confirm-action cannot spend what the person was asked in their client
+    token, _ = book.issue("t", {}, "conn", channel="token")
+    with pytest.raises(ConfirmationInvalid):
+        book.redeem_for(token, "t", {}, "conn")  # nor can a retried call spend a token id
+
+
+def test_a_discarded_id_runs_nothing() -> None:
+    book = _book()
+    confirmation, _ = book.issue("t", {}, "conn")
+    book.discard(confirmation)
+    with pytest.raises(ConfirmationInvalid, match="already used or declined"):
+        book.redeem(confirmation, "conn")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kartra_mcp import phpform
-from kartra_mcp.tools.kartra_ops import classify_action, invocations_in_body
+from kartra_mcp.tools.kartra_ops import classify_action, invocations_in_form
 from kartra_mcp.tools.spec import Annotations, Risk
 
 
@@ -37,6 +37,13 @@ def test_known_actions_have_their_class_from_the_table(key: str, risk: Risk) -> 
         pytest.param("issue-chargeback", "", None, Risk.CRITICAL, id="chargeback"),
         pytest.param("do-something", "Do something", "run-javascript", Risk.CRITICAL, id="unsure-is-critical"),
         pytest.param("get-lead-export", "Get export", "run-javascript", Risk.CRITICAL, id="read-name-odd-type"),
+        pytest.param("get-or-create-lead", "", "connector-operation", Risk.WRITE, id="get-or-create"),
+        pytest.param("find-or-create-lead", "", None, Risk.WRITE, id="find-or-create"),
+        pytest.param("lookup-and-tag-lead", "", None, Risk.WRITE, id="lookup-and-tag"),
+        pytest.param("fetch-and-update-lead", "", None, Risk.WRITE, id="fetch-and-update"),
+        pytest.param("check-and-send-email", "", None, Risk.CRITICAL, id="sends-email"),
+        pytest.param("get-lead-by-email", "", None, Risk.READ, id="email-as-a-key"),
+        pytest.param("list-and-remove-duplicates", "", "list-data-records", Risk.DESTRUCTIVE, id="list-and-remove"),
     ],
 )
 def test_unknown_actions_are_classed_by_type_and_words_and_never_guessed_low(
@@ -45,30 +52,30 @@ def test_unknown_actions_are_classed_by_type_and_words_and_never_guessed_low(
     assert classify_action(key, name, kind)[0] is risk
 
 
-def test_the_commands_in_a_form_body_are_read_in_order() -> None:
-    body = phpform.encode(
-        {
-            "lead": {"email": "a@example.com"},
-            "actions": [{"cmd": "assign_tag", "tag_name": "VIP"}, {"cmd": "refund_transaction"}],
-        }
+def test_the_commands_in_a_form_are_read_in_order() -> None:
+    form = phpform.decode(
+        phpform.encode(
+            {
+                "lead": {"email": "a@example.com"},
+                "actions": [{"cmd": "assign_tag", "tag_name": "VIP"}, {"cmd": "refund_transaction"}],
+            }
+        )
     )
-    found = invocations_in_body(body)
+    found = invocations_in_form(form)
     assert found is not None
     assert [(i.cmd, i.risk) for i in found] == [("assign_tag", Risk.WRITE), ("refund_transaction", Risk.CRITICAL)]
     assert found[0].lead == {"email": "a@example.com"}
 
 
-def test_json_and_object_bodies_are_read_too() -> None:
-    as_object = invocations_in_body({"get_lead": {"email": "a@example.com"}})
-    as_json = invocations_in_body('{"actions": [{"cmd": "cancel_transaction"}]}', "application/json")
-    assert as_object is not None and [i.cmd for i in as_object] == ["get_lead"]
-    assert as_json is not None and [i.risk for i in as_json] == [Risk.CRITICAL]
+def test_get_lead_is_a_command_too() -> None:
+    found = invocations_in_form({"get_lead": {"email": "a@example.com"}})
+    assert found is not None and [(i.cmd, i.risk) for i in found] == [("get_lead", Risk.READ)]
 
 
-def test_an_unknown_command_is_critical_and_an_unreadable_body_is_unknown() -> None:
-    found = invocations_in_body("actions[0][cmd]=wipe_account")
+def test_an_unknown_command_is_critical_and_unreadable_actions_are_unknown() -> None:
+    found = invocations_in_form(phpform.decode("actions[0][cmd]=wipe_account"))
     assert found is not None and found[0].risk is Risk.CRITICAL
-    assert invocations_in_body("{not json", "application/json") is None
+    assert invocations_in_form({"actions": ["refund_transaction"]}) is None
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,12 @@ def test_an_object_body_is_sent_in_kartras_form_encoding() -> None:
         pytest.param({"method": "GET", "path": "/api"}, Risk.READ, id="get"),
         pytest.param({"method": "DELETE", "path": "/x"}, Risk.CRITICAL, id="delete"),
         pytest.param(
-            {"body": "{broken", "headers": {"Content-Type": "application/json"}}, Risk.CRITICAL, id="unreadable"
+            {
+                "body": '{"actions": [{"cmd": "retrieve_account_tags"}]}',
+                "headers": {"Content-Type": "application/json"},
+            },
+            Risk.READ,
+            id="json-string-as-json",
         ),
     ],
 )
@@ -69,8 +74,31 @@ def test_a_request_is_classed_by_the_commands_it_runs(arguments: dict[str, Any],
         pytest.param({"body": "app_id=1&actions[0][cmd]=x"}, id="credential-in-string"),
         pytest.param({"query": {"api_password": "p"}}, id="credential-in-query"),
         pytest.param({"method": "GET", "body": {"a": 1}}, id="get-with-body"),
+        pytest.param({"body": "actions[0][cmd]=get_lead&%20actions[1][cmd]=refund_transaction"}, id="spaced-key"),
+        pytest.param({"body": {"actions": [{"cmd": "get_lead", "a.b": "x"}]}}, id="dotted-key"),
+        pytest.param({"method": "GET", "query": {"actions[0][cmd]": "refund_transaction"}}, id="command-in-query"),
+        pytest.param({"query": {"lead": "x"}}, id="lead-in-query"),
+        pytest.param({"headers": {"X-Note": "café"}}, id="non-ascii-header"),
+        pytest.param({"body": "{broken", "headers": {"Content-Type": "application/json"}}, id="bad-json"),
+        pytest.param(
+            # Looks like JSON, but goes as a form, where PHP would run the refund inside it.
+            {"body": '{"x":"&actions[0][cmd]=refund_transaction&actions[0][transaction_id]=7&y=","get_lead":{}}'},
+            id="json-looking-form",
+        ),
+        pytest.param({"body": "[1, 2]", "headers": {"Content-Type": "application/json"}}, id="json-not-object"),
+        pytest.param({"body": {"actions": ["refund_transaction"]}}, id="actions-not-objects"),
     ],
 )
-def test_requests_that_could_leave_kartra_or_carry_credentials_are_refused(arguments: dict[str, Any]) -> None:
+def test_requests_that_could_leave_kartra_carry_credentials_or_hide_commands_are_refused(
+    arguments: dict[str, Any],
+) -> None:
     with pytest.raises(ProxyRequestRefused):
         build_request(arguments)
+
+
+def test_a_form_string_is_sent_in_the_canonical_encoding_that_was_classified() -> None:
+    request = build_request({"body": "actions[]=&actions[0][cmd]=get_lead&get_lead[email]=a%40example.com"})
+    assert request.body is not None
+    sent = phpform.decode(request.body)
+    assert sent == phpform.decode(phpform.encode(sent))
+    assert [i.cmd for i in request.invocations] == ["get_lead", "get_lead"]

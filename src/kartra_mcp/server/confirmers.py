@@ -75,9 +75,9 @@ def can_elicit(ctx: ServerRequestContext[Any, Any]) -> bool:
 
 def _verdict(result: ElicitResult, echoed_id: str | None) -> Answer:
     if result.action != "accept":
-        return Declined("cancel" if result.action == "cancel" else "decline")
+        return Declined("cancel" if result.action == "cancel" else "decline", echoed_id)
     if (result.content or {}).get("confirm") is not True:
-        return Declined("decline")
+        return Declined("decline", echoed_id)
     return Accepted("elicitation", echoed_id)
 
 

@@ -1,9 +1,11 @@
 """Confirmation ids: what a person's yes is bound to, and how it is spent.
 
-An id is `<nonce>.<mac>`: the MAC (HMAC-SHA256 under a server secret) covers the nonce, the tool,
-a digest of the canonical arguments, the connection and the expiry, which the server keeps beside
-the nonce. So an id runs exactly the call it was issued for, on the connection it was issued for,
-once, before it expires. A forged, damaged, expired, spent or unknown id runs nothing.
+An id is `<nonce>.<mac>`: the MAC (HMAC-SHA256 under a per-process secret) covers the nonce, the
+channel, the tool, a digest of the canonical arguments, the connection and the expiry, which the
+server keeps beside the nonce. So an id runs exactly the call it was issued for, on the connection
+it was issued for, once, before it expires, and only through its channel: a `token` id through
+the confirm-action tool, an `elicitation` id echoed back by a client whose person said yes. A
+forged, damaged, expired, spent, unknown or declined id runs nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kartra_mcp.errors import ConfirmationInvalid
+
+Channel = Literal["token", "elicitation"]
 
 
 def canonical(arguments: Mapping[str, Any]) -> str:
@@ -35,6 +39,7 @@ class PendingCall:
     arguments: Mapping[str, Any]
     connection: str
     expires_at: float
+    channel: Channel = "token"
 
     @property
     def digest(self) -> str:
@@ -51,23 +56,25 @@ class ConfirmationBook:
         self._pending: dict[str, PendingCall] = {}
         self._spent: dict[str, float] = {}
 
-    def issue(self, tool: str, arguments: Mapping[str, Any], connection: str) -> tuple[str, float]:
-        """A new id for this exact call, and when it expires (epoch seconds)."""
+    def issue(
+        self, tool: str, arguments: Mapping[str, Any], connection: str, *, channel: Channel = "token"
+    ) -> tuple[str, float]:
+        """A new id for this exact call through this channel, and when it expires (epoch seconds)."""
         self._forget_expired()
         nonce = secrets.token_hex(12)
-        call = PendingCall(nonce, tool, copy.deepcopy(dict(arguments)), connection, self._clock() + self.ttl)
+        call = PendingCall(nonce, tool, copy.deepcopy(dict(arguments)), connection, self._clock() + self.ttl, channel)
         self._pending[nonce] = call
         return f"{nonce}.{self._mac(call)}", call.expires_at
 
     def redeem(self, confirmation_id: str, connection: str) -> PendingCall:
-        """Spend an id and return the call it confirms (for the confirm-action tool)."""
-        call = self._verify(confirmation_id, connection)
+        """Spend a `token` id and return the call it confirms (for the confirm-action tool)."""
+        call = self._verify(confirmation_id, connection, "token")
         self._spend(call)
         return call
 
     def redeem_for(self, confirmation_id: str, tool: str, arguments: Mapping[str, Any], connection: str) -> None:
-        """Spend an id echoed back with a retried call; it must be for this very call."""
-        call = self._verify(confirmation_id, connection)
+        """Spend an `elicitation` id echoed back with a retried call; it must be for this very call."""
+        call = self._verify(confirmation_id, connection, "elicitation")
         if call.tool != tool or call.digest != PendingCall("", tool, arguments, connection, 0).digest:
             raise ConfirmationInvalid(
                 "This confirmation was given for a different call; nothing was run. Call the "
@@ -75,18 +82,29 @@ class ConfirmationBook:
             )
         self._spend(call)
 
-    def _verify(self, confirmation_id: str, connection: str) -> PendingCall:
+    def discard(self, confirmation_id: str) -> None:
+        """Spend an id without running anything: the person said no, or it was replaced."""
+        call = self._pending.get(confirmation_id.strip().partition(".")[0])
+        if call is not None:
+            self._spend(call)
+
+    def _verify(self, confirmation_id: str, connection: str, channel: Channel) -> PendingCall:
         nonce, _, mac = confirmation_id.strip().partition(".")
         if nonce in self._spent:
-            raise ConfirmationInvalid("This confirmation id was already used; nothing was run. Each id works once.")
+            raise ConfirmationInvalid(
+                "This confirmation id was already used or declined; nothing was run. Each id works once."
+            )
         call = self._pending.get(nonce)
         if call is None or not mac:
             raise ConfirmationInvalid(
                 "Unknown confirmation id; nothing was run. It may be mistyped, or the server "
                 "restarted: call the tool again to get a new preview and id."
             )
-        if not hmac.compare_digest(mac, self._mac(call)) or call.connection != connection:
-            raise ConfirmationInvalid("This confirmation id is not valid (it was altered or forged); nothing was run.")
+        if not hmac.compare_digest(mac, self._mac(call)) or call.connection != connection or call.channel != channel:
+            raise ConfirmationInvalid(
+                "This confirmation id is not valid (it was altered, forged, or issued for the "
+                "person to answer in their client); nothing was run."
+            )
         if self._clock() > call.expires_at:
             self._pending.pop(nonce, None)
             raise ConfirmationInvalid(
@@ -99,7 +117,8 @@ class ConfirmationBook:
         self._spent[call.nonce] = call.expires_at
 
     def _mac(self, call: PendingCall) -> str:
-        message = "\x1f".join((call.nonce, call.tool, call.digest, call.connection, f"{call.expires_at:.3f}"))
+        fields = (call.nonce, call.channel, call.tool, call.digest, call.connection, f"{call.expires_at:.3f}")
+        message = "\x1f".join(fields)
         return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()[:32]
 
     def _forget_expired(self) -> None:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 from kartra_mcp import phpform
 from kartra_mcp.errors import (
@@ -32,15 +32,20 @@ from kartra_mcp.errors import (
     ConfirmationDeclined,
     ConfirmationInvalid,
     InvalidArgumentsError,
-    KartraError,
+    MembraneAccessDenied,
     MembraneApiError,
+    MembraneBadRequest,
     MembraneError,
+    MembraneNotAuthenticated,
+    MembraneNotFound,
+    MembraneRateLimited,
+    ProxyRequestRefused,
     ToolCallError,
     UnknownToolError,
 )
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, check_arguments
-from kartra_mcp.tools.audit import AuditLog, Outcome
+from kartra_mcp.tools.audit import AuditLog, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, invocations_for_action
@@ -82,7 +87,10 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Declined:
+    """The person said no or dismissed the question. `echoed_id` as for `Accepted`."""
+
     action: Literal["decline", "cancel"]
+    echoed_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,12 @@ class _Call:
 
 
 # -- the built-in tools ----------------------------------------------------------------------------
+
+_CONFIRMATION_NOTE = (
+    "Needs a person's confirmation before it runs: the server asks them directly when the client can. Otherwise "
+    "the result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
+    "and only then call confirm-action. Never confirm on their behalf."
+)
 
 _CONFIRM_SPEC = ToolSpec(
     name=CONFIRM_TOOL,
@@ -245,7 +259,8 @@ class Executor:
             listed = [_SEARCH_SPEC, _RUN_SPEC]
         else:
             listed = [s for s in self.catalog.specs if policy.visible(s.name, s.risk, s.action_key)]
-        listed.append(self._proxy)
+        if policy.actions.get(PROXY_TOOL) != "deny":
+            listed.append(self._proxy)
         may_ask = any(m == "confirm" for m in (*policy.classes.values(), *policy.actions.values()))
         if may_ask and policy.on_unconfirmable == "token" and not (policy.read_only or policy.kill_switch):
             listed.append(_CONFIRM_SPEC)
@@ -253,24 +268,20 @@ class Executor:
 
     def describe(self, spec: ToolSpec) -> str:
         """The tool's description, with what the policy does to it, in words for the model."""
-        text = spec.description
         if spec.kind in ("confirm", "search"):
-            return text
-        if spec.kind in ("proxy", "run"):
-            if self.policy.read_only or self.policy.kill_switch:
-                return text + "\n\nOnly reads are allowed right now (read-only mode or the kill switch)."
-            return text
-        mode = self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
-        notes = [f"Risk: {spec.risk.value}."]
-        if mode == "confirm":
-            notes.append(
-                "Needs a person's confirmation before it runs: the server asks them directly when the client can. "
-                "Otherwise the result is a preview and a confirmation_id: show the preview to the person, wait for "
-                "their explicit yes, and only then call confirm-action. Never confirm on their behalf."
-            )
-        if spec.risk is Risk.CRITICAL:
-            notes.append("Cannot be undone.")
-        return f"{text}\n\n{' '.join(notes)}"
+            return spec.description
+        notes: list[str] = []
+        if spec.kind == "action":
+            notes.append(f"Risk: {spec.risk.value}.")
+            if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
+                notes.append(_CONFIRMATION_NOTE)
+            if spec.risk is Risk.CRITICAL:
+                notes.append("Cannot be undone.")
+        elif self.policy.read_only or self.policy.kill_switch:
+            notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
+        else:
+            notes.append("Calls that change or remove things may need a person's confirmation: " + _CONFIRMATION_NOTE)
+        return f"{spec.description}\n\n{' '.join(notes)}"
 
     # -- calling ------------------------------------------------------------------------------
 
@@ -282,61 +293,45 @@ class Executor:
             return CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
-        spec = self._lookup(name)
+        spec = self._lookup(name, arguments)
+        check_arguments(spec.name, spec.input_schema, arguments)
         if spec.kind == "confirm":
-            check_arguments(spec.name, spec.input_schema, arguments)
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
-            check_arguments(spec.name, spec.input_schema, arguments)
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
         if spec.kind == "run":
-            check_arguments(spec.name, spec.input_schema, arguments)
             spec, arguments = self._run_target(arguments)
-        check_arguments(spec.name, spec.input_schema, arguments)
+            check_arguments(spec.name, spec.input_schema, arguments)
         call = self._prepare(spec, arguments)
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
         self._check_rate(call)
         preview: Preview | None = None
-        refunds = any(i.cmd == "refund_transaction" for i in call.invocations)
-        if decision.mode == "confirm" or (refunds and self.policy.max_refund_amount is not None):
-            try:
-                preview = await self.previewer.preview(spec.title, call.invocations, arguments)
-            except ActionDenied as exc:
-                self._refuse(call, exc.reason, rule=exc.rule)
-            except MembraneError as exc:
-                if refunds and self.policy.max_refund_amount is not None:
-                    self._refuse(
-                        call,
-                        f"The refund could not be checked against the policy's limit ({exc}); nothing "
-                        "was sent. Try again shortly.",
-                        rule="cap",
-                    )
-                preview = Preview(
-                    f"{spec.title} with {json.dumps(arguments, default=str)}",
-                    warning=f"The details could not be fetched ({exc}); check them before confirming.",
-                )
+        if decision.mode == "confirm" or self._refund_capped(call):
+            preview = await self._preview(call)
         if decision.mode == "allow":
             return await self._execute(call, decision, "policy")
         assert preview is not None
         return await self._ask(call, decision, preview, confirmer)
 
-    def _lookup(self, name: str) -> ToolSpec:
+    def _lookup(self, name: str, arguments: Mapping[str, Any]) -> ToolSpec:
         builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC)}
         listed = {s.name for s in self.tools()}
-        if name in builtins and name in listed:
-            return builtins[name]
-        spec = self.catalog.get(name)
-        if spec is not None and self.tool_mode == "actions":
-            if name not in listed:
-                raise ActionDenied(
-                    self.policy.decide(name, [Target(spec.action_key, spec.risk)]).reason
-                    or f"{name} is not available under the current policy."
-                )
+        spec = builtins.get(name) or (self.catalog.get(name) if self.tool_mode == "actions" else None)
+        if spec is not None and name in listed:
             return spec
-        known = sorted(listed)
-        raise UnknownToolError(name, difflib.get_close_matches(name, known, n=3))
+        if spec is not None:
+            self._refuse_hidden(spec, arguments)
+        raise UnknownToolError(name, difflib.get_close_matches(name, sorted(listed), n=3))
+
+    def _refuse_hidden(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> NoReturn:
+        """A tool the policy hides was called anyway: refuse it, and say so in the audit log."""
+        reason = self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).reason or (
+            f"{spec.name} is not available under the current policy."
+        )
+        self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", reason)
+        raise ActionDenied(reason)
 
     def _run_target(self, arguments: Mapping[str, Any]) -> tuple[ToolSpec, dict[str, Any]]:
         wanted = str(arguments["action"])
@@ -358,16 +353,17 @@ class Executor:
         if not isinstance(raw, dict):
             raise InvalidArgumentsError(RUN_TOOL, [ArgumentProblem("input", "must be a JSON object")])
         if not self.policy.visible(spec.name, spec.risk, spec.action_key):
-            raise ActionDenied(
-                self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).reason
-                or f"{spec.name} is not available under the current policy."
-            )
+            self._refuse_hidden(spec, raw)
         return spec, raw
 
     def _prepare(self, spec: ToolSpec, arguments: dict[str, Any]) -> _Call:
         if spec.kind == "proxy":
-            request = build_request(arguments)
-            invocations = request.invocations or []
+            try:
+                request = build_request(arguments)
+            except ProxyRequestRefused as exc:
+                self._audit(spec.name, None, arguments, Risk.CRITICAL, "deny", None, "refused", str(exc))
+                raise
+            invocations = request.invocations
             targets = [Target(COMMANDS[i.cmd].action if i.cmd in COMMANDS else None, i.risk) for i in invocations]
 
             async def send_proxy() -> _Sent:
@@ -415,6 +411,45 @@ class Executor:
             structured,
         )
 
+    def _refund_capped(self, call: _Call) -> bool:
+        """Whether the refund cap applies to this call, so its amount must be established first."""
+        if self.policy.max_refund_amount is None or call.risk is not Risk.CRITICAL:
+            return False
+        if any(i.cmd == "refund_transaction" for i in call.invocations):
+            return True
+        # A critical call that may refund but whose amount kartra-mcp cannot read: refuse, fail closed.
+        words = f"{call.spec.action_key or ''} {call.spec.title} {' '.join(i.cmd for i in call.invocations)}"
+        unknown = [i.cmd for i in call.invocations if i.cmd not in COMMANDS]
+        if unknown or any(word in words.casefold() for word in ("refund", "chargeback")):
+            self._refuse(
+                call,
+                "A refund limit is set and the amount of this call cannot be established, so it is "
+                "refused. Use refund-transaction, whose amount kartra-mcp checks.",
+                rule="cap",
+            )
+        return False
+
+    async def _preview(self, call: _Call) -> Preview:
+        capped = self.policy.max_refund_amount is not None and any(
+            i.cmd == "refund_transaction" for i in call.invocations
+        )
+        try:
+            return await self.previewer.preview(call.spec.title, call.invocations, call.arguments)
+        except ActionDenied as exc:
+            self._refuse(call, exc.reason, rule=exc.rule)
+        except MembraneError as exc:
+            if capped:
+                self._refuse(
+                    call,
+                    f"The refund could not be checked against the policy's limit ({exc}); nothing "
+                    "was sent. Try again shortly.",
+                    rule="cap",
+                )
+            return Preview(
+                f"{call.spec.title} with {json.dumps(call.arguments, default=str)}",
+                warning=f"The details could not be fetched ({exc}); check them before confirming.",
+            )
+
     def _check_rate(self, call: _Call) -> None:
         cap = self.policy.max_critical_calls_per_hour
         if cap is None or call.risk is not Risk.CRITICAL:
@@ -428,18 +463,32 @@ class Executor:
                 rule="cap",
             )
 
-    def _refuse(self, call: _Call, reason: str, *, rule: str = "policy") -> None:
+    def _refuse(self, call: _Call, reason: str, *, rule: str = "policy") -> NoReturn:
         self._record(call, "deny", None, "refused", error=reason)
         raise ActionDenied(reason, rule=rule)
 
     def _record(
         self, call: _Call, decision: str, confirmation: str | None, outcome: Outcome, error: str | None = None
     ) -> int:
+        action = call.spec.action_key or ",".join(i.cmd for i in call.invocations) or None
+        return self._audit(call.spec.name, action, call.arguments, call.risk, decision, confirmation, outcome, error)
+
+    def _audit(
+        self,
+        tool: str,
+        action: str | None,
+        arguments: Mapping[str, Any],
+        risk: Risk,
+        decision: str,
+        confirmation: str | None,
+        outcome: Outcome,
+        error: str | None = None,
+    ) -> int:
         return self.audit.intent(
-            tool=call.spec.name,
-            action=call.spec.action_key or ",".join(i.cmd for i in call.invocations) or None,
-            arguments=call.arguments,
-            risk=call.risk.value,
+            tool=tool,
+            action=action,
+            arguments=arguments,
+            risk=risk.value,
             decision=decision,
             confirmation=confirmation,
             connection=self.connection_id,
@@ -448,28 +497,35 @@ class Executor:
         )
 
     async def _ask(self, call: _Call, decision: Decision, preview: Preview, confirmer: Confirmer) -> CallResult:
-        spec = call.spec
-        confirmation_id, expires_at = self.book.issue(spec.name, call.arguments, self.connection_id)
-        request = ConfirmationRequest(spec.name, call.risk, preview, confirmation_id, expires_at)
+        spec, book, connection = call.spec, self.book, self.connection_id
+        asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
+        request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
         answer = await confirmer.confirm(request)
+        if isinstance(answer, Deferred):
+            return CallResult("Waiting for the person's answer.", awaiting=request)
         if isinstance(answer, Accepted):
             try:
-                self.book.redeem_for(answer.echoed_id or confirmation_id, spec.name, call.arguments, self.connection_id)
+                book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
             except ConfirmationInvalid as exc:
                 self._record(call, "confirm", answer.how, "refused", error=str(exc))
                 raise
+            finally:
+                book.discard(asked)
             return await self._execute(call, decision, answer.how)
+        book.discard(asked)
         if isinstance(answer, Declined):
+            if answer.echoed_id:
+                book.discard(answer.echoed_id)
             self._record(call, "confirm", "elicitation", "declined", error=f"person chose {answer.action}")
             raise ConfirmationDeclined(answer.action)
-        if isinstance(answer, Deferred):
-            return CallResult("Waiting for the person's answer.", awaiting=request)
         if self.policy.on_unconfirmable == "refuse":
             self._refuse(
                 call,
-                f"{spec.name} needs a person's confirmation, and this client cannot ask them (it has no "
-                'elicitation), so the policy (on_unconfirmable = "refuse") refuses it. Nothing was sent.',
+                f"{spec.name} needs a person's confirmation, and this client cannot ask them (it has "
+                'no elicitation), so the policy (on_unconfirmable = "refuse") refuses it. Nothing was '
+                "sent.",
             )
+        confirmation_id, expires_at = book.issue(spec.name, call.arguments, connection, channel="token")
         self._record(call, "confirm", "token", "awaiting_confirmation")
         until = time.strftime("%H:%M:%S UTC", time.gmtime(expires_at))
         text = (
@@ -492,31 +548,34 @@ class Executor:
         try:
             pending = self.book.redeem(confirmation_id, self.connection_id)
         except ConfirmationInvalid as exc:
-            self.audit.intent(
-                tool=CONFIRM_TOOL,
-                action=None,
-                arguments={"confirmation_id": confirmation_id},
-                risk=Risk.CRITICAL.value,
-                decision="confirm",
-                confirmation="token",
-                connection=self.connection_id,
-                outcome="refused",
-                error=str(exc),
+            self._audit(
+                CONFIRM_TOOL,
+                None,
+                {"confirmation_id": confirmation_id},
+                Risk.CRITICAL,
+                "confirm",
+                "token",
+                "refused",
+                str(exc),
             )
             raise
         spec = self.catalog.get(pending.tool) or (self._proxy if pending.tool == PROXY_TOOL else None)
         if spec is None:
-            raise ConfirmationInvalid(f"The confirmed tool {pending.tool} no longer exists; nothing was run.")
+            raise ConfirmationInvalid(
+                f"The confirmed tool {pending.tool} is no longer in the catalog; nothing was "
+                "run. List the tools again and call the one you need."
+            )
         call = self._prepare(spec, dict(pending.arguments))
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
-        self._check_rate(call)
         return await self._execute(call, decision, "token")
 
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+        # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
+        self._check_rate(call)
         row = None
         if call.risk is not Risk.READ:
             row = self._record(call, decision.mode, how if decision.mode == "confirm" else "policy", "unknown")
@@ -528,54 +587,77 @@ class Executor:
             if row is not None:
                 self.audit.finish(row, "unknown" if unknown else "failed", upstream_status=status, error=str(exc))
             return self._membrane_failure(call, exc, unknown)
+        if sent.status is not None and sent.status >= 400:
+            return self._upstream_failure(call, sent, row)
         failure = kartra_failure(sent.data)
-        if failure is None and sent.status is not None and sent.status >= 400:
-            failure = KartraError(f"HTTP {sent.status}: {render(sent.data)[:300]}")
         if failure is not None:
             if row is not None:
                 self.audit.finish(row, "failed", upstream_status=sent.status, error=str(failure))
-            text = describe_failure(failure, commands=len(call.invocations))
-            return CallResult(
-                text,
-                {
-                    "error": "KartraError",
-                    "message": failure.message,
-                    "code": failure.code,
-                    "command": failure.command,
-                    "kartra": sent.data,
-                },
-                is_error=True,
-            )
+            structured = {
+                "error": "KartraError",
+                "message": failure.message,
+                "code": failure.code,
+                "command": failure.command,
+                "kartra": sent.data,
+            }
+            return CallResult(describe_failure(failure, commands=len(call.invocations)), structured, is_error=True)
         if row is not None:
             self.audit.finish(row, "success", upstream_status=sent.status)
         structured = call.structured(sent)
         if call.spec.output_schema is not None:
             mismatch = argument_problems(call.spec.output_schema, structured)
             if mismatch:
+                # Only reads advertise an output schema, so this costs a retry of a read at most.
                 logger.warning("%s: output does not match its output schema: %s", call.spec.name, mismatch[0])
                 return CallResult(
-                    f"Done, but the answer does not match the tool's declared output schema "
-                    f"({mismatch[0]}); here it is as received: {render(sent.data)}",
+                    f"The answer does not match the tool's declared output schema ({mismatch[0]}); "
+                    f"here it is as received: {render(sent.data)}",
                     is_error=True,
                 )
         return CallResult(render(sent.data), structured)
 
+    def _upstream_failure(self, call: _Call, sent: _Sent, row: int | None) -> CallResult:
+        """An HTTP error status from Kartra's side of the proxy."""
+        status = sent.status or 0
+        unknown = call.risk is not Risk.READ and (status >= 500 or status == 408)
+        shown = render(sent.data)[:300]
+        if row is not None:
+            self.audit.finish(row, "unknown" if unknown else "failed", upstream_status=status, error=shown)
+        structured = {"error": "UpstreamStatus", "status_code": status, "body": sent.data, "outcome_unknown": unknown}
+        if unknown:
+            return CallResult(
+                self._unknown_text(call, f"Kartra's side answered HTTP {status}"), structured, is_error=True
+            )
+        if status == 429:
+            text = "Kartra is rate limiting (HTTP 429); nothing was done. Wait a second and try again."
+        else:
+            text = f"Kartra's server answered HTTP {status}: {shown}. Nothing was done; check the method and path."
+        return CallResult(text, structured, is_error=True)
+
+    def _unknown_text(self, call: _Call, what: str) -> str:
+        check = next((CHECK_WITH[i.cmd] for i in call.invocations if i.cmd in CHECK_WITH), None)
+        how = f"check with {check}" if check else "check the account with a read tool"
+        return (
+            f"OUTCOME UNKNOWN: {what}. The request was sent, so Kartra may or may not have done it. Do not "
+            f"call this again until you {how}; then decide, or ask the person."
+        )
+
     def _membrane_failure(self, call: _Call, exc: MembraneError, unknown: bool) -> CallResult:
         structured: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc), "outcome_unknown": unknown}
-        if unknown:
-            check = next((CHECK_WITH[i.cmd] for i in call.invocations if i.cmd in CHECK_WITH), None)
-            how = f"check with {check}" if check else "check the account with a read tool"
-            text = (
-                f"OUTCOME UNKNOWN: {exc}. The request was sent, so Kartra may or may not have done it. Do not "
-                f"call this again until you {how}; then decide, or ask the person."
-            )
-        elif call.risk is not Risk.READ:
-            text = f"{exc}. Nothing was done; it is safe to try again later."
-        else:
-            text = f"{exc}."
         if isinstance(exc, MembraneApiError) and exc.data:
-            structured["membrane"] = exc.data
-        return CallResult(text, structured, is_error=True)
+            structured["membrane"] = redact(exc.data)
+        if unknown:
+            return CallResult(self._unknown_text(call, str(exc)), structured, is_error=True)
+        advice: str = {
+            MembraneBadRequest: "Membrane rejected the request: fix what the message names and call again.",
+            MembraneNotAuthenticated: "The Membrane token was refused: a person must renew it "
+            "(kartra-mcp doctor says how).",
+            MembraneAccessDenied: "This Membrane token may not do this; a person must grant access in Membrane.",
+            MembraneNotFound: "The action or connection is gone from Membrane; list the tools again.",
+            MembraneRateLimited: "Membrane is rate limiting; wait a few seconds and try again.",
+        }.get(type(exc) if isinstance(exc, MembraneApiError) else MembraneApiError, "Try again in a little while.")
+        done = " Nothing was done." if call.risk is not Risk.READ else ""
+        return CallResult(f"{exc}.{done} {advice}", structured, is_error=True)
 
     async def _read(self, cmd: str, params: Mapping[str, Any], lead: Mapping[str, Any]) -> Mapping[str, Any]:
         """Run one Kartra read for a preview: through its action when listed, else through the proxy."""

@@ -9,7 +9,6 @@ name, is critical.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,35 +69,45 @@ _COMMANDS = (
 COMMANDS: dict[str, Command] = {c.cmd: c for c in _COMMANDS}
 ACTIONS: dict[str, Command] = {c.action: c for c in _COMMANDS if c.action}
 
-# Words in an unknown action's key or name, strongest first.
-_CRITICAL_WORDS = ("refund", "chargeback", "cancel", "revoke", "terminate", "charge", "pay", "subscription-status")
+# Words in an unknown action's key or name, strongest first. Talking to customers cannot be undone
+# either, so sending counts with moving money.
+_CRITICAL_PARTS = ("refund", "chargeback", "cancel", "revoke", "terminate", "charge", "payment", "payout")
+_CRITICAL_WORDS = frozenset({"pay", "send", "notify", "broadcast"})
 _DESTRUCTIVE_WORDS = ("delete", "remove", "unsubscribe", "unassign", "archive", "erase", "purge", "clear", "reset")
-_READ_PREFIXES = ("get", "list", "retrieve", "search", "find", "fetch", "lookup", "read", "count", "check")
+_WRITE_WORDS = frozenset(
+    {
+        "create", "add", "assign", "subscribe", "update", "edit", "give", "grant", "tag", "set", "put", "post",
+        "upsert", "import", "move", "copy", "change", "modify", "enable", "disable", "start", "stop", "trigger",
+        "run", "execute", "invite", "apply", "mark", "save", "write", "register", "attach", "link", "merge",
+    }
+)  # fmt: skip
+_READ_WORDS = frozenset({"get", "list", "retrieve", "search", "find", "fetch", "lookup", "read", "count", "check"})
 _READ_TYPES = frozenset({"list-data-records", "find-data-record-by-id", "match-data-record", "search-data-record"})
 _WRITE_TYPES = frozenset({"create-data-record", "find-or-create-data-record", "update-data-record"})
 _WORD = re.compile(r"[a-z0-9]+")
 
 
 def classify_action(key: str, name: str = "", action_type: str | None = None) -> tuple[Risk, bool]:
-    """An action's risk and idempotence: from the built-in table, else from its type, key and name."""
+    """An action's risk and idempotence: from the built-in table, else from its type, key and name.
+
+    A read needs both a read type or verb and no word of any other kind anywhere in its key or
+    name (`find-or-create-lead` is a write); what matches nothing is critical.
+    """
     known = ACTIONS.get(key)
     if known is not None:
         return known.risk, known.idempotent
     text = f"{key} {name}".casefold()
-    words = _WORD.findall(text)
-    if any(word in text for word in _CRITICAL_WORDS):
+    words = set(_WORD.findall(text))
+    if any(part in text for part in _CRITICAL_PARTS) or words & _CRITICAL_WORDS:
         return C, False
     if action_type == "delete-data-record" or any(word in text for word in _DESTRUCTIVE_WORDS):
         return D, False
-    looks_read = bool(words) and words[0] in _READ_PREFIXES
+    if action_type in _WRITE_TYPES or words & _WRITE_WORDS:
+        return W, False
     if action_type in _READ_TYPES or (
-        looks_read and action_type in (None, "connector-operation", "api-request-to-external-app")
+        words & _READ_WORDS and action_type in (None, "connector-operation", "api-request-to-external-app")
     ):
         return R, True
-    if action_type in _WRITE_TYPES or (
-        words and words[0] in ("create", "add", "assign", "subscribe", "update", "edit", "give", "grant", "tag")
-    ):
-        return W, False
     return C, False
 
 
@@ -125,24 +134,8 @@ def invocations_for_action(key: str, arguments: Mapping[str, Any]) -> list[Invoc
     return [Invocation(known.cmd, arguments, lead)]
 
 
-def invocations_in_body(body: Any, content_type: str = "") -> list[Invocation] | None:
-    """The commands a Kartra API body runs, in order; None when the body cannot be read."""
-    form: Any
-    if isinstance(body, Mapping):
-        form = body
-    elif isinstance(body, str | bytes):
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        if "json" in content_type or text.lstrip().startswith("{"):
-            try:
-                form = json.loads(text)
-            except ValueError:
-                return None
-        else:
-            form = phpform.decode(text)
-    else:
-        return None
-    if not isinstance(form, Mapping):
-        return None
+def invocations_in_form(form: Mapping[str, Any]) -> list[Invocation] | None:
+    """The commands a decoded Kartra API body runs, in order; None when `actions` is not a list of objects."""
     lead: Mapping[str, Any] = form["lead"] if isinstance(form.get("lead"), Mapping) else {}
     found: list[Invocation] = []
     if "get_lead" in form:

@@ -8,6 +8,7 @@ own credential fields in the body.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from urllib.parse import unquote
 
 from kartra_mcp import phpform
 from kartra_mcp.errors import ProxyRequestRefused
-from kartra_mcp.tools.kartra_ops import Invocation, invocations_in_body
+from kartra_mcp.tools.kartra_ops import Invocation, invocations_in_form
 from kartra_mcp.tools.spec import Risk, Schema, ToolSpec
 
 PROXY_TOOL = "kartra-api-request"
@@ -33,6 +34,8 @@ _FORBIDDEN_PREFIXES = ("x-forwarded-", "x-membrane-", "proxy-", "cf-", "x-amzn-"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _CREDENTIALS = ("api_key", "api_password", "app_id")
+_COMMAND_KEYS = frozenset({"actions", "lead", "get_lead"})
+_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 
 INPUT_SCHEMA: Schema = {
     "type": "object",
@@ -96,14 +99,14 @@ def proxy_spec() -> ToolSpec:
 
 @dataclass(frozen=True)
 class ProxyRequest:
-    """A checked proxy request, ready to send."""
+    """A checked proxy request, ready to send: its body is exactly the form that was classified."""
 
     method: str
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes | None
-    invocations: list[Invocation] | None
+    invocations: list[Invocation]
 
     @property
     def risk(self) -> Risk:
@@ -115,39 +118,82 @@ class ProxyRequest:
 
 
 def build_request(arguments: Mapping[str, Any]) -> ProxyRequest:
-    """Check and encode the proxy tool's arguments; refuse what must not be sent."""
+    """Check and encode the proxy tool's arguments; refuse what must not be sent.
+
+    What is classified is what is sent: a form body is decoded, checked and encoded again in one
+    canonical form, so no difference between parsers can hide a command from the classification.
+    """
     method = str(arguments.get("method", "POST")).upper()
     path = _check_path(str(arguments.get("path", "/")))
-    headers = {str(k): str(v) for k, v in (arguments.get("headers") or {}).items()}
+    headers = _check_headers({str(k): str(v) for k, v in (arguments.get("headers") or {}).items()})
+    query = {str(k): str(v) for k, v in (arguments.get("query") or {}).items()}
+    _check_query(query)
+    body_arg = arguments.get("body")
+    if body_arg is not None and method in ("GET", "HEAD"):
+        raise ProxyRequestRefused(f"A {method} request carries no body; use 'query', or method POST.")
+    if body_arg is None:
+        return ProxyRequest(method, path, query, headers, None, [])
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    as_json = "json" in content_type.lower()
+    form: Any = body_arg
+    if isinstance(body_arg, str):
+        try:
+            form = json.loads(body_arg) if as_json else phpform.decode(body_arg)
+        except ValueError:
+            raise ProxyRequestRefused("The body is not valid JSON, as its Content-Type says it is.") from None
+    if not isinstance(form, Mapping):
+        raise ProxyRequestRefused("The body must be an object (or a form string) naming Kartra's fields.")
+    _check_keys(form, "body")
+    _check_credentials(form)
+    if as_json:
+        body = json.dumps(form).encode()
+    else:
+        body = phpform.encode(form).encode()
+        if not content_type:
+            headers["Content-Type"] = FORM
+    invocations = invocations_in_form(form)
+    if invocations is None:
+        raise ProxyRequestRefused("'actions' must be a list of objects, each with its 'cmd'.")
+    return ProxyRequest(method, path, query, headers, body, invocations)
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         lowered = name.lower()
-        if not _HEADER_NAME.match(name) or "\r" in value or "\n" in value:
-            raise ProxyRequestRefused(f"Header {name!r} is not a valid HTTP header; remove it.")
+        if not _HEADER_NAME.match(name) or not value.isascii() or any(c in value for c in "\r\n\0"):
+            raise ProxyRequestRefused(f"Header {name!r} is not a valid HTTP header (ASCII only); remove it.")
         if lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):
             raise ProxyRequestRefused(
                 f"Header {name!r} is not allowed: Membrane adds Kartra's credentials and "
                 "routing headers itself. Remove it and call again."
             )
-    query = {str(k): str(v) for k, v in (arguments.get("query") or {}).items()}
-    body_arg = arguments.get("body")
-    if body_arg is not None and method in ("GET", "HEAD"):
-        raise ProxyRequestRefused(f"A {method} request carries no body; use 'query', or method POST.")
-    body: bytes | None = None
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    if isinstance(body_arg, Mapping):
-        _check_credentials(body_arg)
-        body = phpform.encode(body_arg).encode()
-        if not content_type:
-            headers["Content-Type"] = content_type = FORM
-    elif isinstance(body_arg, str):
-        body = body_arg.encode()
-        if "json" not in content_type:
-            _check_credentials(phpform.decode(body_arg))
-        if not content_type:
-            headers["Content-Type"] = content_type = FORM
+    return headers
+
+
+def _check_query(query: Mapping[str, str]) -> None:
     _check_credentials(query)
-    invocations = invocations_in_body(body_arg, content_type) if body_arg is not None else []
-    return ProxyRequest(method, path, query, headers, body, invocations)
+    for key in query:
+        root = key.partition("[")[0].strip().casefold()
+        if root in _COMMAND_KEYS or not _KEY.match(key):
+            raise ProxyRequestRefused(
+                f"Query parameter {key!r} is not allowed: put Kartra's lead, get_lead and actions in the body, "
+                "where they are checked."
+            )
+
+
+def _check_keys(value: Any, where: str) -> None:
+    """Every key a plain identifier: PHP reads odd keys (spaces, dots, brackets) its own way."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not _KEY.match(str(key)):
+                raise ProxyRequestRefused(
+                    f"Key {key!r} in the {where} is not allowed: Kartra's field names are letters, digits and "
+                    "underscores."
+                )
+            _check_keys(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_keys(item, f"{where}[{index}]")
 
 
 def _check_path(path: str) -> str:
