@@ -68,3 +68,19 @@ def test_only_the_server_speaks_mcp() -> None:
                 assert not (node.module or "").startswith(("mcp", "mcp_types")), path
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith(("mcp", "mcp_types")) for a in node.names), path
+
+
+def test_no_test_mocks_our_code() -> None:
+    """Tests drive the real code against the sandbox; ruff's import ban does not reach tests/, this does."""
+    tests = Path(__file__).parent
+    for path in tests.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
+            assert not any(n == "unittest.mock" or n.startswith("unittest.mock.") for n in names), path
+            if isinstance(node, ast.ImportFrom) and node.module == "unittest":
+                assert "mock" not in {a.name for a in node.names}, path

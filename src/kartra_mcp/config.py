@@ -57,7 +57,6 @@ class Settings(BaseSettings):
     audit_db: Path = Field(default_factory=lambda: _platform_dir("state") / "audit.sqlite3")
     cache_dir: Path = Field(default_factory=lambda: _platform_dir("cache"))
     http_token: SecretStr | None = None
-    confirm_secret: SecretStr | None = None
     request_timeout: float = Field(65.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

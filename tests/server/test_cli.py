@@ -164,3 +164,12 @@ def test_since_takes_spans(text: str, seconds_ago: int) -> None:
 
 def test_since_takes_iso_dates_in_utc() -> None:
     assert parse_since("2026-11-01") == 1793491200.0
+
+
+def test_doctor_flags_policy_entries_that_match_no_action(
+    audit_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[actions]\n"revoke-membership-acess" = "deny"\n')
+    assert main(["doctor", "--sandbox", "--policy", str(policy)]) == 1
+    assert "FAIL  policy actions: revoke-membership-acess" in capsys.readouterr().out

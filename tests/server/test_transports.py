@@ -143,3 +143,53 @@ def test_stdout_carries_nothing_but_the_protocol(tmp_path: Path, flag: str | Non
         assert b"--sandbox" in result.stderr and b"MEMBRANE_TOKEN" in result.stderr
     else:
         assert b"embedded sandbox" in result.stderr
+
+
+async def test_a_server_on_any_loopback_address_refuses_foreign_host_headers(tmp_path: Path) -> None:
+    """DNS rebinding: a web page must not reach a local server by pointing its own name at loopback."""
+    port = _free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kartra_mcp",
+                "serve",
+                "--sandbox",
+                "--transport",
+                "http",
+                "--host",
+                "127.0.0.2",
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, **_env(tmp_path)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.2:{port}"
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    try:
+        deadline = time.monotonic() + 30
+        async with httpx2.AsyncClient(trust_env=False) as http:
+            while True:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                try:
+                    if (await http.get(f"{url}/healthz", timeout=0.5)).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    await anyio.sleep(0.05)
+            foreign = await http.post(f"{url}/mcp", json=body, headers={**headers, "Host": "evil.example"})
+            local = await http.post(f"{url}/mcp", json=body, headers=headers)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert foreign.status_code == 421
+    assert local.status_code == 200

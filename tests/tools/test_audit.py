@@ -3,6 +3,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from kartra_mcp.errors import ConfigError
 from kartra_mcp.tools.audit import REDACTED, AuditLog, Outcome, redact
 
 
@@ -85,3 +88,10 @@ def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
     assert [r.outcome for r in log.rows(outcome="refused")] == ["refused"]
     assert [r.tool for r in log.rows(since=1050)] == ["a", "b"]
     assert log.count_since(0, risk="critical") == 1  # refusals do not count as calls made
+
+
+def test_an_unusable_audit_path_stops_with_the_setting_to_change(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="KARTRA_MCP_AUDIT_DB"):
+        AuditLog(blocker / "audit.sqlite3")

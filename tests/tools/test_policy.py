@@ -81,6 +81,7 @@ def test_overrides_from_settings_can_only_make_the_policy_stricter() -> None:
     [
         pytest.param('[classes]\ncritical = "maybe"', "classes.critical", '"allow", "confirm", "deny"', id="enum"),
         pytest.param("read_only = 1", "read_only", "a boolean", id="type"),
+        pytest.param('[actions]\n"get-lead" = 3', "actions.get-lead", '"allow", "confirm", "deny"', id="mode-type"),
         pytest.param("readonly = true", "readonly", "unknown key", id="typo"),
         pytest.param("[limits]\nmax_refund_amount = -5", "limits.max_refund_amount", "exclusiveMinimum", id="bound"),
         pytest.param("[classes\nread = 1", "(syntax)", "valid TOML", id="syntax"),
@@ -104,3 +105,8 @@ def test_a_missing_policy_file_is_an_error_not_the_defaults(tmp_path: Path) -> N
 
 def test_the_shipped_policy_schema_is_valid_json_schema() -> None:
     Draft202012Validator.check_schema(json.loads(POLICY_SCHEMA_PATH.read_text()))
+
+
+def test_action_entries_that_match_nothing_are_reported() -> None:
+    policy = Policy(actions={"revoke-membership-acess": "deny", "get-lead": "confirm"})
+    assert policy.unknown_actions({"get-lead", "revoke-membership-access"}) == ["revoke-membership-acess"]

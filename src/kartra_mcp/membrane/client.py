@@ -204,12 +204,6 @@ class MembraneClient:
         )
         return self._parse(ActionRun, data)
 
-    async def get_action_run_log(self, run_id: str) -> dict[str, Any]:
-        data = await self._get(f"/action-run-logs/{run_id}")
-        if not isinstance(data, dict):
-            raise MembraneProtocolError("Membrane answered an action run log with something other than an object")
-        return data
-
     # -- the proxy ------------------------------------------------------------------------
 
     async def proxy(

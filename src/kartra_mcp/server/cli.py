@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sqlite3
 import sys
@@ -38,13 +37,15 @@ from kartra_mcp.server.runtime import load_effective_policy, membrane_client, op
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import (
+    BUILTIN_NAMES,
     Accepted,
     Answer,
     ConfirmationRequest,
     Declined,
     Unavailable,
 )
-from kartra_mcp.tools.policy import Target
+from kartra_mcp.tools.kartra_ops import ACTIONS
+from kartra_mcp.tools.policy import Policy, Target
 
 logger = logging.getLogger("kartra_mcp")
 
@@ -78,12 +79,9 @@ def _sandbox_for(args: argparse.Namespace) -> Sandbox | None:
 
 
 def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
-    if sandbox is None and not settings.has_credentials:
-        raise ConfigError(
-            "No Membrane credentials. Set MEMBRANE_TOKEN (or MEMBRANE_WORKSPACE_KEY, MEMBRANE_WORKSPACE_SECRET and "
-            "MEMBRANE_TENANT_KEY) to reach your Kartra account through Membrane, or pass --sandbox to try kartra-mcp "
-            "on the embedded sandbox account."
-        )
+    """Stop before anything starts when neither credentials nor --sandbox are given (auth says what to set)."""
+    if sandbox is None:
+        auth_from_settings(settings)
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -130,20 +128,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         _say(f"kartra-mcp sandbox: listening on {args.host}, beyond this machine; every request needs the token.")
     sandbox = Sandbox(config)
-    counts = sandbox.state()["counts"]
-    print(f"Kartra sandbox (Membrane-compatible API) at http://{args.host}:{args.port}", flush=True)
-    print(f"token: {sandbox.token}", flush=True)
-    print(
-        f"account: {counts['leads']} leads, {counts['transactions']} transactions, "
-        f"{counts['subscriptions']} subscriptions" + (f"; state in {args.db}" if args.db else ""),
-        flush=True,
-    )
-    print(
-        f"use it: MEMBRANE_API_URL=http://{args.host}:{args.port} MEMBRANE_TOKEN=<token> kartra-mcp serve", flush=True
-    )
-    try:
-        # A hung request (an injected fault) must not hold a shutdown for long.
-        uvicorn.run(
+    # A hung request (an injected fault) must not hold a shutdown for long.
+    server = uvicorn.Server(
+        uvicorn.Config(
             sandbox.app,
             host=args.host,
             port=args.port,
@@ -151,6 +138,34 @@ def _sandbox(args: argparse.Namespace) -> int:
             log_config=None,
             timeout_graceful_shutdown=2,
         )
+    )
+
+    async def announce_when_listening() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.02)
+        counts = sandbox.state()["counts"]
+        print(f"Kartra sandbox (Membrane-compatible API) at http://{args.host}:{args.port}", flush=True)
+        print(f"token: {sandbox.token}", flush=True)
+        print(
+            f"account: {counts['leads']} leads, {counts['transactions']} transactions, "
+            f"{counts['subscriptions']} subscriptions" + (f"; state in {args.db}" if args.db else ""),
+            flush=True,
+        )
+        print(
+            f"use it: MEMBRANE_API_URL=http://{args.host}:{args.port} MEMBRANE_TOKEN=<token> kartra-mcp serve",
+            flush=True,
+        )
+
+    async def run() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(announce_when_listening)
+            await server.serve()
+            group.cancel_scope.cancel()
+
+    try:
+        anyio.run(run)
     finally:
         sandbox.close()
     return 0
@@ -192,12 +207,19 @@ async def _tools(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask_on_stderr(prompt: str) -> str:
+    """Ask on stderr and read the answer from stdin, so stdout carries only the result."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return sys.stdin.readline()
+
+
 class TerminalConfirmer:
     """Asks on the terminal; `--yes` answers for the person; no terminal and no `--yes` refuses."""
 
-    def __init__(self, *, yes: bool, ask: Callable[[str], str] = input, interactive: bool | None = None) -> None:
+    def __init__(self, *, yes: bool, ask: Callable[[str], str] | None = None, interactive: bool | None = None) -> None:
         self._yes = yes
-        self._ask = ask
+        self._ask = ask or _ask_on_stderr
         self._interactive = sys.stdin.isatty() if interactive is None else interactive
         self.refused_for_want_of_terminal = False
 
@@ -304,13 +326,12 @@ async def _doctor(args: argparse.Namespace) -> int:
         checks.ok("settings", f"{kind}; Membrane at {settings.membrane_api_url}")
         _token_check(settings, checks)
     else:
-        checks.fail(
-            "settings",
-            "no Membrane credentials",
-            "set MEMBRANE_TOKEN, or MEMBRANE_WORKSPACE_KEY + MEMBRANE_WORKSPACE_SECRET + MEMBRANE_TENANT_KEY; "
-            "or run with --sandbox",
-        )
+        try:
+            auth_from_settings(settings)
+        except ConfigError as exc:
+            checks.fail("settings", "no usable Membrane credentials", str(exc))
         return 1
+    policy: Policy | None = None
     try:
         policy = load_effective_policy(settings)
         checks.ok(
@@ -348,6 +369,15 @@ async def _doctor(args: argparse.Namespace) -> int:
                 checks.ok("actions", f"{len(actions)} Kartra actions listed in {elapsed:.0f} ms")
             else:
                 checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
+            if policy is not None:
+                known = {a.key for a in actions} | set(ACTIONS) | set(BUILTIN_NAMES)
+                unknown = policy.unknown_actions(known)
+                if unknown:
+                    checks.fail(
+                        "policy actions",
+                        f"{', '.join(unknown)} match no tool or action, so those entries do nothing",
+                        "fix the spelling in the policy's [actions] table",
+                    )
     except MembraneError as exc:
         checks.fail(
             "Membrane API", str(exc), "check MEMBRANE_API_URL and the token (a 401 means the token is wrong or expired)"
@@ -485,8 +515,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    level = os.environ.get("KARTRA_MCP_LOG_LEVEL", "INFO").upper()
-    _setup_logging(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    try:
+        level = Settings().log_level
+    except ValidationError:
+        level = "INFO"  # the same settings are read again below, where their errors are reported
+    _setup_logging(level)
     try:
         if args.command == "sandbox":
             return _sandbox(args)

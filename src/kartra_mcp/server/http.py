@@ -8,6 +8,7 @@ import json
 import logging
 
 import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -38,6 +39,23 @@ def check_binding(host: str, token: str | None) -> None:
             f"Serving HTTP on {host} (not loopback) requires KARTRA_MCP_HTTP_TOKEN: set it to a long random "
             "secret, and have clients send it as 'Authorization: Bearer <token>'."
         )
+
+
+def _loopback_only(host: str) -> TransportSecuritySettings | None:
+    """On loopback, accept only local Host and Origin headers, whatever loopback address is bound.
+
+    A web page the person visits must not reach a local server by rebinding DNS; the SDK does this
+    itself only for three spellings of loopback.
+    """
+    if not is_loopback(host):
+        return None  # beyond loopback a bearer token is required instead
+    bound = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+    hosts = sorted({"127.0.0.1", "localhost", "[::1]", bound})
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{h}:*" for h in hosts],
+        allowed_origins=[f"http://{h}:*" for h in hosts],
+    )
 
 
 class BearerGuard:
@@ -78,7 +96,10 @@ def http_app(server: KartraServer, *, host: str, token: str | None) -> ASGIApp:
     """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm) and /healthz."""
     check_binding(host, token)
     app: ASGIApp = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, host=host, custom_starlette_routes=[Route(HEALTH_PATH, _health)]
+        streamable_http_path=MCP_PATH,
+        host=host,
+        transport_security=_loopback_only(host),
+        custom_starlette_routes=[Route(HEALTH_PATH, _health)],
     )
     return BearerGuard(app, token) if token else app
 

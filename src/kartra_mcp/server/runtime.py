@@ -18,6 +18,7 @@ from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.connection import resolve_connection
 from kartra_mcp.tools.executor import BUILTIN_NAMES, Executor
+from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.policy import Policy, load_policy
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ class Runtime:
     executor: Executor
     audit: AuditLog
     sandbox: Sandbox | None = None
-
-    @property
-    def policy(self) -> Policy:
-        return self.executor.policy
 
 
 def load_effective_policy(settings: Settings) -> Policy:
@@ -72,6 +69,16 @@ def membrane_client(
     )
 
 
+def known_names(catalog: Catalog) -> set[str]:
+    """Every name a policy entry may use: tools, action keys (listed or known), built-in tools."""
+    return (
+        {s.name for s in catalog.specs}
+        | {s.action_key for s in catalog.specs if s.action_key}
+        | set(ACTIONS)
+        | set(BUILTIN_NAMES)
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -91,12 +98,15 @@ async def open_runtime(
                 client, connection.id, cache_dir=None if sandbox else settings.cache_dir, reserved=BUILTIN_NAMES
             )
             await catalog.start()
-            secret = (
-                settings.confirm_secret.get_secret_value().encode()
-                if settings.confirm_secret
-                else secrets.token_bytes(32)
-            )
-            book = ConfirmationBook(secret, ttl=policy.confirmation_ttl)
+            for key in policy.unknown_actions(known_names(catalog)):
+                logger.warning(
+                    "the policy (%s) names %r, which is neither a tool nor a Kartra action: check the "
+                    "spelling; the entry does nothing",
+                    policy.source,
+                    key,
+                )
+            # Pending confirmations live in this process only, and so does the secret that signs them.
+            book = ConfirmationBook(secrets.token_bytes(32), ttl=policy.confirmation_ttl)
             executor = Executor(
                 client=client, catalog=catalog, policy=policy, book=book, audit=audit, tool_mode=settings.tool_mode
             )

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
+from kartra_mcp.errors import ConfigError
+
 Outcome = Literal["unknown", "success", "failed", "declined", "refused", "awaiting_confirmation"]
 OUTCOMES: tuple[str, ...] = ("unknown", "success", "failed", "declined", "refused", "awaiting_confirmation")
 
@@ -101,13 +103,20 @@ class AuditLog:
     def __init__(self, path: Path | None, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
+            if path is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            # An intent row must survive a crash of the machine too, not only of the process.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"Cannot open the audit log at {path} ({exc}); set KARTRA_MCP_AUDIT_DB to a file in a "
+                "writable directory."
+            ) from None
 
     def intent(
         self,

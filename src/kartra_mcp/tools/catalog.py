@@ -22,7 +22,7 @@ from kartra_mcp.membrane import Action, MembraneClient
 from kartra_mcp.schemas import normalize_input_schema, normalize_output_schema
 from kartra_mcp.tools.kartra_ops import classify_action
 from kartra_mcp.tools.naming import tool_name
-from kartra_mcp.tools.spec import ToolSpec
+from kartra_mcp.tools.spec import Risk, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def spec_for_action(action: Action, reserved: Iterable[str] = ()) -> ToolSpec:
         title=title,
         description=description,
         input_schema=normalized.schema,
-        output_schema=normalize_output_schema(action.output_schema),
+        # Only reads promise a shape: a write's answer that breaks a promise would read as a failure.
+        output_schema=normalize_output_schema(action.output_schema) if risk is Risk.READ else None,
         risk=risk,
         kind="action",
         action_id=action.id,

@@ -65,11 +65,15 @@ class Policy:
         if writes and self.kill_switch:
             return Decision(
                 "deny",
-                "The kill switch is on: only reads are allowed. A person can turn it off in "
-                f"the policy ({self.source}).",
+                "The kill switch is on: only reads are allowed. A person turns it off in the "
+                f"policy ({self.source}) or KARTRA_MCP_KILL_SWITCH.",
             )
         if writes and self.read_only:
-            return Decision("deny", f"Read-only mode: {tool} would change the Kartra account, so it is refused.")
+            return Decision(
+                "deny",
+                f"Read-only mode is on ({self.source}, KARTRA_MCP_READ_ONLY or --read-only): "
+                f"{tool} would change the Kartra account, so it is refused.",
+            )
         mode: Mode = self.actions.get(tool, "allow")
         reason = f"The policy ({self.source}) denies {tool}." if mode == "deny" else ""
         for target in targets:
@@ -87,9 +91,12 @@ class Policy:
 
     def visible(self, tool: str, risk: Risk, action: str | None = None) -> bool:
         """Whether a tool is listed: read-only mode, the kill switch and denials hide it."""
-        if risk is not Risk.READ and (self.read_only or self.kill_switch):
-            return False
         return self.decide(tool, [Target(action, risk)]).mode != "deny"
+
+    def unknown_actions(self, known: Iterable[str]) -> list[str]:
+        """Action entries that name no tool or action: most likely a typo that silently does nothing."""
+        names = set(known)
+        return sorted(key for key in self.actions if key not in names)
 
     def with_overrides(self, *, read_only: bool = False, kill_switch: bool = False) -> Policy:
         """Settings and flags can only make the policy stricter."""
@@ -140,6 +147,9 @@ def _key(error: ValidationError) -> str:
 def _expected(error: ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     wanted: Any = error.validator_value
+    if isinstance(schema.get("enum"), list):  # a wrong type for an enum: list the choices, not the type
+        choices = ", ".join(json.dumps(v) for v in schema["enum"])
+        return f"one of {choices}; got {json.dumps(error.instance, default=str)}"
     if error.validator == "additionalProperties":
         known = sorted((schema.get("properties") or {}).keys())
         return f"unknown key; expected one of: {', '.join(known)}" if known else "unknown key"

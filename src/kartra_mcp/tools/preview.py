@@ -108,7 +108,14 @@ class Previewer:
         details = (await self._fetch("get_transaction_details", {"transaction_id": tx_id}, {})).get(
             "transaction_details"
         ) or {}
-        amount = _money(details.get("transaction_full_amount")) or 0.0
+        paid = _money(details.get("transaction_full_amount"))
+        if paid is None and self._cap is not None:
+            raise ActionDenied(
+                f"Nothing was sent: the amount of transaction {tx_id} cannot be read, so the refund "
+                "cannot be checked against the policy's limit.",
+                rule="cap",
+            )
+        amount = paid or 0.0
         currency = str(details.get("transaction_currency") or "")
         kind = str(details.get("transaction_type", ""))
         test = str(details.get("transaction_test", "0")) == "1"
