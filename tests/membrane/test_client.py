@@ -196,7 +196,7 @@ async def test_a_write_whose_answer_is_lost_happens_once_and_reports_an_unknown_
     sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tx = samples["refundable_transaction"]["transaction_id"]
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", hang_seconds=30, hang_after=True, times=1)]
+    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", hang_seconds=30, after=True, times=1)]
     before = len(sandbox.account.transactions)
     async with _client(sandbox, timeout=0.2) as client:
         with pytest.raises(MembraneTimeout) as raised:

@@ -144,10 +144,10 @@ async def test_a_hang_before_the_request_is_a_client_timeout_and_nothing_is_done
     assert sandbox.run_logs == {}
 
 
-async def test_a_hang_after_the_request_carries_out_the_write_once_and_loses_the_answer(
+async def test_a_after_the_request_carries_out_the_write_once_and_loses_the_answer(
     sandbox: Sandbox, client: httpx2.AsyncClient, short: MembraneClient
 ) -> None:
-    await _faults(client, {"route": "POST /actions/*/run", "hang_seconds": 2, "hang_after": True})
+    await _faults(client, {"route": "POST /actions/*/run", "hang_seconds": 2, "after": True})
     before = await _score(client)
     sandbox.requests.clear()
     with anyio.fail_after(1.5), pytest.raises(MembraneTimeout):

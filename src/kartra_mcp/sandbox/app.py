@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,26 @@ _CREATED = "2026-01-05T10:00:00.000Z"
 # (`proxy/`) and `proxy/api` both reach it.
 _KARTRA_PATHS = ("", "/", "/api", "/api/")
 _WORDS = re.compile(r"[a-z0-9]+")
+_STOP_WORDS = frozenset({"the", "and", "for", "from", "with", "into", "onto", "this", "that", "their", "all", "its"})
+_SYNONYMS = {
+    "remove": {"unassign", "unsubscribe", "revoke"},
+    "delete": {"unassign", "unsubscribe", "revoke"},
+    "add": {"assign", "subscribe", "give", "grant", "create"},
+    "stop": {"cancel", "unsubscribe", "pause"},
+    "end": {"cancel"},
+    "contact": {"lead"},
+    "customer": {"lead"},
+    "payment": {"transaction"},
+    "purchase": {"transaction"},
+    "order": {"transaction"},
+    "access": {"membership"},
+}
+
+
+def _terms(text: str, *, synonyms: bool = False) -> set[str]:
+    """Words of a text, stemmed crudely, without stop words; with `synonyms`, their synonyms too."""
+    words = {w.rstrip("s") for w in _WORDS.findall(text.casefold()) if len(w) > 2 and w not in _STOP_WORDS}
+    return words | {s for w in words for s in _SYNONYMS.get(w, ())} if synonyms else words
 
 
 @dataclass
@@ -125,7 +146,7 @@ class Sandbox:
                 Exception: self._crash,
             },
         )
-        self.faults = FaultInjector(self._guard, seed=self.config.fault_seed, rules=self.config.faults)
+        self.faults = FaultInjector(self._guard, seed=self.config.fault_seed, rules=self._startup_faults())
         # The sandbox itself is the ASGI app (an object with an async __call__, which servers read as ASGI 3).
         self.app = self
 
@@ -378,16 +399,15 @@ class Sandbox:
 
     @staticmethod
     def _rank(intent: str, actions: list[ActionDef]) -> list[ActionDef]:
-        """Relevance: how many of the intent's words (and their stems) an action's text contains."""
-        wanted = {w.rstrip("s") for w in _WORDS.findall(intent.casefold()) if len(w) > 2}
+        """Relevance: the intent's words (stemmed, with a few synonyms) in each action's key and text,
+        rarer words counting more. A stand-in for Membrane's semantic ranking, for demos and tests."""
+        wanted = _terms(intent, synonyms=True)
+        keyed = [(_terms(a.key), _terms(f"{a.key} {a.name} {a.description}")) for a in actions]
+        weight = {t: math.log((1 + len(actions)) / (1 + sum(t in text for _, text in keyed))) for t in wanted}
         scored = []
-        for position, action in enumerate(actions):
-            words = {
-                w.rstrip("s") for w in _WORDS.findall(f"{action.key} {action.name} {action.description}".casefold())
-            }
-            key_words = {w.rstrip("s") for w in _WORDS.findall(action.key)}
-            score = len(wanted & words) + 2 * len(wanted & key_words)
-            if score:
+        for position, (action, (key_terms, text_terms)) in enumerate(zip(actions, keyed, strict=True)):
+            score = sum(weight[t] * (3 if t in key_terms else 1) for t in wanted & text_terms)
+            if score > 0:
                 scored.append((-score, position, action))
         return [action for _, _, action in sorted(scored)]
 
@@ -652,8 +672,12 @@ class Sandbox:
         self.reset(seed=seed, leads=leads)
         return JSONResponse(self.state())
 
+    def _startup_faults(self) -> list[FaultRule]:
+        """Fresh copies of the configured faults, so their counts belong to this sandbox alone."""
+        return [replace(rule, applied=0) for rule in self.config.faults]
+
     def reset(self, *, seed: int | None = None, leads: int | None = None) -> None:
-        """Throw the account away and seed a fresh one; clears faults, runs and the request log."""
+        """Throw the account away and seed a fresh one; back to the configured faults, no runs, no requests."""
         self.config.seed = self.config.seed if seed is None else seed
         self.config.leads = self.config.leads if leads is None else leads
         self.store.clear()
@@ -664,7 +688,7 @@ class Sandbox:
         self.connection_requests.clear()
         self.run_logs.clear()
         self.requests.clear()
-        self.faults.reset()
+        self.faults.reset(self._startup_faults())
 
     async def admin_faults(self, request: Request) -> Response:
         if request.method in ("PUT", "POST"):

@@ -1,9 +1,11 @@
 """Faults the sandbox can inject, for testing what is built on it.
 
 A rule matches requests by method and path glob and can add latency, answer with an error status
-(some of the time, or the next N times: a burst of 429s), hang past the client's timeout (before
-the request is carried out, or after, so a write happens but its answer is lost), or answer with a
-malformed body after carrying the request out. Randomness comes from one seeded generator, so a
+(some of the time, or the next N times: a burst of 429s), hang past the client's timeout, or answer
+with a malformed body. With `after`, the request is carried out first and then its answer is lost
+(hang), replaced (status) or spoiled (malformed is always after): the write happened, the client
+cannot know. With `upstream`, an error status comes with the upstream's kind of body rather than
+Membrane's, as when Kartra's side of the proxy fails. Randomness comes from one seeded generator, so a
 run with the same seed and the same requests injects the same faults.
 """
 
@@ -40,7 +42,8 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "rate": (int, float),
     "times": (int, type(None)),
     "hang_seconds": (int, float),
-    "hang_after": (bool,),
+    "after": (bool,),
+    "upstream": (bool,),
     "malformed": (bool,),
 }
 
@@ -55,7 +58,8 @@ class FaultRule:
     rate: float = 1.0
     times: int | None = None
     hang_seconds: float = 0.0
-    hang_after: bool = False
+    after: bool = False
+    upstream: bool = False
     malformed: bool = False
     applied: int = field(default=0, compare=False)
 
@@ -133,46 +137,43 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         rule.applied += 1
-        if rule.hang_seconds and not rule.hang_after:
-            await anyio.sleep(rule.hang_seconds)
-        if rule.status is not None:
-            await self._error(rule.status, send)
-            return
-        if not (rule.malformed or rule.hang_after):
-            await self.app(scope, receive, send)
-            return
-        # Carry the request out, then lose or spoil its answer.
+        if not rule.after:
+            if rule.hang_seconds:
+                await anyio.sleep(rule.hang_seconds)
+            if rule.status is not None:
+                await self._error(rule.status, send, upstream=rule.upstream)
+                return
+            if not rule.malformed:
+                await self.app(scope, receive, send)
+                return
+        # Carry the request out, then lose, replace or spoil its answer.
         held: list[Message] = []
 
         async def hold(message: Message) -> None:
             held.append(message)
 
         await self.app(scope, receive, hold)
-        if rule.hang_after:
+        if rule.hang_seconds:
             await anyio.sleep(rule.hang_seconds)
-        if rule.malformed:
-            body = b'{"output": {"status": "Succ'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        for message in held:
-            await send(message)
+        if rule.status is not None:
+            await self._error(rule.status, send, upstream=rule.upstream)
+        elif rule.malformed:
+            await self._send(send, 200, b'{"output": {"status": "Succ')
+        else:
+            for message in held:
+                await send(message)
 
     @staticmethod
-    async def _error(status: int, send: Send) -> None:
-        kind, key, message = _STATUS_KEYS.get(status, ("internal", None, "Injected server error"))
-        body = json.dumps(MembraneRefusal(status, message, type=kind, key=key).body()).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
+    async def _error(status: int, send: Send, *, upstream: bool) -> None:
+        if upstream:
+            body = {"status": "Error", "message": f"Upstream failure {status} (injected)"}
+        else:
+            kind, key, message = _STATUS_KEYS.get(status, ("internal", None, "Injected server error"))
+            body = dict(MembraneRefusal(status, message, type=kind, key=key).body())
+        await FaultInjector._send(send, status, json.dumps(body).encode())
+
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
