@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.processes import Server, free_port, local_env
 from tests.server.conftest import Person
 
 
@@ -27,12 +26,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "KARTRA_MCP_LOG_LEVEL": "WARNING",
         **extra,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_the_server_speaks_both_eras_over_stdio(tmp_path: Path, mode: str) -> None:
@@ -51,48 +44,37 @@ async def test_the_server_speaks_both_eras_over_stdio(tmp_path: Path, mode: str)
 
 
 @contextmanager
-def _http_server(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kartra_mcp",
-                "serve",
-                "--sandbox",
-                "--transport",
-                "http",
-                "--port",
-                str(port),
-                *args,
-            ],
-            env={**os.environ, **_env(tmp_path, **env)},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+def _http_server(tmp_path: Path, *, host: str = "127.0.0.1", **env: str) -> Iterator[str]:
+    """`kartra-mcp serve --sandbox --transport http` on a free port of `host`; yields its base URL."""
+    port = free_port()
+    url = f"http://{host}:{port}"
+    server = Server(
+        [
+            sys.executable,
+            "-m",
+            "kartra_mcp",
+            "serve",
+            "--sandbox",
+            "--transport",
+            "http",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        env=local_env(None, **_env(tmp_path, **env)),
+        logs=tmp_path / "http-server",
+    )
     try:
-        deadline = time.monotonic() + 30
-        with httpx2.Client() as probe:
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the HTTP server did not come up:\n{log.read_text()}")
-                try:
-                    if probe.get(f"{url}/healthz", timeout=0.5).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    time.sleep(0.05)  # waiting for a process to bind its port
-        yield process, url
+        server.wait_http(f"{url}/healthz")
+        yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 async def test_http_needs_the_bearer_token_and_then_serves_both_eras(tmp_path: Path) -> None:
     token = "a-long-random-http-token-for-this-test"
-    with _http_server(tmp_path, KARTRA_MCP_HTTP_TOKEN=token) as (_, url):
+    with _http_server(tmp_path, KARTRA_MCP_HTTP_TOKEN=token) as url:
         async with httpx2.AsyncClient() as raw:
             missing = await raw.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
             wrong = await raw.post(f"{url}/mcp", headers={"Authorization": "Bearer nope"}, json={})
@@ -147,28 +129,6 @@ def test_stdout_carries_nothing_but_the_protocol(tmp_path: Path, flag: str | Non
 
 async def test_a_server_on_any_loopback_address_refuses_foreign_host_headers(tmp_path: Path) -> None:
     """DNS rebinding: a web page must not reach a local server by pointing its own name at loopback."""
-    port = _free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kartra_mcp",
-                "serve",
-                "--sandbox",
-                "--transport",
-                "http",
-                "--host",
-                "127.0.0.2",
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, **_env(tmp_path)},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.2:{port}"
     body = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -176,20 +136,9 @@ async def test_a_server_on_any_loopback_address_refuses_foreign_host_headers(tmp
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
     }
     headers = {"Accept": "application/json, text/event-stream"}
-    try:
-        deadline = time.monotonic() + 30
+    with _http_server(tmp_path, host="127.0.0.2") as url:
         async with httpx2.AsyncClient(trust_env=False) as http:
-            while True:
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-                try:
-                    if (await http.get(f"{url}/healthz", timeout=0.5)).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    await anyio.sleep(0.05)
             foreign = await http.post(f"{url}/mcp", json=body, headers={**headers, "Host": "evil.example"})
             local = await http.post(f"{url}/mcp", json=body, headers=headers)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     assert foreign.status_code == 421
     assert local.status_code == 200
