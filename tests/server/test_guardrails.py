@@ -122,6 +122,11 @@ async def guarded(settings: Settings, sandbox: Sandbox, policy: Policy | None = 
         yield runtime
 
 
+def _asked_first(mode: str) -> list[str]:
+    """A 2026-07-28 client is asked in a first round, audited before the answer comes back."""
+    return ["awaiting_confirmation"] if mode == "auto" else []
+
+
 def _text(result: CallToolResult) -> str:
     return text_of(result)
 
@@ -140,7 +145,10 @@ async def test_a_confirmed_call_is_done_once_and_audited(
     assert len(person.asked) == 1
     for fact in scenario.shown(samples):
         assert fact in person.asked[0], f"{fact!r} not shown in: {person.asked[0]}"
-    assert [(r.outcome, r.confirmation, r.risk) for r in rows] == [("success", "elicitation", "critical")]
+    assert [(r.outcome, r.confirmation, r.risk) for r in reversed(rows)] == [
+        *[(o, "elicitation", "critical") for o in _asked_first(mode)],
+        ("success", "elicitation", "critical"),
+    ]
 
 
 @scenarios
@@ -155,7 +163,7 @@ async def test_a_declined_or_dismissed_confirmation_sends_nothing(
     assert result.is_error
     assert "nothing was sent" in _text(result)
     assert not scenario.happened(sandbox, samples)
-    assert [r.outcome for r in rows] == ["declined"]
+    assert [r.outcome for r in reversed(rows)] == [*_asked_first(mode), "declined"]
 
 
 @scenarios
@@ -377,7 +385,7 @@ async def test_a_write_whose_answer_is_lost_says_the_outcome_is_unknown(
     assert result.is_error and "OUTCOME UNKNOWN" in _text(result)
     assert "retrieve-transactions-from-lead" in _text(result)
     assert _refund_count(sandbox, samples) == 1
-    assert [r.outcome for r in rows] == ["unknown"]
+    assert [r.outcome for r in reversed(rows)] == [*_asked_first(mode), "unknown"]
 
 
 class _Scripted:
@@ -465,7 +473,10 @@ async def test_a_proxy_write_that_ran_before_its_upstream_failed_reports_an_unkn
     assert result.is_error and "OUTCOME UNKNOWN" in _text(result)
     assert result.structured_content is not None and result.structured_content["outcome_unknown"] is True
     assert _refund_count(sandbox, samples) == 1
-    assert [(r.outcome, r.upstream_status) for r in rows] == [("unknown", 502)]
+    assert [(r.outcome, r.upstream_status) for r in reversed(rows)] == [
+        *[(o, None) for o in _asked_first(mode)],
+        ("unknown", 502),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -513,3 +524,99 @@ async def test_membrane_refusing_a_write_says_what_to_do_next(
             "assign-tag", {"email": samples["lead"]["email"], "tag_name": "VIP"}, NoConfirmer()
         )
     assert result.is_error and advice in result.text and "Nothing was done" in result.text
+
+
+async def test_a_refund_smuggled_inside_a_json_string_does_nothing_in_read_only_mode(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    tx = samples["refundable_transaction"]["transaction_id"]
+    hidden = f"{tx}&actions[0][cmd]=refund_transaction&actions[0][transaction_id]={tx}&z="
+    arguments = {
+        "headers": {"Content-Type": "application/JSON"},
+        "body": {"actions": [{"cmd": "get_transaction_details", "transaction_id": hidden}]},
+    }
+    async with guarded(settings, sandbox, Policy(read_only=True)) as runtime, connect(runtime, mode) as client:
+        await client.call_tool("kartra-api-request", arguments)
+    assert not _refund_happened(sandbox, samples)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        pytest.param(
+            "revoke-membership-access",
+            {"email": "<lead_with_membership.email>", "lead_id": "3", "membership_name": "Growth Academy"},
+            id="lead-by-email-and-id",
+        ),
+        pytest.param(
+            "revoke-membership-access",
+            {"email": "<lead_with_membership.email>", "membership_id": "1", "membership_name": "Coaching Circle"},
+            id="membership-twice",
+        ),
+        pytest.param(
+            "kartra-api-request",
+            {
+                "body": {
+                    "actions": [
+                        {
+                            "cmd": "modify_subscription_status",
+                            "subscription_status_modification": "cancel",
+                            "subscription_id": "<active_subscription.subscription_id>",
+                            "transaction_internal_subscription_id": "14803",
+                        }
+                    ]
+                }
+            },
+            id="subscription-twice",
+        ),
+        pytest.param(
+            "kartra-api-request",
+            {
+                "body": {
+                    "actions": [
+                        {"cmd": "refund_transaction", "transaction_id": "<refundable_transaction.transaction_id>"},
+                        {"cmd": "refund_transaction", "transaction_id": "<refunded_transaction.transaction_id>"},
+                    ]
+                }
+            },
+            id="two-critical-commands",
+        ),
+    ],
+)
+async def test_a_change_must_name_one_target_so_the_preview_shows_what_changes(
+    tool: str, arguments: dict[str, Any], mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, str) and value.startswith("<"):
+            sample, field = value.strip("<>").split(".")
+            return samples[sample][field]
+        return value
+
+    person = Person("accept")
+    before = sandbox.state()["counts"]
+    async with guarded(settings, sandbox) as runtime, connect(runtime, mode, person) as client:
+        result = await client.call_tool(tool, fill(arguments))
+        rows = runtime.audit.rows(tool=tool)
+    assert result.is_error and result.structured_content is not None
+    assert result.structured_content["error"] == "ActionDenied"
+    assert person.asked == []
+    assert sandbox.state()["counts"] == before
+    assert [r.outcome for r in rows] == ["refused"]
+
+
+@pytest.mark.parametrize("amount", ["nan", "inf", "-5", "0", "lots"])
+async def test_a_refund_amount_that_is_not_a_positive_number_is_refused_before_asking(
+    amount: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    tx = samples["refundable_transaction"]["transaction_id"]
+    body = {"actions": [{"cmd": "refund_transaction", "transaction_id": tx, "refund_amount": amount}]}
+    client = _Scripted("slow-accept")
+    async with guarded(settings, sandbox, Policy(max_refund_amount=10)) as runtime:
+        result = await runtime.executor.call("kartra-api-request", {"body": body}, client)
+    assert result.is_error and result.structured is not None and result.structured["error"] == "ActionDenied"
+    assert client.asked == []
+    assert not _refund_happened(sandbox, samples)

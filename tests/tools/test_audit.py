@@ -95,3 +95,16 @@ def test_an_unusable_audit_path_stops_with_the_setting_to_change(tmp_path: Path)
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="KARTRA_MCP_AUDIT_DB"):
         AuditLog(blocker / "audit.sqlite3")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("api_key=SECRET1", id="lone-pair"),
+        pytest.param('{"api_key":"SECRET3"}', id="json-text"),
+        pytest.param('{"api_key":"SECRET4","x":"a&b=c"}', id="json-text-with-a-form-inside"),
+        pytest.param("lead[email]=a&api_password=SECRET5", id="form"),
+    ],
+)
+def test_secrets_inside_text_are_redacted_too(text: str) -> None:
+    assert "SECRET" not in str(redact({"body": text}))

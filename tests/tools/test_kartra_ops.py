@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kartra_mcp import phpform
-from kartra_mcp.tools.kartra_ops import classify_action, invocations_in_form
+from kartra_mcp.tools.kartra_ops import Invocation, ambiguity, classify_action, invocations_in_form
 from kartra_mcp.tools.spec import Annotations, Risk
 
 
@@ -89,3 +89,42 @@ def test_an_unknown_command_is_critical_and_unreadable_actions_are_unknown() -> 
 )
 def test_annotations_follow_the_risk_class(risk: Risk, expected: Annotations) -> None:
     assert Annotations.for_risk(risk) == expected
+
+
+@pytest.mark.parametrize(
+    ("cmd", "params", "lead"),
+    [
+        pytest.param(
+            "revoke_membership_access", {"membership_name": "A"}, {"email": "a@x.io", "lead_id": "3"}, id="lead-twice"
+        ),
+        pytest.param(
+            "revoke_membership_access",
+            {"membership_id": "1", "membership_name": "B"},
+            {"email": "a@x.io"},
+            id="membership-twice",
+        ),
+        pytest.param(
+            "grant_membership_access",
+            {"membership_id": "1", "level_id": "2", "level_name": "Pro"},
+            {"email": "a@x.io"},
+            id="level-twice",
+        ),
+        pytest.param(
+            "modify_subscription_status",
+            {"subscription_id": "1", "transaction_internal_subscription_id": "2"},
+            {},
+            id="subscription-twice",
+        ),
+        pytest.param(
+            "cancel_transaction", {"transaction_id": "5", "transaction_subscription_id": "I-X"}, {}, id="cancel-by-two"
+        ),
+    ],
+)
+def test_a_change_that_names_its_target_twice_is_ambiguous(
+    cmd: str, params: dict[str, str], lead: dict[str, str]
+) -> None:
+    assert ambiguity(Invocation(cmd, params, lead)) is not None
+
+
+def test_a_change_that_names_its_target_once_is_not() -> None:
+    assert ambiguity(Invocation("revoke_membership_access", {"membership_name": "A"}, {"email": "a@x.io"})) is None

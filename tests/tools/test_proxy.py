@@ -102,3 +102,51 @@ def test_a_form_string_is_sent_in_the_canonical_encoding_that_was_classified() -
     sent = phpform.decode(request.body)
     assert sent == phpform.decode(phpform.encode(sent))
     assert [i.cmd for i in request.invocations] == ["get_lead", "get_lead"]
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        pytest.param("application/JSON", "application/json", id="upper-case-json"),
+        pytest.param("Application/Json; charset=utf-8", "application/json", id="json-with-charset"),
+        pytest.param("application/x-www-form-urlencoded; x=json", "application/x-www-form-urlencoded", id="form-json"),
+    ],
+)
+def test_the_content_type_is_read_exactly_and_sent_canonically(given: str, sent: str) -> None:
+    body = '{"actions": [{"cmd": "retrieve_account_tags"}]}' if sent.endswith("json") else "get_lead[email]=a"
+    request = build_request({"body": body, "headers": {"content-type": given, "Content-Type": given}})
+    assert [(k, v) for k, v in request.headers.items() if k.lower() == "content-type"] == [("Content-Type", sent)]
+
+
+def test_a_command_hidden_in_a_json_string_value_stays_a_string() -> None:
+    hidden = "7&actions[0][cmd]=refund_transaction&actions[0][transaction_id]=7&z="
+    request = build_request(
+        {
+            "headers": {"Content-Type": "application/JSON"},
+            "body": {"actions": [{"cmd": "get_transaction_details", "transaction_id": hidden}]},
+        }
+    )
+    assert request.body is not None and request.headers["Content-Type"] == "application/json"
+    assert [i.cmd for i in request.invocations] == ["get_transaction_details"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param({"headers": {"Content-Type": "text/plain; note=JSON"}, "body": "x=1"}, id="other-media-type"),
+        pytest.param({"path": "/%3Factions%5B0%5D%5Bcmd%5D%3Drefund_transaction"}, id="query-in-escaped-path"),
+        pytest.param({"path": "/api;x=1"}, id="path-parameter"),
+        pytest.param({"path": "/user@host"}, id="at-sign"),
+        pytest.param({"body": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": 1}}}}}}}}}}}, id="too-deep"),
+    ],
+)
+def test_paths_and_bodies_that_could_hide_a_request_are_refused(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ProxyRequestRefused):
+        build_request(arguments)
+
+
+def test_command_names_are_classed_whatever_their_case() -> None:
+    request = build_request({"body": {"actions": [{"cmd": "Refund_Transaction ", "transaction_id": "7"}]}})
+    assert [(i.cmd, i.action, i.risk) for i in request.invocations] == [
+        ("refund_transaction", "refund-transaction", Risk.CRITICAL)
+    ]

@@ -550,7 +550,7 @@ class Sandbox:
         path = request.path_params["path"] or "/"
         raw = await request.body()
         body: Any = raw.decode("utf-8", "replace")
-        if "json" in request.headers.get("content-type", ""):
+        if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:

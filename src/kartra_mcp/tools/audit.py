@@ -35,10 +35,11 @@ def redact(value: Any) -> Any:
         return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
-    if isinstance(value, str) and "=" in value and "&" in value:
+    if isinstance(value, str) and _SECRET_KEY.search(value) and any(mark in value for mark in "=:"):
         pairs = parse_qsl(value, keep_blank_values=True)
-        if pairs and any(_SECRET_KEY.search(k) for k, _ in pairs):
+        if pairs and "{" not in value and all(k.isprintable() for k, _ in pairs):
             return urlencode([(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in pairs])
+        return f"{REDACTED}: text that names a credential"
     return value
 
 

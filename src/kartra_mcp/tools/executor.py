@@ -48,7 +48,7 @@ from kartra_mcp.schemas import argument_problems, check_arguments
 from kartra_mcp.tools.audit import AuditLog, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, invocations_for_action
+from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
 from kartra_mcp.tools.policy import Decision, Policy, Target
 from kartra_mcp.tools.preview import Preview, Previewer
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
@@ -144,6 +144,8 @@ class _Call:
     invocations: list[Invocation]
     send: Callable[[], Awaitable[_Sent]]
     structured: Callable[[_Sent], dict[str, Any]] = field(default=lambda sent: sent.data)
+    # What the audit log records: what is sent, where that differs from the arguments.
+    audited: Mapping[str, Any] | None = None
 
 
 # -- the built-in tools ----------------------------------------------------------------------------
@@ -306,6 +308,7 @@ class Executor:
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
+        self._check_targets(call)
         self._check_rate(call)
         preview: Preview | None = None
         if decision.mode == "confirm" or self._refund_capped(call):
@@ -364,7 +367,7 @@ class Executor:
                 self._audit(spec.name, None, arguments, Risk.CRITICAL, "deny", None, "refused", str(exc))
                 raise
             invocations = request.invocations
-            targets = [Target(COMMANDS[i.cmd].action if i.cmd in COMMANDS else None, i.risk) for i in invocations]
+            targets = [Target(i.action, i.risk) for i in invocations]
 
             async def send_proxy() -> _Sent:
                 response = await self.client.proxy(
@@ -450,6 +453,23 @@ class Executor:
                 warning=f"The details could not be fetched ({exc}); check them before confirming.",
             )
 
+    def _check_targets(self, call: _Call) -> None:
+        """A change names each target once, and a request holds at most one critical command."""
+        changes = [i for i in call.invocations if i.risk is not Risk.READ]
+        for invocation in changes:
+            problem = ambiguity(invocation)
+            if problem is not None:
+                self._refuse(call, f"{problem} Nothing was sent.", rule="arguments")
+        critical = [i.cmd for i in changes if i.risk is Risk.CRITICAL]
+        if len(critical) > 1:
+            self._refuse(
+                call,
+                f"One request holds {len(critical)} critical commands ({', '.join(critical)}); send each "
+                "in a request of its own, so each is previewed, confirmed and counted. Nothing was "
+                "sent.",
+                rule="arguments",
+            )
+
     def _check_rate(self, call: _Call) -> None:
         cap = self.policy.max_critical_calls_per_hour
         if cap is None or call.risk is not Risk.CRITICAL:
@@ -471,7 +491,8 @@ class Executor:
         self, call: _Call, decision: str, confirmation: str | None, outcome: Outcome, error: str | None = None
     ) -> int:
         action = call.spec.action_key or ",".join(i.cmd for i in call.invocations) or None
-        return self._audit(call.spec.name, action, call.arguments, call.risk, decision, confirmation, outcome, error)
+        shown = call.audited if call.audited is not None else call.arguments
+        return self._audit(call.spec.name, action, shown, call.risk, decision, confirmation, outcome, error)
 
     def _audit(
         self,
@@ -502,6 +523,7 @@ class Executor:
         request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
         answer = await confirmer.confirm(request)
         if isinstance(answer, Deferred):
+            self._record(call, "confirm", "elicitation", "awaiting_confirmation")
             return CallResult("Waiting for the person's answer.", awaiting=request)
         if isinstance(answer, Accepted):
             try:
@@ -619,7 +641,8 @@ class Executor:
     def _upstream_failure(self, call: _Call, sent: _Sent, row: int | None) -> CallResult:
         """An HTTP error status from Kartra's side of the proxy."""
         status = sent.status or 0
-        unknown = call.risk is not Risk.READ and (status >= 500 or status == 408)
+        # Kartra documents 429 as 'not done'; any other error status after a change leaves it unknown.
+        unknown = call.risk is not Risk.READ and status != 429
         shown = render(sent.data)[:300]
         if row is not None:
             self.audit.finish(row, "unknown" if unknown else "failed", upstream_status=status, error=shown)
@@ -664,10 +687,10 @@ class Executor:
         command = COMMANDS.get(cmd)
         spec = self.catalog.by_action_key(command.action) if command and command.action else None
         who: dict[str, Any] = {}
-        if lead.get("email"):
-            who["email"] = lead["email"]
-        elif lead.get("lead_id") or lead.get("id"):
+        if lead.get("lead_id") or lead.get("id"):  # as Kartra does: the id wins over the email
             who["lead_id"] = str(lead.get("lead_id") or lead.get("id"))
+        elif lead.get("email"):
+            who["email"] = lead["email"]
         data: Any
         if spec is not None and spec.action_id is not None:
             run = await self.client.run_action(

@@ -113,16 +113,59 @@ def classify_action(key: str, name: str = "", action_type: str | None = None) ->
 
 @dataclass(frozen=True)
 class Invocation:
-    """One Kartra command a call would run, with its parameters and the lead it is about."""
+    """One Kartra command a call would run, with its parameters and the lead it is about.
+
+    `cmd` is folded to lower case: classing `Refund_Transaction` as a refund errs on the safe side
+    whether or not Kartra reads command names case-blind.
+    """
 
     cmd: str
     params: Mapping[str, Any]
     lead: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cmd", self.cmd.strip().casefold())
+
     @property
     def risk(self) -> Risk:
         known = COMMANDS.get(self.cmd)
         return known.risk if known else C
+
+    @property
+    def action(self) -> str | None:
+        """The action that runs this command, for the policy's per-action entries."""
+        known = COMMANDS.get(self.cmd)
+        return known.action if known else None
+
+
+# Parameters that each name the same target, of which a change may give only one: Kartra picks one
+# by rules of its own, and a preview must describe the record that will change.
+_ONE_TARGET: dict[str, tuple[tuple[str, ...], ...]] = {
+    "cancel_transaction": (
+        ("transaction_id", "transaction_internal_subscription_id", "transaction_subscription_id", "subscription_id"),
+    ),
+    "modify_subscription_status": (
+        ("subscription_id", "transaction_internal_subscription_id", "transaction_id", "transaction_subscription_id"),
+    ),
+    "grant_membership_access": (("membership_id", "membership_name"), ("level_id", "level_name")),
+    "revoke_membership_access": (("membership_id", "membership_name"), ("level_id", "level_name")),
+}
+_LEAD_KEYS = ("email", "lead_id", "id")
+
+
+def ambiguity(invocation: Invocation) -> str | None:
+    """Why a change names its target more than one way, or None when it names it once."""
+    given = [k for k in _LEAD_KEYS if invocation.lead.get(k)]
+    if len(given) > 1:
+        return (
+            f"{invocation.cmd} names its lead both by {' and by '.join(given)}; give one, so the lead shown to "
+            "the person is the one that changes."
+        )
+    for group in _ONE_TARGET.get(invocation.cmd, ()):
+        named = [k for k in group if invocation.params.get(k) not in (None, "")]
+        if len(named) > 1:
+            return f"{invocation.cmd} names its target by {', '.join(named)}; give exactly one of {', '.join(group)}."
+    return None
 
 
 def invocations_for_action(key: str, arguments: Mapping[str, Any]) -> list[Invocation]:

@@ -10,6 +10,7 @@ cancelled subscription; revoking access the lead does not have.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,10 +50,12 @@ class Preview:
 
 
 def _money(value: Any) -> float | None:
+    """An amount as a number, or None when it is not a finite number."""
     try:
-        return round(float(value), 2)
+        amount = float(value)
     except (TypeError, ValueError):
         return None
+    return round(amount, 2) if math.isfinite(amount) else None
 
 
 def _lead_label(lead: Mapping[str, Any]) -> str:
@@ -145,7 +148,12 @@ class Previewer:
                 f"({refunded:.2f} of {amount:.2f} {currency}).",
                 rule="account",
             )
-        asked = _money(inv.params.get("refund_amount"))
+        raw_asked = inv.params.get("refund_amount")
+        asked = _money(raw_asked)
+        if raw_asked not in (None, "") and (asked is None or asked <= 0):
+            raise ActionDenied(
+                f"Nothing was sent: refund_amount {raw_asked!r} is not an amount above 0.", rule="arguments"
+            )
         refund = asked if asked is not None else remaining
         if asked is not None and refunded is not None and asked > remaining:
             raise ActionDenied(
@@ -153,7 +161,7 @@ class Previewer:
                 f"refund, not {asked:.2f}.",
                 rule="account",
             )
-        if self._cap is not None and refund > self._cap:
+        if self._cap is not None and not refund <= self._cap:
             raise ActionDenied(
                 f"Nothing was sent: a refund of {refund:.2f} {currency} is over the policy's limit of "
                 f"{self._cap:.2f}. A person can raise limits.max_refund_amount.",

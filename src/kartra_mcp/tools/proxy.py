@@ -32,7 +32,11 @@ _FORBIDDEN_HEADERS = frozenset(
 )  # fmt: skip
 _FORBIDDEN_PREFIXES = ("x-forwarded-", "x-membrane-", "proxy-", "cf-", "x-amzn-")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+# Kartra's paths need nothing more: no percent-escapes, queries or parameters that could hide a request.
+_PATH = re.compile(r"^[A-Za-z0-9._~/-]*$")
+JSON = "application/json"
+_MEDIA_TYPES = (FORM, JSON)
+_MAX_DEPTH = 8
 _CREDENTIALS = ("api_key", "api_password", "app_id")
 _COMMAND_KEYS = frozenset({"actions", "lead", "get_lead"})
 _KEY = re.compile(r"^[A-Za-z0-9_]+$")
@@ -107,6 +111,7 @@ class ProxyRequest:
     headers: Mapping[str, str]
     body: bytes | None
     invocations: list[Invocation]
+    form: Mapping[str, Any] | None = None
 
     @property
     def risk(self) -> Risk:
@@ -132,29 +137,38 @@ def build_request(arguments: Mapping[str, Any]) -> ProxyRequest:
     if body_arg is not None and method in ("GET", "HEAD"):
         raise ProxyRequestRefused(f"A {method} request carries no body; use 'query', or method POST.")
     if body_arg is None:
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         return ProxyRequest(method, path, query, headers, None, [])
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    as_json = "json" in content_type.lower()
+    media_type = _media_type(headers)
+    # Exactly one Content-Type goes out, spelled canonically, so every parser reads the body alike.
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    headers["Content-Type"] = media_type
     form: Any = body_arg
     if isinstance(body_arg, str):
         try:
-            form = json.loads(body_arg) if as_json else phpform.decode(body_arg)
+            form = json.loads(body_arg) if media_type == JSON else phpform.decode(body_arg)
         except ValueError:
             raise ProxyRequestRefused("The body is not valid JSON, as its Content-Type says it is.") from None
     if not isinstance(form, Mapping):
         raise ProxyRequestRefused("The body must be an object (or a form string) naming Kartra's fields.")
-    _check_keys(form, "body")
+    _check_keys(form, "body", 0)
     _check_credentials(form)
-    if as_json:
-        body = json.dumps(form).encode()
-    else:
-        body = phpform.encode(form).encode()
-        if not content_type:
-            headers["Content-Type"] = FORM
+    body = (json.dumps(form) if media_type == JSON else phpform.encode(form)).encode()
     invocations = invocations_in_form(form)
     if invocations is None:
         raise ProxyRequestRefused("'actions' must be a list of objects, each with its 'cmd'.")
-    return ProxyRequest(method, path, query, headers, body, invocations)
+    return ProxyRequest(method, path, query, headers, body, invocations, form)
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    """The body's media type: form encoding unless the request says JSON; anything else is refused."""
+    given = [v for k, v in headers.items() if k.lower() == "content-type"]
+    if not given:
+        return FORM
+    media_types = {v.split(";", 1)[0].strip().lower() for v in given}
+    if len(media_types) != 1 or not media_types <= set(_MEDIA_TYPES):
+        raise ProxyRequestRefused(f"Content-Type must be one of {', '.join(_MEDIA_TYPES)}; Kartra reads forms.")
+    return media_types.pop()
 
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -181,8 +195,10 @@ def _check_query(query: Mapping[str, str]) -> None:
             )
 
 
-def _check_keys(value: Any, where: str) -> None:
+def _check_keys(value: Any, where: str, depth: int) -> None:
     """Every key a plain identifier: PHP reads odd keys (spaces, dots, brackets) its own way."""
+    if depth > _MAX_DEPTH:
+        raise ProxyRequestRefused(f"The {where.split('.')[0]} nests deeper than Kartra's fields ever do.")
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not _KEY.match(str(key)):
@@ -190,10 +206,10 @@ def _check_keys(value: Any, where: str) -> None:
                     f"Key {key!r} in the {where} is not allowed: Kartra's field names are letters, digits and "
                     "underscores."
                 )
-            _check_keys(item, f"{where}.{key}")
+            _check_keys(item, f"{where}.{key}", depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check_keys(item, f"{where}[{index}]")
+            _check_keys(item, f"{where}[{index}]", depth + 1)
 
 
 def _check_path(path: str) -> str:
@@ -203,8 +219,11 @@ def _check_path(path: str) -> str:
         raise ProxyRequestRefused(
             "Absolute URLs and other hosts are not allowed: give a path relative to Kartra's API, such as '/'."
         )
-    if not _PATH.match(raw) or any(ord(c) < 32 for c in decoded):
-        raise ProxyRequestRefused(f"Path {raw!r} has characters a URL path cannot have; put parameters in 'query'.")
+    if not _PATH.match(raw):
+        raise ProxyRequestRefused(
+            f"Path {raw!r} is not allowed: a path has letters, digits, '/', '.', '-', '_' and '~' only; put "
+            "parameters in 'query' and Kartra's fields in the body."
+        )
     if any(segment in ("..", ".") for segment in decoded.split("/")):
         raise ProxyRequestRefused("Paths with '..' or '.' segments are not allowed.")
     return "/" + raw.lstrip("/")
