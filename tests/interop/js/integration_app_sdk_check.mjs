@@ -19,95 +19,20 @@
 // LEAD_EMAIL. Optional: CHECK_TIMEOUT_MS (default 60000). Prints "ALL CHECKS PASSED" last, or
 // "FAILED at step ..." and exits 1 (2 on timeout).
 
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { IntegrationAppClient } from '@integration-app/sdk';
+import { describeError, fail, log, paginate, sdkVersion, show, step } from './check_support.mjs';
 
 const API_URI = process.env.MEMBRANE_API_URI;
 const TOKEN = process.env.MEMBRANE_TOKEN;
 const LEAD_EMAIL = process.env.LEAD_EMAIL;
 const TIMEOUT_MS = Number(process.env.CHECK_TIMEOUT_MS || '60000');
-const MAX_PAGES = 200;
 // What MCP clients accept as a tool name (the MCP spec's SEP-986 and the common client limit of 64).
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-
-class CheckFailure extends Error {}
-const fail = (message) => {
-  throw new CheckFailure(message);
-};
-const log = (...args) => console.log(...args);
-
-function sdkVersion() {
-  try {
-    // package.json is not in the package's "exports"; find it from the resolved entry point (dist/index.js).
-    const entry = createRequire(import.meta.url).resolve('@integration-app/sdk');
-    return JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')).version;
-  } catch {
-    return 'unknown';
-  }
-}
-const show = (value, max = 1500) => {
-  let text;
-  try {
-    text = typeof value === 'string' ? value : JSON.stringify(value);
-  } catch {
-    text = String(value);
-  }
-  return text && text.length > max ? `${text.slice(0, max)}... [${text.length - max} more chars]` : text;
-};
-
-function describeError(error) {
-  if (error instanceof CheckFailure) return `CHECK FAILED: ${error.message}`;
-  if (error?.isIntegrationAppError || error?.isMembraneError) {
-    const data = error.data ?? {};
-    return `${error.constructor?.name}: type=${data.type} key=${data.key ?? '-'} message=${data.message}`;
-  }
-  if (error?.isAxiosError) {
-    const response = error.response;
-    return (
-      `HTTP error: ${error.config?.method?.toUpperCase()} ${error.config?.url} -> ` +
-      (response ? `${response.status} ${show(response.data)}` : `${error.code ?? ''} ${error.message}`)
-    );
-  }
-  return `${error?.name ?? 'Error'}: ${error?.message ?? error}\n${error?.stack ?? ''}`;
-}
-
-async function step(title, fn) {
-  log(`\n== ${title}`);
-  const started = Date.now();
-  try {
-    const result = await fn();
-    log(`   ok (${Date.now() - started} ms)`);
-    return result;
-  } catch (error) {
-    error.step ??= title;
-    throw error;
-  }
-}
-
-/** The server's fetchAllWithPagination, with a guard against the loop it would fall into. */
-async function fetchAll(label, fetchPage) {
-  const all = [];
-  const seen = new Set();
-  let cursor;
-  for (let page = 1; page <= MAX_PAGES; page++) {
-    const result = await fetchPage(cursor);
-    if (!result || !Array.isArray(result.items)) fail(`${label}: page ${page} has no "items" array: ${show(result, 500)}`);
-    log(`   page ${page}: cursor in=${cursor ?? '-'} items=${result.items.length} cursor out=${result.cursor ?? '-'}`);
-    all.push(...result.items);
-    if (!result.cursor) return all;
-    if (seen.has(result.cursor)) fail(`${label}: cursor "${result.cursor}" came back twice; the server would loop forever`);
-    seen.add(result.cursor);
-    cursor = result.cursor;
-  }
-  return fail(`${label}: more than ${MAX_PAGES} pages`);
-}
 
 async function main() {
   const missing = ['MEMBRANE_API_URI', 'MEMBRANE_TOKEN', 'LEAD_EMAIL'].filter((name) => !process.env[name]);
   if (missing.length) fail(`missing env: ${missing.join(', ')}`);
-  log(`@integration-app/sdk ${sdkVersion()}; node ${process.version}; apiUri=${API_URI}`);
+  log(`@integration-app/sdk ${sdkVersion('@integration-app/sdk')}; node ${process.version}; apiUri=${API_URI}`);
   const membrane = new IntegrationAppClient({ token: TOKEN, apiUri: API_URI });
 
   // 1. connections.find({}): exactly what getAllConnections sends when no apps are named.
@@ -134,7 +59,7 @@ async function main() {
   for (const connection of withIntegration) {
     const integrationId = connection.integration.id;
     const found = await step(`actions.find({ integrationId: '${integrationId}', cursor }) [GET /actions?integrationId=..]`, () =>
-      fetchAll('actions', (cursor) => membrane.actions.find({ integrationId, cursor })),
+      paginate('actions', (cursor) => membrane.actions.find({ integrationId, cursor })),
     );
     actions.push(...found);
   }
@@ -144,7 +69,7 @@ async function main() {
   // The same listing in small pages must give the same actions (the cursor is honoured with integrationId).
   const integrationId = withIntegration[0].integration.id;
   const paged = await step(`actions.find({ integrationId, limit: 7, cursor }) [cursor following]`, () =>
-    fetchAll('actions (limit 7)', (cursor) => membrane.actions.find({ integrationId, limit: 7, cursor })),
+    paginate('actions (limit 7)', (cursor) => membrane.actions.find({ integrationId, limit: 7, cursor })),
   );
   const perConnection = actions.filter((a) => a.integrationId === integrationId || a.integration?.id === integrationId);
   if (paged.length <= 7) fail(`only ${paged.length} actions in pages of 7: no cursor was ever followed`);

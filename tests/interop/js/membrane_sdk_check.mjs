@@ -20,10 +20,8 @@
 // ("ACTIONS COUNT (paged, limit 7): 31", "LEAD EMAIL: ...", "TAG READ BACK: ..."), and "ALL CHECKS PASSED"
 // last. Any failure prints "FAILED at step ..." with the request and response, and exits 1 (2 on timeout).
 
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { MembraneClient } from '@membranehq/sdk';
+import { CheckFailure, describeError, fail, log, paginate, sdkVersion, show, step } from './check_support.mjs';
 
 const env = (name, fallback) => {
   const value = process.env[name];
@@ -39,89 +37,6 @@ const PROXY_PATH = env('PROXY_PATH', '/');
 const TAG_NAME = env('TAG_NAME');
 const TIMEOUT_MS = Number(env('CHECK_TIMEOUT_MS', '60000'));
 const ACTION_KEY = 'get-lead';
-const MAX_PAGES = 200;
-
-class CheckFailure extends Error {}
-const fail = (message) => {
-  throw new CheckFailure(message);
-};
-const log = (...args) => console.log(...args);
-const show = (value, max = 1500) => {
-  let text;
-  try {
-    text = typeof value === 'string' ? value : JSON.stringify(value);
-  } catch {
-    text = String(value);
-  }
-  return text && text.length > max ? `${text.slice(0, max)}... [${text.length - max} more chars]` : text;
-};
-
-function sdkVersion() {
-  try {
-    // package.json is not in the package's "exports"; find it from the resolved entry point (dist/index.node.js).
-    const entry = createRequire(import.meta.url).resolve('@membranehq/sdk');
-    return JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function describeError(error) {
-  if (error instanceof CheckFailure) return `CHECK FAILED: ${error.message}`;
-  if (error?.isMembraneError) {
-    // The SDK throws a MembraneError when the error body has a known "type" (bad_request, connection, ...).
-    const data = error.data ?? {};
-    return (
-      `MembraneError ${error.constructor?.name}: type=${data.type} key=${data.key ?? '-'} message=${data.message}` +
-      (data.data ? `\n  data: ${show(data.data)}` : '')
-    );
-  }
-  if (error?.isAxiosError) {
-    // ... and axios' own error when the body has no "type" (or there was no response at all).
-    const response = error.response;
-    return (
-      `HTTP error: ${error.config?.method?.toUpperCase()} ${error.config?.url} -> ` +
-      (response ? `${response.status} ${show(response.data)}` : `${error.code ?? ''} ${error.message}`)
-    );
-  }
-  return `${error?.name ?? 'Error'}: ${error?.message ?? error}\n${error?.stack ?? ''}`;
-}
-
-async function step(title, fn) {
-  log(`\n== ${title}`);
-  const started = Date.now();
-  try {
-    const result = await fn();
-    log(`   ok (${Date.now() - started} ms)`);
-    return result;
-  } catch (error) {
-    error.step ??= title;
-    throw error;
-  }
-}
-
-/** Walk a `find`-style call page by page: no cursor first, stop when a page has none; refuse loops. */
-async function paginate(label, fetchPage) {
-  const all = [];
-  const seen = new Set();
-  let cursor;
-  for (let page = 1; page <= MAX_PAGES; page++) {
-    const response = await fetchPage(cursor);
-    if (!response || typeof response !== 'object' || !Array.isArray(response.items)) {
-      fail(`${label}: page ${page} has no "items" array: ${show(response, 500)}`);
-    }
-    if (response.cursor !== undefined && response.cursor !== null && typeof response.cursor !== 'string') {
-      fail(`${label}: page ${page} has a "cursor" that is not a string: ${show(response.cursor)}`);
-    }
-    log(`   page ${page}: cursor in=${cursor ?? '-'} items=${response.items.length} cursor out=${response.cursor ?? '-'}`);
-    all.push(...response.items);
-    if (!response.cursor) return all;
-    if (seen.has(response.cursor)) fail(`${label}: cursor "${response.cursor}" came back twice; paging would loop`);
-    seen.add(response.cursor);
-    cursor = response.cursor;
-  }
-  return fail(`${label}: more than ${MAX_PAGES} pages`);
-}
 
 function checkAction(action, how) {
   if (!action || typeof action !== 'object') fail(`${how}: not an object: ${show(action, 500)}`);
@@ -154,7 +69,7 @@ async function main() {
   if (missing.length) fail(`missing env: ${missing.join(', ')}`);
   if (!Number.isInteger(PAGE_LIMIT) || PAGE_LIMIT < 1 || PAGE_LIMIT > 1000) fail(`PAGE_LIMIT must be 1..1000, got ${PAGE_LIMIT}`);
 
-  log(`@membranehq/sdk ${sdkVersion()}; node ${process.version}`);
+  log(`@membranehq/sdk ${sdkVersion('@membranehq/sdk')}; node ${process.version}`);
   log(`apiUri=${API_URI} integration=${INTEGRATION_KEY} pageLimit=${PAGE_LIMIT}`);
   // Constructing the client sends nothing; the token is checked on the first call.
   const client = new MembraneClient({ token: TOKEN, apiUri: API_URI });
