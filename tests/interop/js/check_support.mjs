@@ -89,3 +89,23 @@ export async function paginate(label, fetchPage, maxPages = 200) {
   }
   return fail(`${label}: more than ${maxPages} pages`);
 }
+
+/** Run a check's `main` under a deadline: exit 0 when it passes, 1 with the reason when it fails, 2 on timeout. */
+export function runCheck(main, timeoutMs) {
+  const timer = setTimeout(() => {
+    console.error(`\nTIMEOUT after ${timeoutMs} ms`);
+    process.exit(2);
+  }, timeoutMs);
+  timer.unref();
+  main().then(
+    () => {
+      clearTimeout(timer);
+      process.exit(0);
+    },
+    (error) => {
+      clearTimeout(timer);
+      console.error(`\nFAILED${error?.step ? ` at step "${error.step}"` : ''}: ${describeError(error)}`);
+      process.exit(1);
+    },
+  );
+}

@@ -20,7 +20,7 @@
 // "FAILED at step ..." and exits 1 (2 on timeout).
 
 import { IntegrationAppClient } from '@integration-app/sdk';
-import { describeError, fail, log, paginate, sdkVersion, show, step } from './check_support.mjs';
+import { fail, log, paginate, runCheck, sdkVersion, show, step } from './check_support.mjs';
 
 const API_URI = process.env.MEMBRANE_API_URI;
 const TOKEN = process.env.MEMBRANE_TOKEN;
@@ -132,20 +132,4 @@ async function main() {
   log('\nALL CHECKS PASSED');
 }
 
-const timer = setTimeout(() => {
-  console.error(`\nTIMEOUT after ${TIMEOUT_MS} ms`);
-  process.exit(2);
-}, TIMEOUT_MS);
-timer.unref();
-
-main().then(
-  () => {
-    clearTimeout(timer);
-    process.exit(0);
-  },
-  (error) => {
-    clearTimeout(timer);
-    console.error(`\nFAILED${error?.step ? ` at step "${error.step}"` : ''}: ${describeError(error)}`);
-    process.exit(1);
-  },
-);
+runCheck(main, TIMEOUT_MS);

@@ -21,7 +21,7 @@
 // last. Any failure prints "FAILED at step ..." with the request and response, and exits 1 (2 on timeout).
 
 import { MembraneClient } from '@membranehq/sdk';
-import { CheckFailure, describeError, fail, log, paginate, sdkVersion, show, step } from './check_support.mjs';
+import { CheckFailure, describeError, fail, log, paginate, runCheck, sdkVersion, show, step } from './check_support.mjs';
 
 const env = (name, fallback) => {
   const value = process.env[name];
@@ -209,20 +209,4 @@ async function main() {
   log('\nALL CHECKS PASSED');
 }
 
-const timer = setTimeout(() => {
-  console.error(`\nTIMEOUT after ${TIMEOUT_MS} ms`);
-  process.exit(2);
-}, TIMEOUT_MS);
-timer.unref();
-
-main().then(
-  () => {
-    clearTimeout(timer);
-    process.exit(0);
-  },
-  (error) => {
-    clearTimeout(timer);
-    console.error(`\nFAILED${error?.step ? ` at step "${error.step}"` : ''}: ${describeError(error)}`);
-    process.exit(1);
-  },
-);
+runCheck(main, TIMEOUT_MS);
