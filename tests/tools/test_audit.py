@@ -26,9 +26,9 @@ def test_secret_looking_values_are_redacted_at_any_depth() -> None:
     }
 
 
-def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) -> None:
+async def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.sqlite3")
-    row = log.intent(
+    row = await log.intent(
         tool="refund-transaction",
         action="refund-transaction",
         arguments={"transaction_id": "7"},
@@ -38,17 +38,17 @@ def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) ->
         connection="c",
     )
     assert log.rows()[0].outcome == "unknown"
-    log.finish(row, "success", upstream_status=200)
+    assert await log.finish(row, "success", upstream_status=200) is None
     done = log.rows()[0]
     assert (done.outcome, done.upstream_status) == ("success", 200)
     assert done.duration_ms is not None and done.duration_ms >= 0
     log.close()
 
 
-def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
+async def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "audit.sqlite3"
     log = AuditLog(path)
-    log.intent(
+    await log.intent(
         tool="t",
         action=None,
         arguments={"token": "x"},
@@ -64,7 +64,7 @@ def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -
     assert AuditLog(path).rows()[0].tool == "t"
 
 
-def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
+async def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
     now = [1000.0]
     log = AuditLog(tmp_path / "a.sqlite3", clock=lambda: now[0])
     rows: list[tuple[str, Outcome, str]] = [
@@ -73,7 +73,7 @@ def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
         ("a", "failed", "write"),
     ]
     for tool, outcome, risk in rows:
-        log.intent(
+        await log.intent(
             tool=tool,
             action=None,
             arguments={},
@@ -87,7 +87,7 @@ def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
     assert [r.tool for r in log.rows(tool="a")] == ["a", "a"]
     assert [r.outcome for r in log.rows(outcome="refused")] == ["refused"]
     assert [r.tool for r in log.rows(since=1050)] == ["a", "b"]
-    assert log.count_since(0, risk="critical") == 1  # refusals do not count as calls made
+    assert await log.count_since(0, risk="critical") == 1  # refusals do not count as calls made
 
 
 def test_an_unusable_audit_path_stops_with_the_setting_to_change(tmp_path: Path) -> None:
