@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from kartra_mcp.errors import ConfigError
-from kartra_mcp.tools.audit import REDACTED, AuditLog, Outcome, redact
+from kartra_mcp.tools.audit import MAX_STORED_ARGUMENTS, REDACTED, AuditLog, Outcome, redact
+from tests.processes import read_only
 
 
 def test_secret_looking_values_are_redacted_at_any_depth() -> None:
@@ -108,3 +109,43 @@ def test_an_unusable_audit_path_stops_with_the_setting_to_change(tmp_path: Path)
 )
 def test_secrets_inside_text_are_redacted_too(text: str) -> None:
     assert "SECRET" not in str(redact({"body": text}))
+
+
+async def test_a_full_disk_keeps_the_row_unknown_and_says_what_to_do(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    row = await log.intent(
+        tool="assign-tag", action=None, arguments={}, risk="write", decision="allow", confirmation=None, connection="c"
+    )
+    # SQLite's own ceiling on the file's size stands in for a full disk: the next page cannot be had.
+    pages = log._db.execute("PRAGMA page_count").fetchone()[0]
+    log._db.execute(f"PRAGMA max_page_count = {pages}")
+    note = await log.finish(row, "failed", error="x" * 200_000)
+    assert note is not None and "could not record this" in note and "full" in note and "free space" in note
+    assert log.rows()[0].outcome == "unknown"
+    log.close()
+
+
+async def test_a_row_keeps_a_bounded_part_of_large_arguments_and_says_it_was_cut(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    await log.intent(
+        tool="edit-lead",
+        action=None,
+        arguments={"notes": "n" * 60_000},
+        risk="write",
+        decision="allow",
+        confirmation=None,
+        connection="c",
+    )
+    stored = log.rows()[0].arguments
+    assert isinstance(stored, str) and len(stored) < MAX_STORED_ARGUMENTS + 100
+    assert stored.endswith("characters]") and "cut at" in stored
+    log.close()
+
+
+def test_a_read_only_log_is_found_when_it_is_opened(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    AuditLog(path).close()
+    with read_only(path), pytest.raises(ConfigError, match=r"not writable.*KARTRA_MCP_AUDIT_DB"):
+        AuditLog(path)
+    with read_only(path):
+        AuditLog(path, check_writable=False).close()  # reading it (kartra-mcp audit) still works

@@ -145,12 +145,20 @@ def fix_for(path: Path | None, exc: BaseException) -> str:
 class AuditLog:
     """Append-mostly SQLite log in WAL mode; `path=None` keeps it in memory.
 
+    Opening it writes once (rolled back), so a log that cannot be written stops the start with
+    the file and the fix named; `check_writable=False` is for reading only.
+
     `intent`, `finish` and `count_since` are awaited while serving and run in a worker thread;
     `rows` and `close` are for the CLI and tests. A lock serialises the one connection.
     """
 
     def __init__(
-        self, path: Path | None, *, clock: Callable[[], float] = time.time, busy_timeout: float = BUSY_TIMEOUT
+        self,
+        path: Path | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT,
+        check_writable: bool = True,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -166,7 +174,8 @@ class AuditLog:
             # An intent row must survive a crash of the machine too, not only of the process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            self._check_writable()
+            if check_writable:
+                self._check_writable()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from None
 
