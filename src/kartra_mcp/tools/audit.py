@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
+import anyio
 import anyio.to_thread
 
 from kartra_mcp.errors import AuditUnavailable, ConfigError
@@ -163,6 +164,8 @@ class AuditLog:
         self.path = path
         self.clock = clock
         self._lock = threading.Lock()
+        # One worker at a time: calls waiting on a locked file queue here, not in the shared thread pool.
+        self._limiter = anyio.CapacityLimiter(1)
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +203,7 @@ class AuditLog:
             with self._lock:
                 return work()
 
-        return await anyio.to_thread.run_sync(locked)
+        return await anyio.to_thread.run_sync(locked, limiter=self._limiter)
 
     async def intent(
         self,

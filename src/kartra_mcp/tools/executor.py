@@ -781,6 +781,9 @@ class Executor:
                 body=phpform.encode(form).encode(),
                 retry_safe=True,
             )
+            garbled = garbled_answer(response.status_code, response.body)
+            if garbled is not None:
+                raise garbled
             data = response.data()
         failure = kartra_failure(data)
         if failure is not None:
