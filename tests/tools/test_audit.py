@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from kartra_mcp.errors import ConfigError
-from kartra_mcp.tools.audit import MAX_STORED_ARGUMENTS, REDACTED, AuditLog, Outcome, redact
+from kartra_mcp.tools.audit import MAX_STORED_ARGUMENTS, REDACTED, AuditLog, Outcome, redact, stored_arguments
 from tests.processes import read_only
 
 
@@ -149,3 +150,10 @@ def test_a_read_only_log_is_found_when_it_is_opened(tmp_path: Path) -> None:
         AuditLog(path)
     with read_only(path):
         AuditLog(path, check_writable=False).close()  # reading it (kartra-mcp audit) still works
+
+
+def test_arguments_nested_past_the_bound_are_not_stored_but_said_to_be() -> None:
+    deep: object = "leaf"
+    for _ in range(5000):
+        deep = {"a": deep}
+    assert "not stored: nested deeper" in json.loads(stored_arguments({"x": deep}))

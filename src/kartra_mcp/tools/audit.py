@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 
 from kartra_mcp.errors import AuditUnavailable, ConfigError
+from kartra_mcp.tools.limits import MAX_DEPTH, depth_of
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def sandbox_audit_path(path: Path) -> Path:
 
 def stored_arguments(arguments: Any) -> str:
     """The redacted arguments as JSON, cut to `MAX_STORED_ARGUMENTS` characters with a marker."""
+    if depth_of(arguments) > MAX_DEPTH:
+        return json.dumps(f"[not stored: nested deeper than {MAX_DEPTH} levels]")
     text = json.dumps(redact(arguments), default=str, ensure_ascii=False)
     if len(text) <= MAX_STORED_ARGUMENTS:
         return text

@@ -322,22 +322,6 @@ class Executor:
         return replace(result, text="\n\n".join([result.text, *notes]), structured=structured)
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
-        try:
-            check_bounds(name, arguments)
-        except InvalidArgumentsError as exc:
-            found = self.catalog.get(name) or next((s for s in self.tools() if s.name == name), None)
-            if found is not None and found.risk is not Risk.READ:
-                self._audit(
-                    found.name,
-                    found.action_key,
-                    {"refused": "over a bound"},
-                    found.risk,
-                    "deny",
-                    None,
-                    "refused",
-                    str(exc),
-                )
-            raise
         spec = self._lookup(name, arguments)
         self._check_arguments(spec, arguments)
         if spec.kind == "confirm":
@@ -372,8 +356,9 @@ class Executor:
         raise UnknownToolError(name, difflib.get_close_matches(name, sorted(listed), n=3))
 
     def _check_arguments(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
-        """Check against the schema; a refused attempt at a tool that is not a read leaves a row."""
+        """Check the bounds, then the schema; a refused attempt at a tool that is not a read leaves a row."""
         try:
+            check_bounds(spec.name, arguments)
             check_arguments(spec.name, spec.input_schema, arguments)
         except InvalidArgumentsError as exc:
             if spec.risk is not Risk.READ:
