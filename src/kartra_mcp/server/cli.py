@@ -33,7 +33,7 @@ from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
 from kartra_mcp.server.app import build_server, refresh_and_notify
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
-from kartra_mcp.tools.audit import OUTCOMES, AuditLog
+from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import (
     BUILTIN_NAMES,
@@ -347,7 +347,8 @@ async def _doctor(args: argparse.Namespace) -> int:
         AuditLog(log_path).close()
         checks.ok("audit log", f"{log_path} (writable)")
     except ConfigError as exc:
-        checks.fail("audit log", str(exc), "make it writable, or set KARTRA_MCP_AUDIT_DB to a writable file")
+        cause = exc.__cause__ or exc
+        checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
     try:
         async with membrane_client(settings, sandbox=sandbox) as client:
             started = time.perf_counter()

@@ -183,7 +183,8 @@ class AuditLog:
             if check_writable:
                 self._check_writable()
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from None
+            # The cause stays attached, so `doctor` can put the fix on a line of its own.
+            raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from exc
 
     def _check_writable(self) -> None:
         """Write once and roll back, so a read-only file or directory is found at start, not at a call."""
