@@ -29,8 +29,9 @@ from kartra_mcp import __version__
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
-from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+from kartra_mcp.sandbox import Sandbox, SandboxConfig, Tenants, parse_rules
 from kartra_mcp.server.app import build_server, refresh_and_notify
+from kartra_mcp.server.hosted import serve_hosted
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
@@ -67,6 +68,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             overrides[field] = value
     if getattr(args, "read_only", False):
         overrides["read_only"] = True
+    if getattr(args, "auth", None):
+        overrides["auth"] = args.auth
     return Settings(**overrides)
 
 
@@ -88,6 +91,8 @@ def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if settings.auth == "membrane":
+        return await _serve_hosted(args, settings)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
@@ -107,10 +112,31 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve_hosted(args: argparse.Namespace, settings: Settings) -> int:
+    """Each person signs in with Membrane; their token is used for their calls and nothing else."""
+    if args.transport != "http":
+        raise ConfigError(
+            "--auth membrane is for --transport http: over stdio there is one person, with MEMBRANE_TOKEN."
+        )
+    if args.sandbox:
+        raise ConfigError(
+            "--auth membrane signs people in with Membrane, which the embedded sandbox cannot be for a browser. Run "
+            "`kartra-mcp sandbox --tenants alice,bob` and set MEMBRANE_API_URL to its address instead."
+        )
+    audit = AuditLog(settings.audit_db)
+    try:
+        await serve_hosted(settings, host=args.host, port=args.port, audit=audit)
+    finally:
+        audit.close()
+    return 0
+
+
 # -- sandbox ----------------------------------------------------------------------------------
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.tenants:
+        return _sandbox_tenants(args)
     faults = []
     if args.faults:
         text = Path(args.faults[1:]).read_text(encoding="utf-8") if args.faults.startswith("@") else args.faults
@@ -167,6 +193,42 @@ def _sandbox(args: argparse.Namespace) -> int:
         anyio.run(run)
     finally:
         sandbox.close()
+    return 0
+
+
+def _sandbox_tenants(args: argparse.Namespace) -> int:
+    """Several tenants, each with its own account, and Membrane's OAuth to sign in to them."""
+    keys = [k.strip() for k in args.tenants.split(",") if k.strip()]
+    base = f"http://{args.host}:{args.port}"
+    tenants = Tenants(keys=keys, base_url=base, leads=args.leads)
+    server = uvicorn.Server(
+        uvicorn.Config(tenants, host=args.host, port=args.port, log_level="warning", log_config=None)
+    )
+
+    async def announce_when_listening() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.02)
+        print(f"Membrane sandbox for tenants {', '.join(keys)} at {base}", flush=True)
+        for key in keys:
+            print(f"token for {key}: {tenants.mint(key)}", flush=True)
+        print(
+            f"use it: MEMBRANE_API_URL={base} kartra-mcp serve --transport http --auth membrane "
+            "(clients sign in at its /oauth/authorize)",
+            flush=True,
+        )
+
+    async def run() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(announce_when_listening)
+            await server.serve()
+            group.cancel_scope.cancel()
+
+    try:
+        anyio.run(run)
+    finally:
+        tenants.close()
     return 0
 
 
@@ -479,6 +541,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--auth",
+        choices=["token", "membrane"],
+        help="HTTP: one shared KARTRA_MCP_HTTP_TOKEN (default), or each person signs in with Membrane",
+    )
 
     sandbox = commands.add_parser("sandbox", help="run the sandbox: a Membrane-compatible API over a Kartra account")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -488,6 +555,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--leads", type=int, default=120, help="how many leads to generate (default 120)")
     sandbox.add_argument("--db", type=Path, help="keep the account in this SQLite file across restarts")
     sandbox.add_argument("--faults", help="fault rules as JSON, or @FILE")
+    sandbox.add_argument("--tenants", help="several tenants (comma-separated keys), each its own account, with OAuth")
 
     tools = commands.add_parser("tools", help="list the tools with their risk and policy")
     common(tools)
