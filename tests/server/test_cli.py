@@ -173,3 +173,21 @@ def test_doctor_flags_policy_entries_that_match_no_action(
     policy.write_text('[actions]\n"revoke-membership-acess" = "deny"\n')
     assert main(["doctor", "--sandbox", "--policy", str(policy)]) == 1
     assert "FAIL  policy actions: revoke-membership-acess" in capsys.readouterr().out
+
+
+async def test_audit_reads_one_tenant_s_rows_when_asked(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = AuditLog(audit_db)
+    for tenant in ("t-alice", "t-bob"):
+        await log.for_tenant(tenant).intent(
+            tool=f"tool-of-{tenant}",
+            action=None,
+            arguments={},
+            risk="write",
+            decision="allow",
+            confirmation="policy",
+            connection="c",
+        )
+    log.close()
+    assert main(["audit", "--tenant", "t-bob", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["tool"], r["tenant"]) for r in rows] == [("tool-of-t-bob", "t-bob")]

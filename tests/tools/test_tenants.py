@@ -70,3 +70,15 @@ async def test_without_a_person_s_token_bound_nothing_is_sent(team: Tenants, cli
     with pytest.raises(MembraneNotAuthenticated):
         await client.list_connections()
     assert all(not s.requests for s in team.sandboxes.values())
+
+
+async def test_a_token_is_remembered_no_longer_than_it_lives(team: Tenants, client: MembraneClient) -> None:
+    clock = Clock()
+    directory = TenantDirectory(client, ttl=30, clock=clock)
+    short, long = team.mint("alice", lifetime=20), team.mint("alice", lifetime=600)
+    for token in (short, long):
+        assert await directory.identify(token) is not None
+    clock.now = 21  # past the short token's expiry, within the cache's 30 seconds
+    for token in (short, long):
+        await directory.identify(token)
+    assert directory.lookups == 3  # the short one was asked of Membrane again, the long one was not

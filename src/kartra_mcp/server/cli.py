@@ -481,6 +481,7 @@ def _audit(args: argparse.Namespace) -> int:
             since=parse_since(args.since) if args.since else None,
             tool=args.tool,
             outcome=args.outcome,
+            tenant=args.tenant,
             limit=args.limit,
         )
     finally:
@@ -576,6 +577,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)
+    audit.add_argument("--tenant", help="hosted: only this Membrane tenant's rows")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 import anyio
+import jwt
 
 from kartra_mcp.errors import MembraneAccessDenied, MembraneNotAuthenticated
 from kartra_mcp.membrane import Connection, MembraneClient, person_token
@@ -63,8 +64,9 @@ class TtlCache(Generic[_V]):
         self._items.move_to_end(key)
         return found[1]
 
-    def put(self, key: str, value: _V) -> None:
-        self._items[key] = (self._clock() + self.ttl, value)
+    def put(self, key: str, value: _V, *, ttl: float | None = None) -> None:
+        """Keep `value` for `ttl` seconds (at most the cache's own)."""
+        self._items[key] = (self._clock() + min(self.ttl, self.ttl if ttl is None else ttl), value)
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
@@ -127,8 +129,21 @@ class TenantDirectory:
             return None
         # A token that sees no connection yet still belongs to someone; its digest keeps it apart.
         tenant = Tenant(owners[0] if owners else f"unconnected-{digest[:32]}", tuple(connections))
-        self._known.put(digest, tenant)
+        self._known.put(digest, tenant, ttl=_seconds_left(token))
         return tenant
+
+
+def _seconds_left(token: str) -> float | None:
+    """Until a JWT's `exp`, so an expired token is not let in from memory; None for other tokens.
+
+    The signature is not checked: Membrane checked it, and `exp` can only shorten the stay here.
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) - time.time() if isinstance(exp, int | float) else None
 
 
 ToolMode = Literal["actions", "search"]
