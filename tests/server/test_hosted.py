@@ -28,6 +28,7 @@ from kartra_mcp.sandbox import Tenants
 from kartra_mcp.sandbox.actions import object_id
 from kartra_mcp.server.hosted import Hosted, open_hosted
 from kartra_mcp.tools.audit import AuditLog
+from tests.conftest import FAST_RETRY
 from tests.processes import free_port
 from tests.server.conftest import text_of
 
@@ -235,3 +236,22 @@ async def test_a_token_is_asked_of_membrane_once_and_remembered_by_its_digest_on
         await client.list_tools()
     assert team.hosted.directory.lookups == 1
     assert token not in repr(team.hosted.directory._known._items)
+
+
+async def test_when_membrane_cannot_be_asked_no_one_is_let_in(tmp_path: Path) -> None:
+    settings = Settings(membrane_api_url=f"http://127.0.0.1:{free_port()}", audit_db=tmp_path / "a.sqlite3")
+    audit = AuditLog(settings.audit_db)
+    try:
+        async with (
+            open_hosted(settings, host="127.0.0.1", port=8000, audit=audit, retry=FAST_RETRY) as (app, hosted),
+            httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app, raise_app_exceptions=False)) as http,
+        ):
+            answer = await http.post(
+                "http://127.0.0.1:8000/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+                headers={"Authorization": "Bearer some-token", "Accept": "application/json, text/event-stream"},
+            )
+        assert answer.status_code == 500
+        assert len(hosted.tenants) == 0
+    finally:
+        audit.close()
