@@ -48,7 +48,7 @@ from kartra_mcp.schemas import argument_problems, check_arguments
 from kartra_mcp.tools.audit import AuditLog, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
+from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
 from kartra_mcp.tools.policy import Decision, Policy, Target
 from kartra_mcp.tools.preview import Preview, Previewer
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
@@ -150,11 +150,12 @@ class _Call:
 
 # -- the built-in tools ----------------------------------------------------------------------------
 
-_CONFIRMATION_NOTE = (
-    "Needs a person's confirmation before it runs: the server asks them directly when the client can. Otherwise "
-    "the result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
-    "and only then call confirm-action. Never confirm on their behalf."
+_HOW_CONFIRMED = (
+    "the server asks them directly when the client can. Otherwise the result is a preview and a confirmation_id: "
+    "show the preview to the person, wait for their explicit yes, and only then call confirm-action. Never confirm "
+    "on their behalf."
 )
+_CONFIRMATION_NOTE = "Needs a person's confirmation before it runs: " + _HOW_CONFIRMED
 
 _CONFIRM_SPEC = ToolSpec(
     name=CONFIRM_TOOL,
@@ -275,6 +276,8 @@ class Executor:
         notes: list[str] = []
         if spec.kind == "action":
             notes.append(f"Risk: {spec.risk.value}.")
+            if lead_note := one_lead_note(spec.action_key, spec.input_schema):
+                notes.append(lead_note)
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
                 notes.append(_CONFIRMATION_NOTE)
             if spec.risk is Risk.CRITICAL:
@@ -282,7 +285,9 @@ class Executor:
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
-            notes.append("Calls that change or remove things may need a person's confirmation: " + _CONFIRMATION_NOTE)
+            notes.append(
+                "Calls that change or remove things may need a person's confirmation before they run: " + _HOW_CONFIRMED
+            )
         return f"{spec.description}\n\n{' '.join(notes)}"
 
     # -- calling ------------------------------------------------------------------------------
