@@ -44,7 +44,7 @@ from kartra_mcp.errors import (
     UnknownToolError,
 )
 from kartra_mcp.membrane import MembraneClient
-from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.audit import AuditLog, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
@@ -301,14 +301,14 @@ class Executor:
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
         spec = self._lookup(name, arguments)
-        check_arguments(spec.name, spec.input_schema, arguments)
+        arguments = checked_arguments(spec.name, spec.input_schema, arguments)
         if spec.kind == "confirm":
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
-            check_arguments(spec.name, spec.input_schema, arguments)
+            arguments = checked_arguments(spec.name, spec.input_schema, arguments)
         call = self._prepare(spec, arguments)
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
