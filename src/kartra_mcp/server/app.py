@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from kartra_mcp import __version__
 from kartra_mcp.errors import MembraneError
-from kartra_mcp.server import logs, progress, resources
+from kartra_mcp.server import logs, progress, prompts, resources
 from kartra_mcp.server.confirmers import confirmer_for, input_required
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
@@ -168,4 +168,5 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
     resources.register(server, notifier, resources.default_sources(runtime))
     logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
     progress.register(server)
+    prompts.register(server, runtime)
     return server, notifier
