@@ -62,26 +62,33 @@ class ResourceSource(Protocol):
         ...
 
 
-class PolicySource:
-    """What each class and action does under the policy in force, and how much of each cap is used."""
+class _RuntimeSource:
+    """A source that reads the running server; no templates unless it says otherwise."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
-    def resources(self) -> list[Resource]:
-        return [
-            Resource(
-                uri=POLICY_URI,
-                name="policy",
-                title="Effective policy",
-                description="What each risk class and each tool does (allow, confirm, deny), and the caps with "
-                "how much of them is used.",
-                mime_type=JSON,
-            )
-        ]
-
     def templates(self) -> list[ResourceTemplate]:
         return []
+
+
+def _json_resource(uri: str, name: str, title: str, description: str) -> Resource:
+    return Resource(uri=uri, name=name, title=title, description=description, mime_type=JSON)
+
+
+class PolicySource(_RuntimeSource):
+    """What each class and action does under the policy in force, and how much of each cap is used."""
+
+    def resources(self) -> list[Resource]:
+        return [
+            _json_resource(
+                POLICY_URI,
+                "policy",
+                "Effective policy",
+                "What each risk class and each tool does (allow, confirm, deny), and the caps with how much of "
+                "them is used.",
+            )
+        ]
 
     def changed_by_calls(self) -> list[str]:
         return [POLICY_URI]
@@ -116,20 +123,16 @@ class PolicySource:
         }
 
 
-class AuditSource:
+class AuditSource(_RuntimeSource):
     """The newest audit rows, and any recent row by id."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
 
     def resources(self) -> list[Resource]:
         return [
-            Resource(
-                uri=AUDIT_URI,
-                name="audit-recent",
-                title="Recent audit rows",
-                description=f"The {RECENT_ROWS} newest rows of the audit log, newest first (arguments redacted).",
-                mime_type=JSON,
+            _json_resource(
+                AUDIT_URI,
+                "audit-recent",
+                "Recent audit rows",
+                f"The {RECENT_ROWS} newest rows of the audit log, newest first (arguments redacted).",
             )
         ]
 
@@ -164,27 +167,20 @@ class AuditSource:
         return row.as_dict()
 
 
-class SandboxSource:
+class SandboxSource(_RuntimeSource):
     """The embedded sandbox's counts and sample records (listed only when serving the sandbox)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
 
     def resources(self) -> list[Resource]:
         if self._runtime.sandbox is None:
             return []
         return [
-            Resource(
-                uri=SANDBOX_URI,
-                name="sandbox-state",
-                title="Sandbox state",
-                description="How many of each kind of record the simulated Kartra account holds, and sample records.",
-                mime_type=JSON,
+            _json_resource(
+                SANDBOX_URI,
+                "sandbox-state",
+                "Sandbox state",
+                "How many of each kind of record the simulated Kartra account holds, and sample records.",
             )
         ]
-
-    def templates(self) -> list[ResourceTemplate]:
-        return []
 
     def changed_by_calls(self) -> list[str]:
         return [SANDBOX_URI] if self._runtime.sandbox is not None else []
