@@ -169,8 +169,12 @@ def ambiguity(invocation: Invocation) -> str | None:
 
 
 def one_lead_note(action_key: str | None, schema: Mapping[str, Any]) -> str | None:
-    """For a known action that can name its lead more than one way: say that a call may use only one."""
-    if action_key not in ACTIONS:
+    """For a known change that can name its lead more than one way: say that a call may use only one.
+
+    Reads are not held to it (Kartra takes the id, and nothing changes), so they get no note.
+    """
+    known = ACTIONS.get(action_key or "")
+    if known is None or known.risk is Risk.READ:
         return None
     named = [k for k in _LEAD_KEYS if k in schema.get("properties", {})]
     if len(named) < 2:
