@@ -32,6 +32,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from kartra_mcp.errors import AuditUnavailable
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.policy import Target
@@ -99,7 +100,14 @@ class PolicySource(_RuntimeSource):
         executor = self._runtime.executor
         policy = executor.policy
         hour_cap = policy.max_critical_calls_per_hour
-        used = self._runtime.audit.count_since(time.time() - 3600, risk=Risk.CRITICAL.value)
+        used: int | None
+        try:
+            # Counted as the cap counts: this connection's critical calls that may have run.
+            used = await self._runtime.audit.count_since(
+                time.time() - 3600, risk=Risk.CRITICAL.value, connection=executor.connection_id
+            )
+        except AuditUnavailable:
+            used = None  # the log cannot be read now; the rest of the policy still can
         return {
             "source": policy.source,
             "read_only": policy.read_only,
