@@ -28,7 +28,6 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
-from kartra_mcp.errors import MembraneError
 from kartra_mcp.server.confirmers import confirmer_for, input_required
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.executor import CallResult
@@ -95,19 +94,6 @@ class ToolListNotifier:
                 self._legacy.pop(key, None)
 
 
-async def refresh_and_notify(runtime: Runtime, notifier: ToolListNotifier) -> bool:
-    """Fetch the catalog again (after a start from the cache) and tell clients if it changed."""
-    try:
-        changed = await runtime.catalog.refresh()
-    except MembraneError as exc:
-        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
-        return False
-    if changed:
-        logger.info("the Kartra action catalog changed; telling clients")
-        await notifier.changed()
-    return changed
-
-
 def tool_for(spec: ToolSpec, description: str) -> Tool:
     hints = spec.annotations
     return Tool(
@@ -170,6 +156,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
         notifier.seen(ctx)
+        if runtime.problem is not None:  # no connection to send anything to: say why, send nothing
+            return CallToolResult(content=[TextContent(type="text", text=runtime.problem)], is_error=True)
         result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
         if result.awaiting is not None:
             return input_required(result.awaiting)
@@ -180,6 +168,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
+    if runtime.problem is not None:
+        instructions = f"AT START: {runtime.problem}\n\n{instructions}"
     server = KartraServer(
         "kartra-mcp",
         version=__version__,
