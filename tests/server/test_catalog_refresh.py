@@ -17,7 +17,7 @@ from mcp.types import ToolListChangedNotification
 from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
-from kartra_mcp.sandbox import FaultRule, Sandbox, asgi_transport
+from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, open_runtime
 from kartra_mcp.tools.connection import ConnectionMemory
@@ -210,3 +210,33 @@ async def test_a_start_finds_its_cache_through_the_remembered_connection(setting
     async with _runtime(settings, sandbox, serving=True) as runtime:
         assert runtime.catalog.loaded_from_cache
         assert runtime.catalog.connection_id == found
+
+
+async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_call(settings: Settings) -> None:
+    """Two connections now, none named: the remembered one is not used, and calls say what to set."""
+    sandbox = Sandbox(SandboxConfig(connections=2))
+    try:
+        first = sandbox.connections[0]["id"]
+        async with _runtime(settings.model_copy(update={"connection_id": first}), sandbox):
+            pass
+        async with _runtime(settings, sandbox, serving=True) as runtime:
+            assert runtime.catalog.loaded_from_cache and runtime.problem is None
+            server, notifier = build_server(runtime)
+            runtime.upkeep.backoff = replace(FAST_RETRY, sleep=lambda _: _stop_after_one_wait())
+            with pytest.raises(_Stop):
+                await runtime.upkeep.keep_current(notifier.changed)
+            async with Client(server) as client:
+                result = await client.call_tool("retrieve-account-tags", {})
+    finally:
+        sandbox.close()
+    assert result.is_error
+    assert "2 Kartra connections are connected" in result.content[0].text  # type: ignore[union-attr]
+    assert "KARTRA_MCP_CONNECTION_ID" in result.content[0].text  # type: ignore[union-attr]
+
+
+class _Stop(Exception):
+    pass
+
+
+async def _stop_after_one_wait() -> None:
+    raise _Stop
