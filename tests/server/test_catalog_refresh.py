@@ -173,7 +173,7 @@ async def test_a_start_without_a_cache_and_with_membrane_silent_says_why_and_ser
             instructions = client.instructions
     assert result.is_error
     text = result.content[0].text  # type: ignore[union-attr]
-    assert f"Membrane at {SANDBOX_URL} could not be reached (no answer within 0.2 s)" in text
+    assert f"Kartra is not available yet: Membrane at {SANDBOX_URL} did not answer within 0.2 s." in text
     assert "kartra-mcp doctor" in text
     assert instructions is not None and instructions.startswith("AT START: Kartra is not available yet")
 

@@ -118,7 +118,9 @@ async def test_a_start_without_a_cache_and_membrane_down_serves_and_says_what_is
                 names = {t.name for t in (await client.list_tools()).tools}
                 result = await client.call_tool("kartra-api-request", {"method": "GET", "path": "/"})
                 instructions = client.instructions
-    said = f"Kartra is not available yet: Membrane at {url} could not be reached"
+    said = "Kartra is not available yet: " + (
+        f"Could not reach Membrane at {url}: ConnectError" if how == "refused" else f"Membrane at {url} did not answer"
+    )
     assert not DROPPED & names
     assert result.is_error and _text(result).startswith(said)
     assert "MEMBRANE_API_URL" in _text(result) and "kartra-mcp doctor" in _text(result)

@@ -87,13 +87,13 @@ class CatalogUpkeep:
         """
         if self.catalog.load_cache():
             return
-        reason = f"no answer within {deadline:g} s"
+        reason = f"Membrane at {self._client.base_url} did not answer within {deadline:g} s"
         with anyio.move_on_after(deadline):
             try:
                 await self.sync()
                 return
             except TRANSIENT as exc:
-                reason = str(exc)
+                reason = self._reason(exc)
         self.problem = self._unreachable(reason)
         logger.error("%s", self.problem)
 
@@ -118,15 +118,20 @@ class CatalogUpkeep:
             # A connection nobody vouches for any more must not be used: calls say why instead.
             self.problem = str(exc)
         elif self.connection is None and not self.catalog.connection_id:
-            self.problem = self._unreachable(str(exc))
+            self.problem = self._unreachable(self._reason(exc))
         message = "could not refresh the Kartra action catalog (%s); %s; trying again in %.0f s"
         serving = "serving the cached one" if self.catalog.loaded_from_cache else "no Kartra tools until it works"
         # The first failure is news; the ones after it would fill the log every minute.
         logger.log(logging.WARNING if first else logging.DEBUG, message, exc, serving, wait)
 
-    def _unreachable(self, reason: str) -> str:
+    def _reason(self, exc: MembraneError) -> str:
+        """What went wrong, naming Membrane's address once."""
+        text = str(exc).rstrip(".")
+        return text if self._client.base_url in text else f"Membrane at {self._client.base_url}: {text}"
+
+    @staticmethod
+    def _unreachable(reason: str) -> str:
         return (
-            f"Kartra is not available yet: Membrane at {self._client.base_url} could not be reached ({reason}). "
-            "kartra-mcp keeps trying and updates its tool list when Membrane answers. Check the network and "
-            "MEMBRANE_API_URL, or run `kartra-mcp doctor`."
+            f"Kartra is not available yet: {reason}. kartra-mcp keeps trying and updates its tool list when "
+            "Membrane answers. Check the network and MEMBRANE_API_URL, or run `kartra-mcp doctor`."
         )
