@@ -1,7 +1,8 @@
 """`kartra-mcp serve` with Membrane down: seconds from process start to the first tools/list
 answer over stdio, with and without a cached catalog, for a Membrane that refuses connections and
 one that accepts them and never answers; and seconds from a standalone sandbox answering on
-Membrane's port to the client's list-changed notice.
+Membrane's port to the client's list-changed notice. Baseline: the same start on the embedded
+sandbox (`serve --sandbox`), where nothing is down.
 
     python bench/membrane_down_bench.py [--start-timeout 10]
 """
@@ -75,10 +76,13 @@ def _params(directory: Path, url: str, start_timeout: float) -> StdioServerParam
     return StdioServerParameters(command=sys.executable, args=["-m", "kartra_mcp", "serve"], env=env)
 
 
-async def _first_list(directory: Path, url: str, start_timeout: float) -> tuple[float, int]:
+async def _first_list(directory: Path, url: str, start_timeout: float, *, sandbox: bool = False) -> tuple[float, int]:
+    params = _params(directory, url, start_timeout)
+    if sandbox:
+        params = params.model_copy(update={"args": [*params.args, "--sandbox"]})
     with (directory / "stderr.txt").open("w") as errlog:
         started = time.perf_counter()
-        async with Client(stdio_client(_params(directory, url, start_timeout), errlog=errlog)) as client:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
             tools = (await client.list_tools()).tools
             return time.perf_counter() - started, len(tools)
 
@@ -121,6 +125,9 @@ async def _recovery(directory: Path, start_timeout: float) -> float:
 async def main(start_timeout: float) -> None:
     print(f"serve with Membrane down (KARTRA_MCP_START_TIMEOUT={start_timeout:g})")
     print("  seconds from process start to the first tools/list answer over stdio:")
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline, count = await _first_list(Path(scratch), "http://127.0.0.1:9", start_timeout, sandbox=True)
+    print(f"    {'baseline: embedded sandbox, up':<34} {baseline:6.2f} s   {count} tools")
     for cached in (True, False):
         for how in ("refused", "silent"):
             with tempfile.TemporaryDirectory() as scratch, _membrane(how) as url:
@@ -129,7 +136,7 @@ async def main(start_timeout: float) -> None:
                     await _warm(directory / "cache", url)
                 seconds, count = await _first_list(directory, url, start_timeout)
             label = f"{'cached catalog' if cached else 'no cache'}, Membrane {how}"
-            print(f"    {label:<34} {seconds:6.2f} s   {count} tools")
+            print(f"    {label:<34} {seconds:6.2f} s   {count} tools   x{seconds / baseline:.1f}")
     with tempfile.TemporaryDirectory() as scratch:
         seconds = await _recovery(Path(scratch), start_timeout)
     print(f"  Membrane back (no cache at start): list-changed notice {seconds:.2f} s after it answers")
