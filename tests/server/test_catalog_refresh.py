@@ -22,8 +22,7 @@ from kartra_mcp.server.app import build_server
 from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, open_runtime
 from kartra_mcp.tools.connection import ConnectionMemory
 from tests.conftest import FAST_RETRY
-
-DROPPED = {"refund-transaction", "get-lead"}
+from tests.server.conftest import DROPPED, age_the_cache
 
 
 def _as_membrane(settings: Settings, sandbox: Sandbox) -> Settings:
@@ -46,14 +45,6 @@ async def _runtime(settings: Settings, sandbox: Sandbox, *, serving: bool = Fals
 
 async def _nobody_told() -> None:
     raise AssertionError("clients were told of a change that did not happen")
-
-
-def _age_the_cache(cache_dir: Path) -> None:
-    """Make the cached catalog an older one, without two of today's actions."""
-    (path,) = cache_dir.glob("catalog-*.json")
-    data = json.loads(path.read_text())
-    data["actions"] = [a for a in data["actions"] if a["key"] not in DROPPED]
-    path.write_text(json.dumps(data))
 
 
 async def test_the_first_start_fetches_and_caches_the_catalog(settings: Settings, sandbox: Sandbox) -> None:
@@ -84,7 +75,7 @@ async def test_a_refresh_that_changes_nothing_tells_no_one(settings: Settings, s
 async def test_a_changed_catalog_is_announced_to_a_2025_client(settings: Settings, sandbox: Sandbox) -> None:
     async with _runtime(settings, sandbox):
         pass
-    _age_the_cache(settings.cache_dir)
+    age_the_cache(settings.cache_dir)
     seen: list[Any] = []
 
     async def on_message(message: Any) -> None:
@@ -107,7 +98,7 @@ async def test_a_changed_catalog_is_announced_to_a_2025_client(settings: Setting
 async def test_a_changed_catalog_is_announced_to_a_2026_listener(settings: Settings, sandbox: Sandbox) -> None:
     async with _runtime(settings, sandbox):
         pass
-    _age_the_cache(settings.cache_dir)
+    age_the_cache(settings.cache_dir)
     async with _runtime(settings, sandbox, serving=True) as runtime:
         server, notifier = build_server(runtime)
         async with Client(server) as client:
@@ -127,7 +118,7 @@ async def test_a_failed_refresh_is_retried_serving_the_cache_until_it_succeeds(
 ) -> None:
     async with _runtime(settings, sandbox):
         pass
-    _age_the_cache(settings.cache_dir)
+    age_the_cache(settings.cache_dir)
     served: list[int] = []
     told: list[bool] = []
 

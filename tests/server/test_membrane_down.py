@@ -7,7 +7,6 @@ one line.
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 from collections.abc import Iterator
@@ -27,8 +26,8 @@ from kartra_mcp.sandbox import Sandbox, asgi_transport
 from kartra_mcp.server.runtime import open_runtime
 from tests.conftest import FAST_RETRY
 from tests.processes import free_port, local_env, run, standalone_sandbox
+from tests.server.conftest import DROPPED, age_the_cache
 
-DROPPED = {"refund-transaction", "get-lead"}
 Down = Literal["refused", "silent"]
 
 
@@ -45,7 +44,7 @@ def _membrane_down(how: Down) -> Iterator[str]:
 
 
 async def _warm_cache(tmp_path: Path, url: str, *, aged: bool = False) -> None:
-    """The catalog cache (and remembered connection) a earlier session against `url` left behind.
+    """The catalog cache (and remembered connection) an earlier session against `url` left behind.
 
     With `aged`, the cache is an older catalog, without two of today's actions.
     """
@@ -62,10 +61,7 @@ async def _warm_cache(tmp_path: Path, url: str, *, aged: bool = False) -> None:
     finally:
         sandbox.close()
     if aged:
-        (path,) = (tmp_path / "cache").glob("catalog-*.json")
-        data = json.loads(path.read_text())
-        data["actions"] = [a for a in data["actions"] if a["key"] not in DROPPED]
-        path.write_text(json.dumps(data))
+        age_the_cache(tmp_path / "cache")
 
 
 def _server(tmp_path: Path, url: str) -> StdioServerParameters:
