@@ -100,31 +100,35 @@ class CatalogUpkeep:
     async def keep_current(self, notify: Notify) -> None:
         """Sync until it succeeds, waiting longer after each failure; call `notify` if the tools changed."""
         failures = 0
+        said = ""
         while not self.current:
             try:
                 changed = await self.sync()
-            except (MembraneError, ConfigError) as exc:
+            except Exception as exc:  # whatever it was, the server keeps serving and asks again later
                 failures += 1
                 wait = self.backoff.delay(failures)
-                self._failed(exc, wait, first=failures == 1)
+                self._failed(exc, wait, news=str(exc) != said)
+                said = str(exc)
                 await self.backoff.sleep(wait)
                 continue
             logger.info("the Kartra action catalog is current%s", "; telling clients it changed" if changed else "")
             if changed:
                 await notify()
 
-    def _failed(self, exc: MembraneError | ConfigError, wait: float, *, first: bool) -> None:
+    def _failed(self, exc: Exception, wait: float, *, news: bool) -> None:
         if isinstance(exc, ConfigError):
             # A connection nobody vouches for any more must not be used: calls say why instead.
             self.problem = str(exc)
         elif self.connection is None and not self.catalog.connection_id:
             self.problem = self._unreachable(self._reason(exc))
+        if not isinstance(exc, MembraneError | ConfigError):
+            logger.error("refreshing the Kartra action catalog failed unexpectedly", exc_info=exc)
         message = "could not refresh the Kartra action catalog (%s); %s; trying again in %.0f s"
         serving = "serving the cached one" if self.catalog.loaded_from_cache else "no Kartra tools until it works"
-        # The first failure is news; the ones after it would fill the log every minute.
-        logger.log(logging.WARNING if first else logging.DEBUG, message, exc, serving, wait)
+        # A new failure is news; the same one again would fill the log every minute.
+        logger.log(logging.WARNING if news else logging.DEBUG, message, exc, serving, wait)
 
-    def _reason(self, exc: MembraneError) -> str:
+    def _reason(self, exc: Exception) -> str:
         """What went wrong, naming Membrane's address once."""
         text = str(exc).rstrip(".")
         return text if self._client.base_url in text else f"Membrane at {self._client.base_url}: {text}"
