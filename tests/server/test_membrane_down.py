@@ -7,6 +7,7 @@ one line.
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from collections.abc import Iterator
@@ -173,3 +174,18 @@ def test_http_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in finished.stderr, finished.explain()
     (line,) = [line for line in finished.stderr.splitlines() if str(port) in line]
     assert line.startswith(f"kartra-mcp: Cannot listen on 127.0.0.1:{port}") and "--port" in line
+
+
+@pytest.mark.parametrize("content", ["[]", "null"])
+async def test_a_start_with_an_unusable_cache_serves_the_catalog_from_membrane(tmp_path: Path, content: str) -> None:
+    with standalone_sandbox(tmp_path / "sandbox") as membrane:
+        await _warm_cache(tmp_path, membrane.url)
+        (path,) = (tmp_path / "cache").glob("catalog-*.json")
+        path.write_text(content)
+        with (tmp_path / "stderr.txt").open("w") as errlog, anyio.fail_after(60):
+            async with Client(stdio_client(_server(tmp_path, membrane.url), errlog=errlog), mode="legacy") as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+    said = (tmp_path / "stderr.txt").read_text()
+    assert names >= DROPPED
+    assert "Traceback" not in said and f"ignoring the catalog cache {path}" in said
+    assert json.loads(path.read_text())["actions"]  # written again
