@@ -25,7 +25,6 @@ from mcp.types import (
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
-from kartra_mcp.errors import MembraneError
 from kartra_mcp.server import logs, progress, prompts, resources
 from kartra_mcp.server.confirmers import confirmer_for, input_required
 from kartra_mcp.server.notify import ToolListNotifier
@@ -65,19 +64,6 @@ class KartraServer(Server[Any]):
         return super().create_initialization_options(
             notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
         )
-
-
-async def refresh_and_notify(runtime: Runtime, notifier: ToolListNotifier) -> bool:
-    """Fetch the catalog again (after a start from the cache) and tell clients if it changed."""
-    try:
-        changed = await runtime.catalog.refresh()
-    except MembraneError as exc:
-        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
-        return False
-    if changed:
-        logger.info("the Kartra action catalog changed; telling clients")
-        await notifier.changed()
-    return changed
 
 
 def tool_for(spec: ToolSpec, description: str) -> Tool:
@@ -142,6 +128,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
         notifier.seen(ctx)
+        if runtime.problem is not None:  # no connection to send anything to: say why, send nothing
+            return CallToolResult(content=[TextContent(type="text", text=runtime.problem)], is_error=True)
         result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
         if result.awaiting is not None:
             return input_required(result.awaiting)
@@ -152,6 +140,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
+    if runtime.problem is not None:
+        instructions = f"AT START: {runtime.problem}\n\n{instructions}"
     server = KartraServer(
         "kartra-mcp",
         version=__version__,
