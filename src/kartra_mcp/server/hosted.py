@@ -32,8 +32,9 @@ from starlette.types import ASGIApp
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError
 from kartra_mcp.membrane import MembraneClient, RequestToken, RetryPolicy, person_token
+from kartra_mcp.server import progress
 from kartra_mcp.server.app import INSTRUCTIONS, KartraServer, serve_executors
-from kartra_mcp.server.http import HEALTH_PATH, MCP_PATH, _health, _loopback_only, is_loopback
+from kartra_mcp.server.http import HEALTH_PATH, MCP_PATH, _health, _loopback_only, is_loopback, listen
 from kartra_mcp.server.runtime import load_effective_policy
 from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.executor import Executor
@@ -113,6 +114,7 @@ def build_hosted_server(
         return spec.input_schema if spec else None
 
     server, _ = serve_executors(executor_for, input_schema=input_schema, instructions=INSTRUCTIONS)
+    progress.register(server)
     return server, directory, tenants
 
 
@@ -177,14 +179,15 @@ async def serve_hosted(settings: Settings, *, host: str, port: int, audit: Audit
             f"MEMBRANE_API_URL={settings.membrane_api_url} is not https: people's tokens would cross the network "
             "in the clear. Use Membrane's https address."
         )
-    async with open_hosted(settings, host=host, port=port, audit=audit) as (app, hosted):
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
-        logger.info(
-            "MCP over streamable HTTP at %s, people sign in with Membrane at %s",
-            hosted.resource,
-            settings.membrane_api_url,
-        )
-        await uvicorn.Server(config).serve()
+    with listen(host, port) as sock:
+        async with open_hosted(settings, host=host, port=port, audit=audit) as (app, hosted):
+            config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
+            logger.info(
+                "MCP over streamable HTTP at %s; people sign in with Membrane at %s",
+                hosted.resource,
+                settings.membrane_api_url,
+            )
+            await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def _is_local_url(url: str) -> bool:
