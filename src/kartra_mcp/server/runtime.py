@@ -95,7 +95,11 @@ async def open_runtime(
         async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
             connection = await resolve_connection(client, settings.connection_id)
             catalog = Catalog(
-                client, connection.id, cache_dir=None if sandbox else settings.cache_dir, reserved=BUILTIN_NAMES
+                client,
+                connection.id,
+                cache_dir=None if sandbox else settings.cache_dir,
+                reserved=BUILTIN_NAMES,
+                risks=policy.risk,
             )
             await catalog.start()
             for key in policy.unknown_actions(known_names(catalog)):

@@ -258,13 +258,18 @@ class Executor:
         """The tools to list, in a stable order, under the policy."""
         policy = self.policy
         if self.tool_mode == "search":
-            listed = [_SEARCH_SPEC, _RUN_SPEC]
+            listed = [s for s in (_SEARCH_SPEC, _RUN_SPEC) if policy.actions.get(s.name) != "deny"]
         else:
             listed = [s for s in self.catalog.specs if policy.visible(s.name, s.risk, s.action_key)]
         if policy.actions.get(PROXY_TOOL) != "deny":
             listed.append(self._proxy)
         may_ask = any(m == "confirm" for m in (*policy.classes.values(), *policy.actions.values()))
-        if may_ask and policy.on_unconfirmable == "token" and not (policy.read_only or policy.kill_switch):
+        if (
+            may_ask
+            and policy.on_unconfirmable == "token"
+            and policy.actions.get(CONFIRM_TOOL) != "deny"
+            and not (policy.read_only or policy.kill_switch)
+        ):
             listed.append(_CONFIRM_SPEC)
         return listed
 

@@ -2,14 +2,12 @@
 which Kartra command, and which commands a raw API body would run.
 
 Kartra's API is one POST endpoint, so neither the HTTP method nor the path says whether a call
-reads or moves money: only the `actions[N][cmd]` values in the body do. Classification never
-guesses low: an action or command not known here, and not clearly a read by its Membrane type and
-name, is critical.
+reads or moves money: only the `actions[N][cmd]` values in the body do. A command not known here
+is critical; how actions not known here are classed is in `classify`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,47 +66,6 @@ _COMMANDS = (
 )
 COMMANDS: dict[str, Command] = {c.cmd: c for c in _COMMANDS}
 ACTIONS: dict[str, Command] = {c.action: c for c in _COMMANDS if c.action}
-
-# Words in an unknown action's key or name, strongest first. Talking to customers cannot be undone
-# either, so sending counts with moving money.
-_CRITICAL_PARTS = ("refund", "chargeback", "cancel", "revoke", "terminate", "charge", "payment", "payout")
-_CRITICAL_WORDS = frozenset({"pay", "send", "notify", "broadcast"})
-_DESTRUCTIVE_WORDS = ("delete", "remove", "unsubscribe", "unassign", "archive", "erase", "purge", "clear", "reset")
-_WRITE_WORDS = frozenset(
-    {
-        "create", "add", "assign", "subscribe", "update", "edit", "give", "grant", "tag", "set", "put", "post",
-        "upsert", "import", "move", "copy", "change", "modify", "enable", "disable", "start", "stop", "trigger",
-        "run", "execute", "invite", "apply", "mark", "save", "write", "register", "attach", "link", "merge",
-    }
-)  # fmt: skip
-_READ_WORDS = frozenset({"get", "list", "retrieve", "search", "find", "fetch", "lookup", "read", "count", "check"})
-_READ_TYPES = frozenset({"list-data-records", "find-data-record-by-id", "match-data-record", "search-data-record"})
-_WRITE_TYPES = frozenset({"create-data-record", "find-or-create-data-record", "update-data-record"})
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def classify_action(key: str, name: str = "", action_type: str | None = None) -> tuple[Risk, bool]:
-    """An action's risk and idempotence: from the built-in table, else from its type, key and name.
-
-    A read needs both a read type or verb and no word of any other kind anywhere in its key or
-    name (`find-or-create-lead` is a write); what matches nothing is critical.
-    """
-    known = ACTIONS.get(key)
-    if known is not None:
-        return known.risk, known.idempotent
-    text = f"{key} {name}".casefold()
-    words = set(_WORD.findall(text))
-    if any(part in text for part in _CRITICAL_PARTS) or words & _CRITICAL_WORDS:
-        return C, False
-    if action_type == "delete-data-record" or any(word in text for word in _DESTRUCTIVE_WORDS):
-        return D, False
-    if action_type in _WRITE_TYPES or words & _WRITE_WORDS:
-        return W, False
-    if action_type in _READ_TYPES or (
-        words & _READ_WORDS and action_type in (None, "connector-operation", "api-request-to-external-app")
-    ):
-        return R, True
-    return C, False
 
 
 @dataclass(frozen=True)
