@@ -48,10 +48,12 @@ from kartra_mcp.schemas import argument_problems, check_arguments
 from kartra_mcp.tools.audit import AuditLog, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
+from kartra_mcp.tools.credentials import refuse_credentials, without_credentials
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
 from kartra_mcp.tools.policy import Decision, Policy, Target
-from kartra_mcp.tools.preview import Preview, Previewer
+from kartra_mcp.tools.preview import Preview, Previewer, unchecked
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
+from kartra_mcp.tools.refund_ledger import MemoryRefundLedger, RefundLedger, hold_refund, refund_made, settling
 from kartra_mcp.tools.results import CHECK_WITH, describe_failure, kartra_failure, render
 from kartra_mcp.tools.spec import Risk, ToolSpec
 
@@ -237,6 +239,7 @@ class Executor:
         audit: AuditLog,
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
+        refunds: RefundLedger | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -245,7 +248,12 @@ class Executor:
         self.audit = audit
         self.tool_mode = tool_mode
         self._clock = clock
-        self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
+        self.refunds = refunds or MemoryRefundLedger()
+        self.previewer = Previewer(
+            self._read,
+            max_refund_amount=policy.max_refund_amount,
+            counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
+        )
         self._proxy = proxy_spec()
 
     @property
@@ -301,6 +309,8 @@ class Executor:
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
         spec = self._lookup(name, arguments)
+        if spec.kind == "action":
+            refuse_credentials(spec, arguments, self._audit)
         check_arguments(spec.name, spec.input_schema, arguments)
         if spec.kind == "confirm":
             return await self._confirm_action(str(arguments["confirmation_id"]))
@@ -308,6 +318,7 @@ class Executor:
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
+            refuse_credentials(spec, arguments, self._audit)
             check_arguments(spec.name, spec.input_schema, arguments)
         call = self._prepare(spec, arguments)
         decision = self.policy.decide(spec.name, call.targets)
@@ -369,7 +380,8 @@ class Executor:
             try:
                 request = build_request(arguments)
             except ProxyRequestRefused as exc:
-                self._audit(spec.name, None, arguments, Risk.CRITICAL, "deny", None, "refused", str(exc))
+                shown = without_credentials(arguments)
+                self._audit(spec.name, None, shown, Risk.CRITICAL, "deny", None, "refused", str(exc))
                 raise
             invocations = request.invocations
             targets = [Target(i.action, i.risk) for i in invocations]
@@ -453,10 +465,22 @@ class Executor:
                     "was sent. Try again shortly.",
                     rule="cap",
                 )
-            return Preview(
-                f"{call.spec.title} with {json.dumps(call.arguments, default=str)}",
-                warning=f"The details could not be fetched ({exc}); check them before confirming.",
-            )
+            return unchecked(call.spec.title, call.arguments, "The details could not be fetched.")
+
+    async def _hold_refund(self, call: _Call) -> None:
+        """Under a refund limit, reserve the refund against its transaction's limit until it is settled."""
+        refund = next((i for i in call.invocations if i.cmd == "refund_transaction"), None)
+        limit = self.policy.max_refund_amount
+        if limit is None or refund is None:
+            return
+        try:
+            facts = await self.previewer.refund_facts(refund)
+            hold = await hold_refund(self.refunds, self.connection_id, facts, limit)
+        except ActionDenied as exc:
+            self._refuse(call, exc.reason, rule=exc.rule)
+        except MembraneError as exc:
+            self._refuse(call, f"The refund could not be checked against the policy's limit ({exc}); nothing was sent.")
+        call.send = settling(self.refunds, hold, call.send, lambda sent: refund_made(sent.status, sent.data))
 
     def _check_targets(self, call: _Call) -> None:
         """A change names each target once, and a request holds at most one critical command."""
@@ -601,6 +625,7 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+        await self._hold_refund(call)
         # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
         self._check_rate(call)
         row = None

@@ -8,6 +8,9 @@ is critical; how actions not known here are classed is in `classify`.
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,23 +68,80 @@ _COMMANDS = (
     Command("revoke_membership_access", C, action="revoke-membership-access"),
 )
 COMMANDS: dict[str, Command] = {c.cmd: c for c in _COMMANDS}
+# What each command does, in words a person confirming it reads.
+DOES: dict[str, str] = {
+    "get_lead": "Read a lead's details",
+    "search_lead": "Search for leads",
+    "retrieve_account_pages": "List the account's pages",
+    "retrieve_custom_fields": "List the account's custom fields",
+    "retrieve_account_sequences": "List the account's sequences",
+    "retrieve_account_tags": "List the account's tags",
+    "retrieve_account_lists": "List the account's lists",
+    "retrieve_account_products": "List the account's products",
+    "retrieve_account_memberships": "List the account's memberships",
+    "get_transaction_details": "Read a transaction",
+    "search_transaction": "Search transactions",
+    "retrieve_transactions_from_lead": "List a lead's transactions",
+    "get_subscription_details": "Read a subscription",
+    "search_subscription": "Search subscriptions",
+    "retrieve_subscriptions_from_lead": "List a lead's subscriptions",
+    "create_lead": "Create a lead",
+    "edit_lead": "Change a lead's details",
+    "assign_tag": "Add a tag to a lead",
+    "subscribe_lead_to_list": "Subscribe a lead to a list",
+    "subscribe_lead_to_sequence_at_step": "Start a sequence for a lead at a given step",
+    "give_points_to_lead": "Give points to a lead",
+    "create_custom_field": "Create a custom field",
+    "calendar_subscribe": "Book a lead into a calendar",
+    "grant_membership_access": "Give a lead access to a membership",
+    "unassign_tag": "Remove a tag from a lead",
+    "unsubscribe_lead_from_list": "Unsubscribe a lead from a list",
+    "unsubscribe_lead_from_sequence": "Stop a sequence for a lead; its progress is lost",
+    "remove_points_from_lead": "Take points away from a lead",
+    "calendar_cancel": "Cancel a lead's calendar booking",
+    "refund_transaction": "Refund a transaction",
+    "cancel_transaction": "Cancel a subscription; no further payments are taken",
+    "modify_subscription_status": "Pause, resume or cancel a subscription",
+    "edit_subscription": "Change a subscription's billing",
+    "revoke_membership_access": "Remove a lead's access to a membership",
+}
 ACTIONS: dict[str, Command] = {c.action: c for c in _COMMANDS if c.action}
+
+
+# How Kartra spells every command: a name outside it (another case, a zero-width or full-width
+# letter, a NUL) is refused, since no one can tell which command Kartra would take it for.
+_WELL_FORMED = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def command_problem(cmd: str) -> str | None:
+    """Why a command name in a request is refused, or None for a known or a plainly spelled unknown one."""
+    if cmd in COMMANDS:
+        return None
+    shown = json.dumps(cmd)  # escapes zero-width, control and non-ASCII characters, so the person sees them
+    if not cmd:
+        return "Every entry in 'actions' needs its 'cmd'."
+    if _WELL_FORMED.fullmatch(cmd):
+        return None
+    plain = "".join(c for c in unicodedata.normalize("NFKC", cmd).casefold() if c.isascii() and c.isprintable())
+    near = plain.strip() if plain.strip() in COMMANDS else None
+    hint = f" Did you mean {near}? Spell it exactly so." if near else ""
+    return (
+        f"The Kartra command {shown} is not spelled as any command is (lower-case letters, digits and "
+        f"underscores only), so it is refused rather than guessed at.{hint}"
+    )
 
 
 @dataclass(frozen=True)
 class Invocation:
     """One Kartra command a call would run, with its parameters and the lead it is about.
 
-    `cmd` is folded to lower case: classing `Refund_Transaction` as a refund errs on the safe side
-    whether or not Kartra reads command names case-blind.
+    `cmd` is kept exactly as given: the proxy refuses any name that is not spelled as Kartra's
+    commands are (`command_problem`), so what is classed is what Kartra reads.
     """
 
     cmd: str
     params: Mapping[str, Any]
     lead: Mapping[str, Any]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cmd", self.cmd.strip().casefold())
 
     @property
     def risk(self) -> Risk:
