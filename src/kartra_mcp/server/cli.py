@@ -35,6 +35,7 @@ from kartra_mcp.server.app import build_server, refresh_and_notify
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
 from kartra_mcp.server.runtime import load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog
+from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import (
     BUILTIN_NAMES,
@@ -174,6 +175,12 @@ def _sandbox(args: argparse.Namespace) -> int:
 # -- tools and call ---------------------------------------------------------------------------
 
 
+UNVOUCHED_NOTE = (
+    "* critical only because nothing vouches for a lower class (kartra-mcp's table, a Membrane read type); "
+    'a person can class their own actions in the policy\'s [risk] table, e.g. "lookup-order" = "read"'
+)
+
+
 async def _tools(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sandbox = _sandbox_for(args)
@@ -191,6 +198,8 @@ async def _tools(args: argparse.Namespace) -> int:
                 {
                     "name": spec.name,
                     "risk": spec.risk.value,
+                    # None: critical only because nothing (built-in table, read type, [risk]) vouches lower
+                    "vouched_by": spec.vouched_by if spec.kind == "action" else "built-in tool",
                     "policy": mode,
                     "title": spec.title,
                     "description": executor.describe(spec),
@@ -202,7 +211,10 @@ async def _tools(args: argparse.Namespace) -> int:
     else:
         width = max(len(r["name"]) for r in rows)
         for row in rows:
-            print(f"{row['name']:<{width}}  {row['risk']:<11}  {row['policy']:<7}  {row['title']}")
+            risk = row["risk"] + ("*" if row["vouched_by"] is None else "")
+            print(f"{row['name']:<{width}}  {risk:<11}  {row['policy']:<7}  {row['title']}")
+        if any(row["vouched_by"] is None for row in rows):
+            _say(UNVOUCHED_NOTE)
         _say(f"{len(rows)} tools ({runtime.connection.name}, connection {runtime.connection.id})")
     return 0
 
@@ -370,6 +382,17 @@ async def _doctor(args: argparse.Namespace) -> int:
             else:
                 checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
             if policy is not None:
+                unvouched = sorted(
+                    a.key or a.id
+                    for a in actions
+                    if classify(a.key or a.id, a.name, a.type, policy.risk).vouched_by is None
+                )
+                if unvouched:
+                    checks.ok(
+                        "classification",
+                        f"{len(unvouched)} critical only because nothing vouches for them "
+                        f"({', '.join(unvouched)}); {UNVOUCHED_NOTE.split('; ', 1)[1]}",
+                    )
                 known = {a.key for a in actions} | set(ACTIONS) | set(BUILTIN_NAMES)
                 unknown = policy.unknown_actions(known)
                 if unknown:
