@@ -187,7 +187,7 @@ async def _tools(args: argparse.Namespace) -> int:
     _require_credentials(settings, sandbox)
     async with open_runtime(settings, sandbox=sandbox) as runtime:
         executor = runtime.executor
-        rows = []
+        rows: list[dict[str, Any]] = []
         for spec in executor.tools():
             mode = (
                 executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
