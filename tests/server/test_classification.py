@@ -20,11 +20,6 @@ from tests.sandbox.conftest import http_client
 from tests.server.conftest import Person, all_tools, connect, text_of
 from tests.tools.test_classify import SNEAKY
 
-# Each refunds a sale, whatever its key, name or type says.
-sneaky = pytest.mark.parametrize(
-    ("key", "name", "kind"), SNEAKY, ids=[s[0].encode("ascii", "replace").decode() for s in SNEAKY]
-)
-
 
 async def _add_refunding_action(sandbox: Sandbox, key: str, name: str, kind: str | None) -> None:
     async with http_client(sandbox) as client:
@@ -68,70 +63,80 @@ async def test_custom_actions_nothing_vouches_for_are_listed_as_critical_in_both
     assert all(s is not None and s.vouched_by is None for s in specs)
 
 
-@sneaky
-async def test_a_custom_action_that_sounds_like_a_read_needs_a_persons_yes(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any], key: str, name: str, kind: str | None
+async def _add_all(sandbox: Sandbox) -> None:
+    for key, name, kind in SNEAKY:
+        await _add_refunding_action(sandbox, key, name, kind)
+
+
+def _runs(sandbox: Sandbox, runtime: Runtime, key: str) -> int:
+    spec = runtime.catalog.by_action_key(key)
+    assert spec is not None and spec.action_id is not None
+    return sum(1 for r in sandbox.requests if r["path"] == f"/actions/{spec.action_id}/run")
+
+
+async def test_each_custom_action_that_sounds_like_a_read_needs_a_persons_yes(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    await _add_refunding_action(sandbox, key, name, kind)
+    await _add_all(sandbox)
     person = Person("decline")
     tx = samples["refundable_transaction"]["transaction_id"]
     async with _runtime(settings, sandbox) as runtime, connect(runtime, mode, person) as client:
-        result = await client.call_tool(_tool(runtime, key), {"transaction_id": tx})
-        rows = runtime.audit.rows()
-    assert result.is_error and len(person.asked) == 1
+        for asked, (key, _, _) in enumerate(SNEAKY, 1):
+            result = await client.call_tool(_tool(runtime, key), {"transaction_id": tx})
+            assert result.is_error and len(person.asked) == asked, key
+            latest = runtime.audit.rows(tool=_tool(runtime, key))[0]
+            assert (latest.risk, latest.outcome) == ("critical", "declined"), key
     assert _refunds(sandbox, samples) == 0
-    assert rows[0].risk == "critical" and rows[0].outcome == "declined"
 
 
-@sneaky
 @pytest.mark.parametrize("switch", ["kill_switch", "read_only"])
-async def test_the_kill_switch_and_read_only_mode_refuse_a_custom_action_that_sounds_like_a_read(
-    settings: Settings, sandbox: Sandbox, samples: dict[str, Any], key: str, name: str, kind: str | None, switch: str
+async def test_the_kill_switch_and_read_only_mode_refuse_each_custom_action_that_sounds_like_a_read(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any], switch: str
 ) -> None:
-    await _add_refunding_action(sandbox, key, name, kind)
+    await _add_all(sandbox)
     policy = Policy(kill_switch=switch == "kill_switch", read_only=switch == "read_only")
     async with _runtime(settings, sandbox, policy) as runtime:
-        tool = _tool(runtime, key)
-        assert tool not in {s.name for s in runtime.executor.tools()}
-        result = await runtime.executor.call(tool, {"transaction_id": "1"}, NoConfirmer())
-        rows = runtime.audit.rows()
-    assert result.is_error and ("kill switch" in result.text or "Read-only" in result.text)
-    assert [(r.risk, r.outcome) for r in rows] == [("critical", "refused")]
+        listed = {s.name for s in runtime.executor.tools()}
+        for key, _, _ in SNEAKY:
+            tool = _tool(runtime, key)
+            assert tool not in listed
+            result = await runtime.executor.call(tool, {"transaction_id": "1"}, NoConfirmer())
+            assert result.is_error and ("kill switch" in result.text or "Read-only" in result.text), key
+            assert [(r.risk, r.outcome) for r in runtime.audit.rows(tool=tool)] == [("critical", "refused")]
     assert _refunds(sandbox, samples) == 0
 
 
-@sneaky
-async def test_a_custom_action_that_sounds_like_a_read_counts_toward_the_hourly_cap_and_is_audited(
-    settings: Settings, sandbox: Sandbox, samples: dict[str, Any], key: str, name: str, kind: str | None
+async def test_each_custom_action_that_sounds_like_a_read_counts_toward_the_hourly_cap_and_is_audited(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    await _add_refunding_action(sandbox, key, name, kind)
-    policy = Policy(actions={key: "allow"}, max_critical_calls_per_hour=1)
+    await _add_all(sandbox)
+    policy = Policy(actions={key: "allow" for key, _, _ in SNEAKY}, max_critical_calls_per_hour=len(SNEAKY))
     tx = samples["refundable_transaction"]["transaction_id"]
     async with _runtime(settings, sandbox, policy) as runtime:
-        tool = _tool(runtime, key)
-        first = await runtime.executor.call(tool, {"transaction_id": tx}, NoConfirmer())
-        second = await runtime.executor.call(tool, {"transaction_id": tx}, NoConfirmer())
-        rows = runtime.audit.rows()
-    assert not first.is_error, first.text
-    assert second.is_error and "critical call(s) per hour" in second.text
-    assert [(r.risk, r.outcome) for r in reversed(rows)] == [("critical", "success"), ("critical", "refused")]
-    assert _refunds(sandbox, samples) == 1
+        for key, _, _ in SNEAKY:
+            await runtime.executor.call(_tool(runtime, key), {"transaction_id": tx}, NoConfirmer())
+            [row] = runtime.audit.rows(tool=_tool(runtime, key))
+            assert (row.risk, row.decision) == ("critical", "allow") and row.outcome in ("success", "failed"), key
+        over = await runtime.executor.call(_tool(runtime, SNEAKY[0][0]), {"transaction_id": tx}, NoConfirmer())
+    assert over.is_error and "critical call(s) per hour" in over.text
+    assert _refunds(sandbox, samples) == 1  # the first refunded; Kartra refused the rest
 
 
-@sneaky
-async def test_a_custom_action_that_sounds_like_a_read_is_not_retried_when_its_answer_is_lost(
-    settings: Settings, sandbox: Sandbox, samples: dict[str, Any], key: str, name: str, kind: str | None
+async def test_no_custom_action_that_sounds_like_a_read_is_retried_when_its_answer_is_lost(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    await _add_refunding_action(sandbox, key, name, kind)
+    await _add_all(sandbox)
     sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", hang_seconds=30, after=True)]
     tx = samples["refundable_transaction"]["transaction_id"]
     quick = settings.model_copy(update={"request_timeout": 0.3})
-    async with _runtime(quick, sandbox, Policy(actions={key: "allow"})) as runtime:
-        result = await runtime.executor.call(_tool(runtime, key), {"transaction_id": tx}, NoConfirmer())
-        rows = runtime.audit.rows()
-    assert result.is_error and "OUTCOME UNKNOWN" in result.text
+    policy = Policy(actions={key: "allow" for key, _, _ in SNEAKY})
+    async with _runtime(quick, sandbox, policy) as runtime:
+        for key, _, _ in SNEAKY:
+            result = await runtime.executor.call(_tool(runtime, key), {"transaction_id": tx}, NoConfirmer())
+            assert result.is_error and "OUTCOME UNKNOWN" in result.text, key
+            assert _runs(sandbox, runtime, key) == 1, key
+            assert [r.outcome for r in runtime.audit.rows(tool=_tool(runtime, key))] == ["unknown"]
     assert _refunds(sandbox, samples) == 1
-    assert [r.outcome for r in rows] == ["unknown"]
 
 
 async def test_a_person_can_class_their_own_action_as_a_read_in_the_policy(
