@@ -160,3 +160,14 @@ async def test_two_refunds_confirmed_at_once_cannot_both_pass_the_limit(
     assert sorted(r.is_error for r in results) == [False, True]
     assert sandbox.account.refunded_amount(int(tx["transaction_id"])) == part
     assert sorted(r.outcome for r in rows) == ["refused", "success"]
+
+
+async def test_a_hidden_tool_called_with_a_credential_records_no_credential(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    arguments = {"transaction_id": "1", "\uff41\uff50\uff49_key": "hunter2-secret"}  # full-width "api"
+    async with open_runtime(settings, sandbox=sandbox, policy=Policy(read_only=True), retry=FAST_RETRY) as runtime:
+        result = await runtime.executor.call("refund-transaction", arguments, NoConfirmer())
+        rows = runtime.audit.rows()
+    assert result.is_error and "hunter2" not in result.text
+    assert [r.outcome for r in rows] == ["refused"] and "hunter2" not in json.dumps(rows[0].arguments)

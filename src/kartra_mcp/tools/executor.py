@@ -349,7 +349,9 @@ class Executor:
         reason = self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).reason or (
             f"{spec.name} is not available under the current policy."
         )
-        self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", reason)
+        self._audit(
+            spec.name, spec.action_key, without_credentials(arguments), spec.risk, "deny", None, "refused", reason
+        )
         raise ActionDenied(reason)
 
     def _run_target(self, arguments: Mapping[str, Any]) -> tuple[ToolSpec, dict[str, Any]]:
