@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from kartra_mcp.config import Settings
-from kartra_mcp.sandbox import Sandbox
+from kartra_mcp.sandbox import FaultRule, Sandbox
+from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import open_runtime
 from kartra_mcp.tools.executor import NoConfirmer
 from kartra_mcp.tools.policy import Policy
@@ -145,6 +146,8 @@ async def test_two_refunds_confirmed_at_once_cannot_both_pass_the_limit(
     tx = samples["refundable_transaction"]
     part, limit = round(tx["amount"] * 0.45, 2), round(tx["amount"] * 0.75, 2)
     results: list[Any] = []
+    # A slow refund, so the second is checked while the first is on its way and Kartra does not show it.
+    sandbox.faults.rules = [FaultRule(route=f"POST /actions/{BY_KEY['refund-transaction'].id}/run", latency_ms=300)]
     async with (
         open_runtime(settings, sandbox=sandbox, policy=Policy(max_refund_amount=limit), retry=FAST_RETRY) as runtime,
         connect(runtime, "legacy", Person("accept")) as client,
