@@ -14,12 +14,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from kartra_mcp.errors import ArgumentProblem, InvalidArgumentsError
+from kartra_mcp.tools.limits import MAX_DEPTH
 from kartra_mcp.tools.spec import ToolSpec
 
 REDACTED = "[redacted]"
 _CREDENTIALS = frozenset({"apikey", "apipassword", "appid"})
 _PART = re.compile(r"[^\[\]]+")
-_MAX_DEPTH = 32
 
 
 def is_credential(key: str) -> bool:
@@ -50,7 +50,7 @@ def credential_paths(value: Any, where: str = "") -> list[str]:
 
 def without_credentials(value: Any, depth: int = 0) -> Any:
     """A copy of `value` with every credential's value replaced, for what is recorded of a refused call."""
-    if depth > _MAX_DEPTH and isinstance(value, Mapping | list | tuple):
+    if depth > MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         return f"{REDACTED}: nested too deep to check"
     if isinstance(value, Mapping):
         return {k: REDACTED if is_credential(str(k)) else without_credentials(v, depth + 1) for k, v in value.items()}
