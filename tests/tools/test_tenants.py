@@ -8,9 +8,11 @@ import httpx2
 import pytest
 
 from kartra_mcp.errors import MembraneNotAuthenticated
-from kartra_mcp.membrane import MembraneClient, RequestToken
+from kartra_mcp.membrane import MembraneClient, RequestToken, person_token
 from kartra_mcp.sandbox import Tenants
-from kartra_mcp.tools.tenants import TenantDirectory, TtlCache, token_digest
+from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.policy import Policy
+from kartra_mcp.tools.tenants import TenantDirectory, TenantRuntimes, TtlCache, token_digest
 from tests.conftest import FAST_RETRY
 
 
@@ -82,3 +84,23 @@ async def test_a_token_is_remembered_no_longer_than_it_lives(team: Tenants, clie
     for token in (short, long):
         await directory.identify(token)
     assert directory.lookups == 3  # the short one was asked of Membrane again, the long one was not
+
+
+async def test_each_tenant_has_its_own_executor_and_its_pending_state_outlives_a_reopening(
+    team: Tenants, client: MembraneClient
+) -> None:
+    clock = Clock()
+    log = AuditLog(None)
+    runtimes = TenantRuntimes(client, policy=Policy(), audit=log, ttl=10, clock=clock)
+    with person_token(team.mint("alice")):
+        first = await runtimes.get("alice")
+        assert await runtimes.get("alice") is first
+        clock.now = 11
+        again = await runtimes.get("alice")
+    with person_token(team.mint("bob")):
+        other = await runtimes.get("bob")
+    assert again is not first and (again.book, again.refunds) == (first.book, first.refunds)
+    assert other.book is not first.book and other.connection_id != first.connection_id
+    assert (first.audit.tenant, other.audit.tenant) == ("alice", "bob")
+    assert runtimes.opened == 3
+    log.close()

@@ -8,8 +8,9 @@ alone; both are bounded LRU maps with a TTL, so memory stays bounded whatever th
 people. Every Membrane request made for a person runs inside `person_token`, so it carries
 their token and no one else's.
 
-State shared by replicas slots in behind two seams: the `ConfirmationBook` each tenant's
-executor is given (`book_for`), and the `AuditLog` view each tenant writes and counts caps in.
+State shared by replicas slots in behind three seams, each keyed by tenant: the `ConfirmationBook`
+and the `RefundLedger` each tenant's executor is given (`state_for`), and the `AuditLog` view each
+tenant writes and counts caps in (`AuditLog.for_tenant`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.connection import INTEGRATION_KEY, resolve_connection
 from kartra_mcp.tools.executor import BUILTIN_NAMES, Executor
 from kartra_mcp.tools.policy import Policy
+from kartra_mcp.tools.refund_ledger import MemoryRefundLedger, RefundLedger
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,14 @@ class TtlCache(Generic[_V]):
 def token_digest(token: str) -> str:
     """What a token is remembered by: its SHA-256, from which the token cannot be recovered."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """What a tenant's executor is given that must outlive it: pending confirmations, refunds on hold."""
+
+    book: ConfirmationBook
+    refunds: RefundLedger
 
 
 @dataclass(frozen=True)
@@ -153,9 +163,10 @@ class TenantRuntimes:
     """Each tenant's executor: its own connection, catalog, confirmations and audit rows.
 
     Opened on a tenant's first call (inside `person_token`, so with their token) and kept for
-    `ttl` seconds, at most `size` tenants. A tenant's `ConfirmationBook` outlives the reopening
-    of its executor after the TTL; only LRU eviction of an idle tenant forgets its pending ids,
-    which then simply run nothing.
+    `ttl` seconds, at most `size` tenants. A tenant's `TenantState` (confirmation book, refund
+    ledger) outlives the reopening of its executor after the TTL; only LRU eviction of an idle
+    tenant forgets its pending ids, which then simply run nothing. `state_for` replaces the
+    in-process state with a shared one (it must key everything by the tenant it is given).
     """
 
     def __init__(
@@ -168,24 +179,25 @@ class TenantRuntimes:
         ttl: float = TENANT_TTL,
         size: int = TENANT_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
-        book_for: Callable[[str], ConfirmationBook] | None = None,
+        state_for: Callable[[str], TenantState] | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
         self._audit = audit
         self._tool_mode: ToolMode = tool_mode
         self._executors: TtlCache[Executor] = TtlCache(ttl=ttl, size=size, clock=clock)
-        self._books: TtlCache[ConfirmationBook] = TtlCache(ttl=float("inf"), size=size, clock=clock)
-        self._book_for = book_for or self._local_book
+        self._states: TtlCache[TenantState] = TtlCache(ttl=float("inf"), size=size, clock=clock)
+        self._state_for = state_for or self._local_state
         self._opening: dict[str, anyio.Lock] = {}
         self.opened = 0
 
-    def _local_book(self, tenant: str) -> ConfirmationBook:
-        book = self._books.get(tenant)
-        if book is None:
+    def _local_state(self, tenant: str) -> TenantState:
+        state = self._states.get(tenant)
+        if state is None:
             book = ConfirmationBook(secrets.token_bytes(32), ttl=self._policy.confirmation_ttl)
-            self._books.put(tenant, book)
-        return book
+            state = TenantState(book, MemoryRefundLedger())
+            self._states.put(tenant, state)
+        return state
 
     def peek(self, tenant: str) -> Executor | None:
         """The tenant's executor if it is open, without opening it."""
@@ -220,11 +232,13 @@ class TenantRuntimes:
         await catalog.start()
         self.opened += 1
         logger.info("tenant %s: Kartra connection %s, %d actions", tenant, connection.id, len(catalog.specs))
+        state = self._state_for(tenant)
         return Executor(
             client=self._client,
             catalog=catalog,
             policy=self._policy,
-            book=self._book_for(tenant),
+            book=state.book,
+            refunds=state.refunds,
             audit=self._audit.for_tenant(tenant),
             tool_mode=self._tool_mode,
         )
