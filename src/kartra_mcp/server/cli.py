@@ -158,23 +158,8 @@ def _sandbox(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         _say(f"kartra-mcp sandbox: listening on {args.host}, beyond this machine; every request needs the token.")
     sandbox = Sandbox(config)
-    # A hung request (an injected fault) must not hold a shutdown for long.
-    server = uvicorn.Server(
-        uvicorn.Config(
-            sandbox.app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            log_config=None,
-            timeout_graceful_shutdown=2,
-        )
-    )
 
-    async def announce_when_listening() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await anyio.sleep(0.02)
+    def announce() -> None:
         counts = sandbox.state()["counts"]
         print(f"Kartra sandbox (Membrane-compatible API) at http://{args.host}:{args.port}", flush=True)
         print(f"token: {sandbox.token}", flush=True)
@@ -188,14 +173,8 @@ def _sandbox(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    async def run() -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(announce_when_listening)
-            await server.serve()
-            group.cancel_scope.cancel()
-
     try:
-        anyio.run(run)
+        _serve_sandbox(sandbox.app, args, announce)
     finally:
         sandbox.close()
     return 0
@@ -206,15 +185,8 @@ def _sandbox_tenants(args: argparse.Namespace) -> int:
     keys = [k.strip() for k in args.tenants.split(",") if k.strip()]
     base = f"http://{args.host}:{args.port}"
     tenants = Tenants(keys=keys, base_url=base, leads=args.leads)
-    server = uvicorn.Server(
-        uvicorn.Config(tenants, host=args.host, port=args.port, log_level="warning", log_config=None)
-    )
 
-    async def announce_when_listening() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await anyio.sleep(0.02)
+    def announce() -> None:
         print(f"Membrane sandbox for tenants {', '.join(keys)} at {base}", flush=True)
         for key in keys:
             print(f"token for {key}: {tenants.mint(key)}", flush=True)
@@ -224,17 +196,36 @@ def _sandbox_tenants(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    try:
+        _serve_sandbox(tenants, args, announce)
+    finally:
+        tenants.close()
+    return 0
+
+
+def _serve_sandbox(app: Any, args: argparse.Namespace, announce: Callable[[], None]) -> None:
+    """Serve `app` on --host/--port until stopped, calling `announce` once it listens."""
+    # A hung request (an injected fault) must not hold a shutdown for long.
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level="warning", log_config=None, timeout_graceful_shutdown=2
+        )
+    )
+
+    async def announce_when_listening() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.02)
+        announce()
+
     async def run() -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(announce_when_listening)
             await server.serve()
             group.cancel_scope.cancel()
 
-    try:
-        anyio.run(run)
-    finally:
-        tenants.close()
-    return 0
+    anyio.run(run)
 
 
 # -- tools and call ---------------------------------------------------------------------------
