@@ -31,6 +31,7 @@ from kartra_mcp.server import logs, progress, prompts, resources
 from kartra_mcp.server.confirmers import confirmer_for, input_required
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
+from kartra_mcp.tools import call_log
 from kartra_mcp.tools.executor import CallResult, Executor
 from kartra_mcp.tools.spec import ToolSpec
 
@@ -163,8 +164,10 @@ def serve_executors(
         reason = problem()
         if reason is not None:  # no connection to send anything to: say why, send nothing
             return CallToolResult(content=[TextContent(type="text", text=reason)], is_error=True)
-        async with executor_for(ctx) as executor:
-            result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
+        with call_log.logged(params.name) as record:
+            async with executor_for(ctx) as executor:
+                result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
+            record.result = result
         if result.awaiting is not None:
             return input_required(result.awaiting)
         return call_tool_result(result)

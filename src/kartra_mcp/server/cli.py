@@ -11,8 +11,10 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,8 +31,9 @@ from pydantic import ValidationError
 from kartra_mcp import __version__
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
-from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
+from kartra_mcp.membrane import Connection, ConnectionRequest, MembraneClient, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, Tenants, parse_rules
+from kartra_mcp.server import console, doctor
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.hosted import serve_hosted
 from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
@@ -54,12 +57,6 @@ logger = logging.getLogger("kartra_mcp")
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx2", "httpcore", "mcp", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -265,10 +262,17 @@ async def _tools(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        width = max(len(r["name"]) for r in rows)
-        for row in rows:
-            risk = row["risk"] + ("*" if row["vouched_by"] is None else "")
-            print(f"{row['name']:<{width}}  {risk:<11}  {row['policy']:<7}  {row['title']}")
+        cells = [
+            {
+                "name": row["name"],
+                "risk": row["risk"] + ("*" if row["vouched_by"] is None else ""),
+                "policy": row["policy"],
+                "title": row["title"] or "",
+            }
+            for row in rows
+        ]
+        columns = (("name", "TOOL"), ("risk", "CLASS"), ("policy", "POLICY"), ("title", "TITLE"))
+        print("\n".join(console.table(cells, columns)))
         if any(row["vouched_by"] is None for row in rows):
             _say(UNVOUCHED_NOTE)
         connection = runtime.connection
@@ -338,15 +342,30 @@ async def _call(args: argparse.Namespace) -> int:
 
 
 class _Checks:
-    def __init__(self) -> None:
+    """Each check's result: printed as it comes, or kept for one JSON document at the end."""
+
+    def __init__(self, *, as_json: bool = False) -> None:
         self.failed = 0
+        self.as_json = as_json
+        self.results: list[dict[str, str]] = []
 
     def ok(self, what: str, detail: str) -> None:
-        print(f"PASS  {what}: {detail}")
+        self.results.append({"check": what, "status": "pass", "detail": detail})
+        if not self.as_json:
+            print(f"PASS  {what}: {detail}")
 
     def fail(self, what: str, detail: str, fix: str) -> None:
         self.failed += 1
-        print(f"FAIL  {what}: {detail}\n      fix: {fix}")
+        self.results.append({"check": what, "status": "fail", "detail": detail, "fix": fix})
+        if not self.as_json:
+            print(f"FAIL  {what}: {detail}\n      fix: {fix}")
+
+    def finish(self) -> int:
+        if self.as_json:
+            print(json.dumps({"passed": not self.failed, "checks": self.results}, indent=2, ensure_ascii=False))
+        else:
+            print(f"\n{'all checks passed' if not self.failed else f'{self.failed} check(s) failed'}")
+        return 1 if self.failed else 0
 
 
 def _token_check(settings: Settings, checks: _Checks) -> None:
@@ -386,21 +405,24 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
 
 
 async def _doctor(args: argparse.Namespace) -> int:
-    checks = _Checks()
+    checks = _Checks(as_json=args.json)
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     if sandbox is not None:
         checks.ok("settings", "the embedded sandbox (--sandbox); Membrane credentials are not used")
     elif settings.has_credentials:
-        kind = "MEMBRANE_TOKEN" if settings.membrane_token else "workspace credentials"
-        checks.ok("settings", f"{kind}; Membrane at {settings.membrane_api_url}")
+        checks.ok("settings", f"{doctor.token_source(settings)}; Membrane at {settings.membrane_api_url}")
+        url_problem = doctor.url_problem(settings.membrane_api_url)
+        if url_problem is not None:
+            checks.fail("Membrane URL", url_problem, "set MEMBRANE_API_URL to https://api.getmembrane.com or yours")
+            return checks.finish()  # nothing is sent to an address that cannot be Membrane's
         _token_check(settings, checks)
     else:
         try:
             auth_from_settings(settings)
         except ConfigError as exc:
             checks.fail("settings", "no usable Membrane credentials", str(exc))
-        return 1
+        return checks.finish()
     policy: Policy | None = None
     try:
         policy = load_effective_policy(settings)
@@ -431,8 +453,12 @@ async def _doctor(args: argparse.Namespace) -> int:
             try:
                 connection = await resolve_connection(client, settings.connection_id)
             except ConfigError as exc:
-                checks.fail("Kartra connection", str(exc), "run `kartra-mcp connect`, or set KARTRA_MCP_CONNECTION_ID")
-                return 1
+                checks.fail(
+                    "Kartra connection",
+                    str(exc),
+                    doctor.connection_fix(await doctor.kartra_connections(client), settings.connection_id),
+                )
+                return checks.finish()
             checks.ok("Kartra connection", f"{connection.id} ({connection.name})")
             started = time.perf_counter()
             actions = await client.list_actions(connection_id=connection.id)
@@ -465,8 +491,7 @@ async def _doctor(args: argparse.Namespace) -> int:
         checks.fail(
             "Membrane API", str(exc), "check MEMBRANE_API_URL and the token (a 401 means the token is wrong or expired)"
         )
-    print(f"\n{'all checks passed' if not checks.failed else f'{checks.failed} check(s) failed'}")
-    return 1 if checks.failed else 0
+    return checks.finish()
 
 
 # -- audit and connect ------------------------------------------------------------------------
@@ -509,26 +534,98 @@ def _audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
         return 0
-    for row in reversed(rows):
-        data = row.as_dict()
-        print(
-            f"{data['time']}  #{row.id:<5} {row.tool:<28} {row.risk:<11} {row.outcome:<21} "
-            f"{row.confirmation or '-':<12} {json.dumps(row.arguments, ensure_ascii=False)[:60]}"
-            + (f"  ! {row.error[:80]}" if row.error else "")
-        )
-    _say(f"{len(rows)} row(s) from {path}")
+    cells = [
+        {
+            "time": row.as_dict()["time"],
+            "id": str(row.id),
+            "tool": row.tool,
+            "risk": row.risk,
+            "outcome": row.outcome,
+            "confirmation": row.confirmation or "-",
+            "arguments": console.clip(json.dumps(row.arguments, ensure_ascii=False), 60)
+            + (f"  ! {console.clip(row.error, 80)}" if row.error else ""),
+        }
+        for row in reversed(rows)
+    ]
+    columns = (
+        ("time", "TIME (UTC)"),
+        ("id", "ID"),
+        ("tool", "TOOL"),
+        ("risk", "CLASS"),
+        ("outcome", "OUTCOME"),
+        ("confirmation", "CONFIRMED BY"),
+        ("arguments", "ARGUMENTS  ! ERROR"),
+    )
+    print("\n".join(console.table(cells, columns)))
+    clipped = any("…" in cell["arguments"] for cell in cells)
+    _say(f"{len(rows)} row(s) from {path}" + ("; --json shows whole arguments and errors" if clipped else ""))
     return 0
 
 
 async def _connect(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _require_credentials(settings, None)
+    if not args.sandbox:
+        _require_credentials(settings, None)
+        return _connected(await _wait_for_connection(membrane_client(settings), args.timeout), args.timeout)
+    # The embedded sandbox, with no Kartra connection yet, serves its connect page on this machine
+    # while the command waits, so the link printed is one a browser can open.
+    _say("kartra-mcp: using the embedded sandbox (a simulated Kartra account; nothing real is touched)")
+    failure: list[KartraMCPError] = []
+    connection: Connection | None = None
+    with listen("127.0.0.1", 0) as sock:
+        sandbox = Sandbox(SandboxConfig(connections=0, base_url=f"http://127.0.0.1:{sock.getsockname()[1]}"))
+        page = uvicorn.Server(uvicorn.Config(sandbox.app, log_level="warning", log_config=None, lifespan="off"))
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(page.serve, [sock])
+                try:
+                    connection = await _wait_for_connection(membrane_client(settings, sandbox=sandbox), args.timeout)
+                except KartraMCPError as exc:
+                    failure.append(exc)  # raised below, so it is not wrapped in the task group's exception group
+                finally:
+                    page.should_exit = True
+        finally:
+            sandbox.close()
+    if failure:
+        raise failure[0]
+    return _connected(connection, args.timeout)
 
-    def show(request: ConnectionRequest) -> None:
-        _say(f"Open this link in a browser to connect Kartra:\n\n  {request.url}\n\nWaiting for you to finish...")
 
-    async with membrane_client(settings) as client:
-        connection = await connect_kartra(client, show_url=show)
+async def _wait_for_connection(client: MembraneClient, timeout: float) -> Connection | None:
+    """Show the link and count down while the person connects; None when they do not in time."""
+    countdown = console.Countdown(sys.stderr)
+    connection: Connection | None = None
+
+    async def tick(deadline: float) -> None:
+        while True:
+            countdown.show(deadline - time.monotonic())
+            await anyio.sleep(1)
+
+    async with client, anyio.create_task_group() as group:
+
+        def show(request: ConnectionRequest) -> None:
+            _say(
+                f"Open this link in a browser to connect Kartra:\n\n  {request.url}\n\n"
+                f"Waiting up to {console.clock(timeout)} for you to finish there (Ctrl-C to stop)."
+            )
+            group.start_soon(tick, time.monotonic() + timeout)
+
+        with anyio.move_on_after(timeout):
+            # connect_kartra's own limit is later, so the countdown's is the one a person meets.
+            connection = await connect_kartra(client, show_url=show, timeout=timeout + 60)
+        group.cancel_scope.cancel()
+    countdown.end()
+    return connection
+
+
+def _connected(connection: Connection | None, timeout: float) -> int:
+    if connection is None:
+        _say(
+            f"kartra-mcp connect: Kartra was not connected within {console.clock(timeout)}, and nothing more is "
+            "waited for. Run `kartra-mcp connect` again when you are ready (--timeout SECONDS waits longer); if "
+            "you did finish in the browser, `kartra-mcp doctor` shows the connection."
+        )
+        return 1
     print(
         f"Connected: {connection.id} ({connection.name}). kartra-mcp will use it; if you have several, set "
         f"KARTRA_MCP_CONNECTION_ID={connection.id}"
@@ -540,11 +637,36 @@ async def _connect(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # On the top level and on each command, so `kartra-mcp -v doctor` and `kartra-mcp doctor -v` both work;
+    # SUPPRESS keeps a command's absent flag from undoing the top level's.
+    logging_options = argparse.ArgumentParser(add_help=False)
+    logging_options.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=console.LEVELS,
+        default=argparse.SUPPRESS,
+        help="how much to log on stderr (default INFO while serving, WARNING otherwise; KARTRA_MCP_LOG_LEVEL)",
+    )
+    logging_options.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more: -v one step, -vv two"
+    )
     parser = argparse.ArgumentParser(
-        prog="kartra-mcp", description="Kartra for AI assistants, through Membrane, with guardrails a person controls."
+        prog="kartra-mcp",
+        description="Kartra for AI assistants, through Membrane, with guardrails a person controls.",
+        parents=[logging_options],
     )
     parser.add_argument("--version", action="version", version=f"kartra-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description or summary[0].upper() + summary[1:] + ".", 88),
+            epilog=console.environment_help(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[logging_options],
+        )
 
     def common(sub: argparse.ArgumentParser, *, sandbox: bool = True) -> None:
         if sandbox:
@@ -557,7 +679,7 @@ def _parser() -> argparse.ArgumentParser:
             help="one tool per action (default), or search-actions + run-action",
         )
 
-    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve = command("serve", "run the MCP server (stdio by default)")
     common(serve)
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
@@ -568,7 +690,7 @@ def _parser() -> argparse.ArgumentParser:
         help="HTTP: one shared KARTRA_MCP_HTTP_TOKEN (default), or each person signs in with Membrane",
     )
 
-    sandbox = commands.add_parser("sandbox", help="run the sandbox: a Membrane-compatible API over a Kartra account")
+    sandbox = command("sandbox", "run the sandbox: a Membrane-compatible API over a Kartra account")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8700)
     sandbox.add_argument("--token", help="the bearer token to accept (default: a tenant JWT, printed at start)")
@@ -578,40 +700,58 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--faults", help="fault rules as JSON, or @FILE")
     sandbox.add_argument("--tenants", help="several tenants (comma-separated keys), each its own account, with OAuth")
 
-    tools = commands.add_parser("tools", help="list the tools with their risk and policy")
+    tools = command("tools", "list the tools with their risk and policy")
     common(tools)
-    tools.add_argument("--json", action="store_true")
+    tools.add_argument("--json", action="store_true", help="every field, with whole descriptions and schemas")
 
-    call = commands.add_parser("call", help="call one tool from the terminal")
+    call = command("call", "call one tool from the terminal")
     common(call)
     call.add_argument("tool")
     call.add_argument("arguments", nargs="?", default="{}", help="the arguments as a JSON object")
     call.add_argument("--yes", action="store_true", help="confirm without asking (you are the person confirming)")
     call.add_argument("--json", action="store_true", help="print the structured result")
 
-    doctor = commands.add_parser("doctor", help="check settings, token, connection and actions")
+    doctor = command("doctor", "check settings, token, connection and actions")
     common(doctor)
+    doctor.add_argument("--json", action="store_true", help="the checks as JSON")
 
-    audit = commands.add_parser("audit", help="read the audit log")
+    audit = command("audit", "read the audit log")
     audit.add_argument("--sandbox", action="store_true", help="read the embedded sandbox's own log")
     audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)
     audit.add_argument("--tenant", help="hosted: only this Membrane tenant's rows")
     audit.add_argument("--limit", type=int, default=200)
-    audit.add_argument("--json", action="store_true")
+    audit.add_argument("--json", action="store_true", help="every field, with whole arguments and errors")
 
-    commands.add_parser("connect", help="connect Kartra to your Membrane tenant (prints a link)")
+    connect = command(
+        "connect",
+        "connect Kartra to your Membrane tenant (prints a link)",
+        "Connect Kartra to your Membrane tenant: prints a link to open in a browser, where you sign in to "
+        "Kartra, and waits until you have finished there (or --timeout passes). Then prints the new "
+        "connection's id.",
+    )
+    connect.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="connect the embedded sandbox (its link is served on this machine while it waits)",
+    )
+    connect.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for you to finish (default 600)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        level = Settings().log_level
+        configured = Settings()
+        chosen = configured.log_level if "log_level" in configured.model_fields_set else None
     except ValidationError:
-        level = "INFO"  # the same settings are read again below, where their errors are reported
-    _setup_logging(level)
+        chosen = None  # the same settings are read again below, where their errors are reported
+    console.setup_logging(
+        console.log_level(
+            args.command, flag=getattr(args, "log_level", None), verbose=getattr(args, "verbose", 0), configured=chosen
+        )
+    )
     try:
         if args.command == "sandbox":
             return _sandbox(args)
@@ -631,3 +771,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader stopped early (`kartra-mcp tools | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -49,6 +49,7 @@ from kartra_mcp.errors import (
 )
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, checked_arguments
+from kartra_mcp.tools import call_log
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
 from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
@@ -591,6 +592,7 @@ class Executor:
         error: str | None = None,
     ) -> None:
         """Note a row for a call that is not sent; it is written when the call ends."""
+        call_log.note(tool=tool, risk=risk.value, decision=decision, outcome=outcome)
         _JOURNAL.get().row(
             tool=tool,
             action=action,
@@ -682,6 +684,7 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+        call_log.note(tool=call.spec.name, risk=call.risk.value, decision=decision.mode)
         await self._hold_refund(call)
         # Checked again here, and the intent row written, under one lock: both wait for the audit log's
         # worker, so without it concurrent calls could all count before any writes and overrun the cap.
