@@ -224,3 +224,84 @@ def test_tools_and_doctor_show_which_actions_are_critical_only_because_nothing_v
     assert [line.split()[1] for line in table.out.splitlines() if line.startswith("get-reembolso ")] == ["critical*"]
     assert "[risk]" in table.err
     assert "PASS  classification: 1 critical only because nothing vouches for them (get-reembolso)" in doctor
+
+
+def test_tools_prints_a_header_over_aligned_columns(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "--sandbox"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["TOOL", "CLASS", "POLICY", "TITLE"]
+    for column in ("CLASS", "POLICY", "TITLE"):
+        at = header.index(column)
+        assert all(line[at - 2 : at] == "  " and line[at] != " " for line in lines), column
+
+
+def test_audit_prints_a_header_and_clips_long_arguments_which_json_shows_whole(
+    audit_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_tag = "a tag name long enough that the table cannot show all of it " * 2
+    main(
+        [
+            "call",
+            "--sandbox",
+            "--yes",
+            "assign-tag",
+            json.dumps({"email": "henry.jones.1@example.com", "tag_name": long_tag}),
+        ]
+    )
+    main(["call", "--sandbox", "refund-transaction", json.dumps(REFUNDABLE)])
+    capsys.readouterr()
+    assert main(["audit", "--sandbox"]) == 0
+    table = capsys.readouterr()
+    header, *lines = table.out.splitlines()
+    assert header.split()[:6] == ["TIME", "(UTC)", "ID", "TOOL", "CLASS", "OUTCOME"]
+    assert [line.split()[2] for line in lines] == ["assign-tag", "refund-transaction"]
+    assert header.index("OUTCOME") == lines[0].index("failed") == lines[1].index("refused")
+    assert long_tag not in table.out and "…" in lines[0] and "--json" in table.err
+    assert main(["audit", "--sandbox", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1]["arguments"]["tag_name"] == long_tag
+
+
+def test_doctor_refuses_a_membrane_url_without_an_http_scheme_before_any_request(
+    audit_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMBRANE_TOKEN", "pat-not-a-real-token")
+    for url in ("api.getmembrane.com", "ftp://127.0.0.1:9", "localhost:8700"):
+        monkeypatch.setenv("MEMBRANE_API_URL", url)
+        assert main(["doctor"]) == 1
+        out = capsys.readouterr().out
+        assert f"FAIL  Membrane URL: MEMBRANE_API_URL={url!r}" in out, out
+        assert "Membrane API" not in out and "token:" not in out  # nothing was asked of it
+
+
+def test_doctor_says_which_variables_the_token_comes_from_never_its_value(
+    audit_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMBRANE_API_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MEMBRANE_WORKSPACE_KEY", "wk")
+    monkeypatch.setenv("MEMBRANE_WORKSPACE_SECRET", "a-workspace-secret-of-some-length")
+    monkeypatch.setenv("MEMBRANE_TENANT_KEY", "tk")
+    main(["doctor", "--json"])
+    minted = json.loads(capsys.readouterr().out)["checks"][0]["detail"]
+    monkeypatch.setenv("MEMBRANE_TOKEN", "pat-a-personal-token")
+    main(["doctor", "--json"])
+    given = capsys.readouterr().out
+    assert "minted" in minted and "MEMBRANE_WORKSPACE_SECRET" in minted and "a-workspace-secret" not in minted
+    settings = json.loads(given)["checks"][0]["detail"]
+    assert "environment variable MEMBRANE_TOKEN" in settings and "unused" in settings
+    assert "pat-a-personal-token" not in given
+
+
+@pytest.mark.parametrize("command", ["serve", "sandbox", "tools", "call", "doctor", "audit", "connect"])
+def test_each_command_s_help_describes_it_and_names_the_environment_variables_it_reads(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert "environment variables:" in shown and "KARTRA_MCP_LOG_LEVEL" in shown and "--log-level" in shown
+    if command not in ("sandbox", "audit"):
+        assert "MEMBRANE_TOKEN" in shown and "MEMBRANE_API_URL" in shown
+    if command == "connect":
+        assert "--sandbox" in shown and "waits until you have finished" in shown

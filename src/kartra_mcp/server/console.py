@@ -32,7 +32,6 @@ def log_level(command: str, *, flag: str | None, verbose: int, configured: str |
 
 def setup_logging(level: int) -> None:
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)
     for noisy in QUIET:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
 
