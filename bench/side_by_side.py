@@ -63,6 +63,7 @@ class Target:
     connects: list[float] = field(default_factory=list)
     calls_done: int = 0
     busy_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     bytes_per_tool: float = 0.0
     tools: int = 0
 
@@ -87,6 +88,12 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: what a call costs the server, however busy the machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _node() -> str:
@@ -204,11 +211,12 @@ async def _throughput(target: Target, emails: list[str], seconds: float) -> None
                 index += CONCURRENCY
                 done += 1
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds(target.pid)
         async with anyio.create_task_group() as group:
             for offset, client in enumerate(clients):
                 group.start_soon(worker, client, offset)
         target.busy_seconds += time.perf_counter() - started
+        target.cpu_seconds += _cpu_seconds(target.pid) - cpu
         target.calls_done += done
 
 
@@ -266,6 +274,11 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
     row(
         f"calls/s, {CONCURRENCY} concurrent sessions",
         [with_ratio(r, f"{r:.0f}", mrate, t) for t in targets for r in [t.calls_done / t.busy_seconds]],
+    )
+    mcpu = membrane.cpu_seconds / membrane.calls_done if membrane else None
+    row(
+        "server CPU per call under load (ms)",
+        [with_ratio(c, f"{c * 1e3:.2f}", mcpu, t) for t in targets for c in [t.cpu_seconds / t.calls_done]],
     )
     row(
         "new session: connect+init+tools/list p50 (ms)",

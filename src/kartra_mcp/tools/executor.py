@@ -150,10 +150,11 @@ class _Call:
 
 # -- the built-in tools ----------------------------------------------------------------------------
 
+# Repeated on every tool that needs confirming, so it is kept short (tools/list is read on every turn).
 _CONFIRMATION_NOTE = (
-    "Needs a person's confirmation before it runs: the server asks them directly when the client can. Otherwise "
-    "the result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
-    "and only then call confirm-action. Never confirm on their behalf."
+    "Needs a person's confirmation: the server asks them when the client can; otherwise the result is a preview "
+    "and a confirmation_id: show the preview, wait for their explicit yes, then call confirm-action. Never "
+    "confirm for them."
 )
 
 _CONFIRM_SPEC = ToolSpec(
@@ -274,7 +275,8 @@ class Executor:
             return spec.description
         notes: list[str] = []
         if spec.kind == "action":
-            notes.append(f"Risk: {spec.risk.value}.")
+            if spec.risk is not Risk.READ:  # a read is the unremarkable case, and says so in its readOnlyHint
+                notes.append(f"Risk: {spec.risk.value}.")
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
                 notes.append(_CONFIRMATION_NOTE)
             if spec.risk is Risk.CRITICAL:
@@ -282,8 +284,8 @@ class Executor:
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
-            notes.append("Calls that change or remove things may need a person's confirmation: " + _CONFIRMATION_NOTE)
-        return f"{spec.description}\n\n{' '.join(notes)}"
+            notes.append("Calls that change or remove things: " + _CONFIRMATION_NOTE)
+        return f"{spec.description}\n\n{' '.join(notes)}" if notes else spec.description
 
     # -- calling ------------------------------------------------------------------------------
 
