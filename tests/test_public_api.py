@@ -22,8 +22,8 @@ ALLOWED = {
     "membrane": {"config", "errors", "__init__"},
     "schemas": {"errors"},
     "sandbox": {"errors", "phpform", "schemas"},
-    "tools": {"membrane", "schemas", "errors", "phpform", "config"},
-    "server": {"tools", "membrane", "schemas", "sandbox", "errors", "config", "phpform", "__init__"},
+    "tools": {"membrane", "schemas", "errors", "phpform", "config", "_lazy"},
+    "server": {"tools", "membrane", "schemas", "sandbox", "errors", "config", "phpform", "__init__", "_lazy"},
 }
 
 

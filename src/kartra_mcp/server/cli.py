@@ -12,41 +12,26 @@ import importlib.util
 import json
 import logging
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import anyio
-import jwt
-import uvicorn
-from mcp.server.stdio import stdio_server
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from kartra_mcp import __version__
-from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
-from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
-from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
-from kartra_mcp.server.app import build_server, refresh_and_notify
-from kartra_mcp.server.http import check_binding, is_loopback, serve_http
-from kartra_mcp.server.runtime import load_effective_policy, membrane_client, open_runtime
-from kartra_mcp.tools.audit import OUTCOMES, AuditLog
-from kartra_mcp.tools.connection import connect_kartra, resolve_connection
-from kartra_mcp.tools.executor import (
-    BUILTIN_NAMES,
-    Accepted,
-    Answer,
-    ConfirmationRequest,
-    Declined,
-    Unavailable,
-)
-from kartra_mcp.tools.kartra_ops import ACTIONS
-from kartra_mcp.tools.policy import Policy, Target
+from kartra_mcp.tools.audit import OUTCOMES
+
+# Each command imports what it needs when it runs: `--help`, `--version` and `audit` must not pay
+# for the MCP SDK, the sandbox or the HTTP stack (a second of start on a small machine).
+if TYPE_CHECKING:
+    from kartra_mcp.config import Settings
+    from kartra_mcp.membrane import ConnectionRequest
+    from kartra_mcp.sandbox import Sandbox
+    from kartra_mcp.tools.executor import Answer, ConfirmationRequest
+    from kartra_mcp.tools.policy import Policy
 
 logger = logging.getLogger("kartra_mcp")
 
@@ -62,6 +47,8 @@ def _setup_logging(level: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from kartra_mcp.config import Settings
+
     overrides: dict[str, Any] = {}
     for flag, field in (("policy", "policy"), ("tool_mode", "tool_mode")):
         value = getattr(args, flag, None)
@@ -75,12 +62,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _sandbox_for(args: argparse.Namespace) -> Sandbox | None:
     if not getattr(args, "sandbox", False):
         return None
+    from kartra_mcp.sandbox import Sandbox
+
     _say("kartra-mcp: using the embedded sandbox (a simulated Kartra account; nothing real is touched)")
     return Sandbox()
 
 
 def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
     """Stop before anything starts when neither credentials nor --sandbox are given (auth says what to set)."""
+    from kartra_mcp.membrane import auth_from_settings
+
     if sandbox is None:
         auth_from_settings(settings)
 
@@ -94,6 +85,13 @@ def _loop_options() -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    from kartra_mcp.server.app import build_server, refresh_and_notify
+    from kartra_mcp.server.http import check_binding, serve_http
+    from kartra_mcp.server.runtime import open_runtime
+
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
@@ -118,6 +116,12 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    import anyio
+    import uvicorn
+
+    from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+    from kartra_mcp.server.http import is_loopback
+
     faults = []
     if args.faults:
         text = Path(args.faults[1:]).read_text(encoding="utf-8") if args.faults.startswith("@") else args.faults
@@ -181,6 +185,9 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 async def _tools(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import open_runtime
+    from kartra_mcp.tools.policy import Target
+
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
@@ -230,6 +237,10 @@ class TerminalConfirmer:
         self.refused_for_want_of_terminal = False
 
     async def confirm(self, request: ConfirmationRequest) -> Answer:
+        import anyio
+
+        from kartra_mcp.tools.executor import Accepted, Declined, Unavailable
+
         if self._yes:
             _say(f"{request.preview.text()}\n(--yes given: going ahead)")
             return Accepted("cli --yes")
@@ -242,6 +253,8 @@ class TerminalConfirmer:
 
 
 async def _call(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import load_effective_policy, open_runtime
+
     try:
         arguments = json.loads(args.arguments) if args.arguments else {}
     except ValueError as exc:
@@ -286,6 +299,10 @@ class _Checks:
 
 
 def _token_check(settings: Settings, checks: _Checks) -> None:
+    import jwt
+
+    from kartra_mcp.membrane import WorkspaceCredentials, auth_from_settings
+
     if settings.membrane_token is None:
         try:
             auth = auth_from_settings(settings)
@@ -322,6 +339,15 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
 
 
 async def _doctor(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from kartra_mcp.membrane import auth_from_settings
+    from kartra_mcp.server.runtime import load_effective_policy, membrane_client
+    from kartra_mcp.tools.audit import AuditLog
+    from kartra_mcp.tools.connection import resolve_connection
+    from kartra_mcp.tools.executor import BUILTIN_NAMES
+    from kartra_mcp.tools.kartra_ops import ACTIONS
+
     checks = _Checks()
     settings = _settings(args)
     sandbox = _sandbox_for(args)
@@ -414,6 +440,8 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from kartra_mcp.tools.audit import AuditLog
+
     settings = _settings(args)
     if not settings.audit_db.exists():
         _say(f"No audit log yet at {settings.audit_db}.")
@@ -443,6 +471,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 async def _connect(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import membrane_client
+    from kartra_mcp.tools.connection import connect_kartra
+
     settings = _settings(args)
     _require_credentials(settings, None)
 
@@ -521,6 +552,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from kartra_mcp.config import Settings
+
     try:
         level = Settings().log_level
     except ValidationError:
@@ -532,6 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args)
         runner = {"serve": _serve, "tools": _tools, "call": _call, "doctor": _doctor, "connect": _connect}
+        import anyio
+
         options = _loop_options() if args.command == "serve" else {}
         return anyio.run(runner[args.command], args, backend_options=options)
     except ConfigError as exc:
