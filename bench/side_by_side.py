@@ -228,19 +228,26 @@ async def _connect(target: Target) -> None:
 
 
 async def _memory(target: Target, idle: int, cycles: int) -> tuple[float, float, float]:
-    """(RSS MiB before, MiB per idle session, MiB growth after `cycles` sessions opened and closed)."""
+    """(RSS MiB at rest, MiB per idle session held open, MiB growth over `cycles` sessions opened and closed)."""
+
+    async def cycle(count: int) -> None:
+        for _ in range(count):
+            async with target.session() as client:
+                await client.list_tools()
+
+    await cycle(50)  # warm: first-use caches and allocator arenas are not growth
+    await anyio.sleep(0.5)
     before = _rss_mib(target.pid)
+    await cycle(cycles)
+    await anyio.sleep(1)
+    after = _rss_mib(target.pid)
     async with AsyncExitStack() as stack:
         for _ in range(idle):
             client = await stack.enter_async_context(target.session())
             await client.list_tools()
         await anyio.sleep(0.5)
         held = _rss_mib(target.pid)
-    for _ in range(cycles):
-        async with target.session() as client:
-            await client.list_tools()
-    await anyio.sleep(1)
-    return before, (held - before) / idle, _rss_mib(target.pid) - before
+    return before, (held - after) / idle, after - before
 
 
 def _ratio(ours: float, theirs: float | None) -> str:

@@ -128,3 +128,14 @@ async def test_a_broken_cache_file_is_ignored(settings: Settings, sandbox: Sandb
     async with _runtime(settings, sandbox) as runtime:
         assert not runtime.catalog.loaded_from_cache
         assert len(runtime.catalog.specs) == 31
+
+
+async def test_a_closed_2025_session_is_not_kept_for_notifications(settings: Settings, sandbox: Sandbox) -> None:
+    async with _runtime(settings, sandbox) as runtime:
+        server, notifier = build_server(runtime)
+        for _ in range(3):
+            async with Client(server, mode="legacy") as client:
+                await client.list_tools()
+                assert notifier.held() == 1
+
+        assert notifier.held() == 0  # a server open for days must not keep every session it ever had

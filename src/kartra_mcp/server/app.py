@@ -80,11 +80,20 @@ class ToolListNotifier:
     def seen(self, ctx: ServerRequestContext[Any, Any]) -> None:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return
-        key = id(ctx.session._connection)
+        connection = ctx.session._connection
+        key = id(connection)
+        if key not in self._legacy:
+            # Forget the session when its connection closes: a server up for days must not hold every
+            # session it ever had (up to the cap, about 17 KB each) until a notification fails.
+            connection.exit_stack.callback(self._legacy.pop, key, None)
         self._legacy[key] = ctx.session
         self._legacy.move_to_end(key)
         while len(self._legacy) > _MAX_LEGACY_SESSIONS:
             self._legacy.popitem(last=False)
+
+    def held(self) -> int:
+        """How many legacy sessions would hear of a change (closed ones are forgotten)."""
+        return len(self._legacy)
 
     async def changed(self) -> None:
         await self.bus.publish(ToolsListChanged())
