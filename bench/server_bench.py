@@ -108,7 +108,8 @@ async def _calls(calls: int, state_dir: Path) -> None:
             + f"   ratio p50 {p50 / base50:.2f}x, p99 {p99 / base99:.2f}x, adds {(p50 - base50) * 1e3:.2f} ms p50"
         )
     print(
-        f"\ntools/list: {tool_count} tools, {listing_bytes} bytes of JSON; {tool_bytes / tool_count:.0f} bytes per tool "
+        f"\ntools/list: {tool_count} tools, {listing_bytes} bytes of JSON; "
+        f"{tool_bytes / tool_count:.0f} bytes per tool "
         "(each tool's own JSON, as bench/side_by_side.py counts it)"
     )
 
