@@ -8,6 +8,7 @@ go to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -88,27 +89,30 @@ async def _serve(args: argparse.Namespace) -> int:
     import anyio
     from mcp.server.stdio import stdio_server
 
-    from kartra_mcp.server.app import build_server, refresh_and_notify
-    from kartra_mcp.server.http import check_binding, serve_http
+    from kartra_mcp.server.app import build_server
+    from kartra_mcp.server.http import check_binding, listen, serve_http
     from kartra_mcp.server.runtime import open_runtime
 
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
+    sock = None
     if args.transport == "http":
         check_binding(args.host, token)
-    async with open_runtime(settings, sandbox=sandbox) as runtime:
-        server, notifier = build_server(runtime)
-        async with anyio.create_task_group() as group:
-            if runtime.catalog.loaded_from_cache:
-                group.start_soon(refresh_and_notify, runtime, notifier)
-            if args.transport == "http":
-                await serve_http(server, host=args.host, port=args.port, token=token)
-            else:
-                async with stdio_server() as (read, write):
-                    await server.run(read, write, server.create_initialization_options())
-            group.cancel_scope.cancel()
+        sock = listen(args.host, args.port)
+    # Membrane down must not stop the server: it starts from the cache, or says why it has no tools.
+    with sock if sock is not None else contextlib.nullcontext():
+        async with open_runtime(settings, sandbox=sandbox, start_timeout=settings.start_timeout) as runtime:
+            server, notifier = build_server(runtime)
+            async with anyio.create_task_group() as group:
+                group.start_soon(runtime.upkeep.keep_current, notifier.changed)
+                if sock is not None:
+                    await serve_http(server, sock=sock, host=args.host, token=token)
+                else:
+                    async with stdio_server() as (read, write):
+                        await server.run(read, write, server.create_initialization_options())
+                group.cancel_scope.cancel()
     return 0
 
 
@@ -216,7 +220,9 @@ async def _tools(args: argparse.Namespace) -> int:
         width = max(len(r["name"]) for r in rows)
         for row in rows:
             print(f"{row['name']:<{width}}  {row['risk']:<11}  {row['policy']:<7}  {row['title']}")
-        _say(f"{len(rows)} tools ({runtime.connection.name}, connection {runtime.connection.id})")
+        connection = runtime.connection
+        assert connection is not None  # a runtime opened without a start timeout has resolved it
+        _say(f"{len(rows)} tools ({connection.name}, connection {connection.id})")
     return 0
 
 
@@ -339,11 +345,9 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
 
 
 async def _doctor(args: argparse.Namespace) -> int:
-    import sqlite3
-
     from kartra_mcp.membrane import auth_from_settings
-    from kartra_mcp.server.runtime import load_effective_policy, membrane_client
-    from kartra_mcp.tools.audit import AuditLog
+    from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client
+    from kartra_mcp.tools.audit import AuditLog, fix_for
     from kartra_mcp.tools.connection import resolve_connection
     from kartra_mcp.tools.executor import BUILTIN_NAMES
     from kartra_mcp.tools.kartra_ops import ACTIONS
@@ -375,11 +379,13 @@ async def _doctor(args: argparse.Namespace) -> int:
         checks.fail(
             "policy", str(exc), "fix the policy file (see schemas/policy.schema.json) or unset KARTRA_MCP_POLICY"
         )
+    log_path = audit_path(settings, sandbox=sandbox is not None)
     try:
-        AuditLog(settings.audit_db).close()
-        checks.ok("audit log", str(settings.audit_db))
-    except (OSError, sqlite3.Error) as exc:
-        checks.fail("audit log", f"{settings.audit_db}: {exc}", "set KARTRA_MCP_AUDIT_DB to a writable file")
+        AuditLog(log_path).close()
+        checks.ok("audit log", f"{log_path} (writable)")
+    except ConfigError as exc:
+        cause = exc.__cause__ or exc
+        checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
     try:
         async with membrane_client(settings, sandbox=sandbox) as client:
             started = time.perf_counter()
@@ -440,13 +446,15 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from kartra_mcp.tools.audit import AuditLog
+    from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 
     settings = _settings(args)
-    if not settings.audit_db.exists():
-        _say(f"No audit log yet at {settings.audit_db}.")
+    # What server.runtime.audit_path says, without loading the runtime and its HTTP client.
+    path = sandbox_audit_path(settings.audit_db) if args.sandbox else settings.audit_db
+    if not path.exists():
+        _say(f"No audit log yet at {path}.")
         return 0
-    log = AuditLog(settings.audit_db)
+    log = AuditLog(path, check_writable=False)
     try:
         rows = log.rows(
             since=parse_since(args.since) if args.since else None,
@@ -466,7 +474,7 @@ def _audit(args: argparse.Namespace) -> int:
             f"{row.confirmation or '-':<12} {json.dumps(row.arguments, ensure_ascii=False)[:60]}"
             + (f"  ! {row.error[:80]}" if row.error else "")
         )
-    _say(f"{len(rows)} row(s) from {settings.audit_db}")
+    _say(f"{len(rows)} row(s) from {path}")
     return 0
 
 
@@ -540,6 +548,7 @@ def _parser() -> argparse.ArgumentParser:
     common(doctor)
 
     audit = commands.add_parser("audit", help="read the audit log")
+    audit.add_argument("--sandbox", action="store_true", help="read the embedded sandbox's own log")
     audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)
