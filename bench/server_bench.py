@@ -23,6 +23,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from kartra_mcp.config import Settings
+from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.schemas import argument_problems
@@ -33,13 +34,26 @@ from kartra_mcp.tools.kartra_ops import classify_action
 from kartra_mcp.tools.policy import Target
 
 
-def _quantiles(samples: list[float]) -> tuple[float, float]:
+def quantiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+async def direct_calls(client: MembraneClient, connection: str, emails: list[str]) -> list[float]:
+    """`get-lead` run with the Membrane client, once per email after 50 to warm up: the floor."""
+    action = BY_KEY["get-lead"]
+    for email in emails[:50]:
+        await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
+    samples = []
+    for email in emails:
+        started = time.perf_counter()
+        await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 def _line(label: str, samples: list[float]) -> str:
-    p50, p99 = _quantiles(samples)
+    p50, p99 = quantiles(samples)
     return f"  {label:<44} p50 {p50 * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms"
 
 
@@ -48,17 +62,8 @@ async def _calls(calls: int, state_dir: Path) -> None:
     emails = [lead.email for lead in sandbox.account.leads.values() if not lead.deleted]
     emails = (emails * (calls // len(emails) + 1))[:calls]
     settings = Settings(audit_db=state_dir / "audit.sqlite3", cache_dir=state_dir / "cache")
-    action = BY_KEY["get-lead"]
-
-    direct: list[float] = []
     async with membrane_client(settings, sandbox=sandbox) as client:
-        connection = sandbox.connections[0]["id"]
-        for email in emails[:50]:
-            await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
-        for email in emails:
-            started = time.perf_counter()
-            await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
-            direct.append(time.perf_counter() - started)
+        direct = await direct_calls(client, sandbox.connections[0]["id"], emails)
 
     async with open_runtime(settings, sandbox=sandbox) as runtime:
         server, _ = build_server(runtime, page_size=1000)
@@ -91,10 +96,10 @@ async def _calls(calls: int, state_dir: Path) -> None:
                     assert not result.is_error
             results[mode] = samples
 
-    base50, base99 = _quantiles(direct)
+    base50, base99 = quantiles(direct)
     print(f"get-lead x{calls} on the embedded sandbox")
     print(_line("Membrane client run_action (baseline)", direct))
-    p50, _ = _quantiles(pipeline)
+    p50, _ = quantiles(pipeline)
     print(_line("Executor.call, no MCP", pipeline) + f"   adds {(p50 - base50) * 1e6:.0f} us p50")
     for step, seconds in steps.items():
         print(f"    of which {step:<36} {seconds * 1e6:7.1f} us per call")
@@ -102,7 +107,7 @@ async def _calls(calls: int, state_dir: Path) -> None:
         ("legacy", "tools/call, 2025-11-25 (in-memory transport)"),
         ("auto", "tools/call, 2026-07-28 (direct dispatch)"),
     ):
-        p50, p99 = _quantiles(results[mode])
+        p50, p99 = quantiles(results[mode])
         print(
             _line(label, results[mode])
             + f"   ratio p50 {p50 / base50:.2f}x, p99 {p99 / base99:.2f}x, adds {(p50 - base50) * 1e3:.2f} ms p50"
@@ -157,15 +162,15 @@ def _first_listing(starts: int, state_dir: Path) -> None:
         ours.append(anyio.run(once))
         for command, samples in commands.items():
             samples.append(timed([sys.executable, "-m", "kartra_mcp", command]))
-    p50, _ = _quantiles(ours)
-    s50, _ = _quantiles(sdk)
-    b50, _ = _quantiles(bare)
+    p50, _ = quantiles(ours)
+    s50, _ = quantiles(sdk)
+    b50, _ = quantiles(bare)
     print(f"\nprocess start to first tools/list answer over stdio (x{starts}, `serve --sandbox`, warm cache)")
     print(f"  kartra-mcp: median {p50:.3f} s (min {min(ours):.3f}, max {max(ours):.3f})")
     print(f"  `python -c 'import mcp.server'` (baseline): median {s50:.3f} s   ratio {p50 / s50:.2f}x")
     print(f"  bare Python start: median {b50:.3f} s")
     for command, samples in commands.items():
-        print(f"  kartra-mcp {command}: median {_quantiles(samples)[0]:.3f} s")
+        print(f"  kartra-mcp {command}: median {quantiles(samples)[0]:.3f} s")
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 from tests.processes import Server, free_port, local_env, standalone_sandbox
 
+from bench.server_bench import direct_calls, quantiles
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig
-from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import membrane_client
 
 MEMBRANE_ENV = "KARTRA_MCP_BENCH_MEMBRANE_MCP"
@@ -76,11 +76,6 @@ class Target:
             Client(streamable_http_client(self.url, http_client=http), mode=self.mode) as client,
         ):
             yield client
-
-
-def _quantiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def _rss_mib(pid: int) -> float:
@@ -162,17 +157,8 @@ async def _direct_floor(api_url: str, token: str, state: Path, emails: list[str]
         audit_db=state / "direct.sqlite3",
         cache_dir=state / "cache",
     )
-    action = BY_KEY["get-lead"]
-    samples = []
     async with membrane_client(settings) as client:
-        connection = (await client.list_connections())[0].id
-        for email in emails[:50]:
-            await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
-        for email in emails:
-            started = time.perf_counter()
-            await client.run_action(action.id, connection_id=connection, input={"email": email}, retry_safe=True)
-            samples.append(time.perf_counter() - started)
-    return samples
+        return await direct_calls(client, (await client.list_connections())[0].id, emails)
 
 
 async def _latency(targets: list[Target], emails: list[str]) -> None:
@@ -256,7 +242,7 @@ def _ratio(ours: float, theirs: float | None) -> str:
 
 def _print_table(targets: list[Target], direct: list[float], memory: dict[str, tuple[float, float, float]]) -> None:
     membrane = next((t for t in targets if t.label.startswith("Membrane")), None)
-    d50, d99 = _quantiles(direct)
+    d50, d99 = quantiles(direct)
     print(f"\n{'figure':<46}" + "".join(f"{t.label:>24}" for t in targets))
 
     def row(name: str, values: list[str]) -> None:
@@ -265,18 +251,18 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
     def with_ratio(value: float, text: str, theirs: float | None, target: Target) -> str:
         return text if target is membrane or theirs is None else f"{text} ({_ratio(value, theirs)})"
 
-    m50 = _quantiles(membrane.latency)[0] if membrane else None
-    m99 = _quantiles(membrane.latency)[1] if membrane else None
+    m50 = quantiles(membrane.latency)[0] if membrane else None
+    m99 = quantiles(membrane.latency)[1] if membrane else None
     mrate = membrane.calls_done / membrane.busy_seconds if membrane else None
-    mconn = _quantiles(membrane.connects)[0] if membrane else None
+    mconn = quantiles(membrane.connects)[0] if membrane else None
     mbytes = membrane.bytes_per_tool if membrane else None
     row(
         "tools/call get-lead p50 (ms)",
-        [with_ratio(p, f"{p * 1e3:.2f}", m50, t) for t in targets for p in [_quantiles(t.latency)[0]]],
+        [with_ratio(p, f"{p * 1e3:.2f}", m50, t) for t in targets for p in [quantiles(t.latency)[0]]],
     )
     row(
         "tools/call get-lead p99 (ms)",
-        [with_ratio(p, f"{p * 1e3:.2f}", m99, t) for t in targets for p in [_quantiles(t.latency)[1]]],
+        [with_ratio(p, f"{p * 1e3:.2f}", m99, t) for t in targets for p in [quantiles(t.latency)[1]]],
     )
     row(
         f"calls/s, {CONCURRENCY} concurrent sessions",
@@ -289,7 +275,7 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
     )
     row(
         "new session: connect+init+tools/list p50 (ms)",
-        [with_ratio(c, f"{c * 1e3:.1f}", mconn, t) for t in targets for c in [_quantiles(t.connects)[0]]],
+        [with_ratio(c, f"{c * 1e3:.1f}", mconn, t) for t in targets for c in [quantiles(t.connects)[0]]],
     )
     row(
         "tools/list bytes per tool",
@@ -298,7 +284,7 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
     row("tools listed", [str(t.tools) for t in targets])
     row(
         "added over direct call p50 (ms)",
-        [f"{(_quantiles(t.latency)[0] - d50) * 1e3:.2f}" for t in targets],
+        [f"{(quantiles(t.latency)[0] - d50) * 1e3:.2f}" for t in targets],
     )
     for label, (base, per_idle, growth) in memory.items():
         print(
