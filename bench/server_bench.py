@@ -29,8 +29,8 @@ from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.schemas import argument_problems
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.runtime import Runtime, membrane_client, open_runtime
+from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.executor import NoConfirmer
-from kartra_mcp.tools.kartra_ops import classify_action
 from kartra_mcp.tools.policy import Target
 
 
@@ -133,7 +133,7 @@ def _pipeline_steps(runtime: Runtime, emails: list[str]) -> dict[str, float]:
 
     return {
         "argument validation": mean(lambda args: argument_problems(spec.input_schema, args)),
-        "classification (by key and name)": mean(lambda args: classify_action("get-lead", spec.title, None)),
+        "classification": mean(lambda args: classify("get-lead", spec.title, None, policy.risk)),
         "policy decision": mean(lambda args: policy.decide(spec.name, [Target(spec.action_key, spec.risk)])),
     }
 
