@@ -51,7 +51,7 @@ class Terminal:
             if time.monotonic() > deadline or not self._read(0.1):
                 pytest.fail(f"gave up waiting for {text!r}; the terminal showed:\n{self.output}")
 
-    def type(self, text: str) -> None:
+    def send(self, text: str) -> None:
         os.write(self._fd, text.encode())
 
     def wait(self, *, timeout: float) -> int:

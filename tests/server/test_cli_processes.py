@@ -20,7 +20,7 @@ KARTRA_MCP = [sys.executable, "-m", "kartra_mcp"]
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return local_env(
-        KARTRA_MCP_AUDIT_DB=str(tmp_path / "audit.sqlite3"), KARTRA_MCP_CACHE_DIR=str(tmp_path / "cache"), **extra
+        None, KARTRA_MCP_AUDIT_DB=str(tmp_path / "audit.sqlite3"), KARTRA_MCP_CACHE_DIR=str(tmp_path / "cache"), **extra
     )
 
 
