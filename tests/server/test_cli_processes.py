@@ -133,3 +133,25 @@ def test_doctor_lists_the_kartra_connections_when_the_connection_id_is_wrong(tmp
     assert connections and all(c["id"] in failed[0]["fix"] for c in connections), done.stdout
     settings = next(c for c in report["checks"] if c["check"] == "settings")
     assert "MEMBRANE_TOKEN" in settings["detail"] and sandbox.token not in done.stdout + done.stderr
+
+
+REFUND = ["refund-transaction", json.dumps({"transaction_id": "700001"})]
+
+
+def test_a_no_at_the_terminal_is_answered_in_words_for_the_person(tmp_path: Path) -> None:
+    with Terminal([*KARTRA_MCP, "call", "--sandbox", *REFUND], env=_env(tmp_path)) as terminal:
+        terminal.wait_for("Refund 67.00 USD", timeout=60)
+        terminal.wait_for(": ", timeout=30)
+        terminal.send("no\n")
+        status = terminal.wait(timeout=60)
+    assert status == 1, terminal.output
+    assert "Stopped: nothing was sent." in terminal.output
+    assert "retry" not in terminal.output.lower() and "the person" not in terminal.output.lower()
+
+
+def test_without_a_terminal_the_refusal_names_no_policy_setting(tmp_path: Path) -> None:
+    done = run([*KARTRA_MCP, "call", "--sandbox", *REFUND], env=_env(tmp_path), timeout=60)
+    assert done.returncode == 1, done.explain()
+    said = done.stdout + done.stderr
+    assert "--yes" in said and "nothing was sent" in said
+    assert "on_unconfirmable" not in said and "policy" not in said, done.explain()

@@ -349,13 +349,17 @@ async def _call(args: argparse.Namespace) -> int:
     async with open_runtime(settings, sandbox=sandbox, policy=policy) as runtime:
         confirmer = TerminalConfirmer(yes=args.yes)
         result = await runtime.executor.call(args.tool, arguments, confirmer)
-    if confirmer.refused_for_want_of_terminal:
-        _say(
-            "kartra-mcp call: this needs a person's confirmation and there is no terminal to ask on; "
-            "run it in a terminal, or pass --yes to confirm it yourself."
-        )
     if result.structured is not None and args.json:
         print(json.dumps(result.structured, indent=2, ensure_ascii=False))
+        return 1 if result.is_error else 0
+    # The executor's words for these are for a model; the person at the terminal gets their own.
+    if confirmer.refused_for_want_of_terminal:
+        _say(
+            f"kartra-mcp call: {args.tool} needs your confirmation, and there is no terminal to ask you on, so "
+            "nothing was sent. Run it in a terminal, or pass --yes to confirm it yourself."
+        )
+    elif (result.structured or {}).get("error") == "ConfirmationDeclined":
+        _say("Stopped: nothing was sent.")
     else:
         print(result.text)
     return 1 if result.is_error else 0
