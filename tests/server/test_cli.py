@@ -277,7 +277,7 @@ def test_doctor_refuses_a_membrane_url_without_an_http_scheme_before_any_request
 def test_doctor_says_which_variables_the_token_comes_from_never_its_value(
     audit_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MEMBRANE_API_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MEMBRANE_API_URL", "nowhere")  # stops doctor before it sends anything
     monkeypatch.setenv("MEMBRANE_WORKSPACE_KEY", "wk")
     monkeypatch.setenv("MEMBRANE_WORKSPACE_SECRET", "a-workspace-secret-of-some-length")
     monkeypatch.setenv("MEMBRANE_TENANT_KEY", "tk")

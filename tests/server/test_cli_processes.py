@@ -78,12 +78,12 @@ async def test_serving_logs_one_line_per_tool_call_with_no_arguments(tmp_path: P
 
 
 def test_connect_counts_down_on_a_terminal_and_says_plainly_when_nobody_finishes(tmp_path: Path) -> None:
-    with Terminal([*KARTRA_MCP, "connect", "--sandbox", "--timeout", "3"], env=_env(tmp_path)) as terminal:
+    with Terminal([*KARTRA_MCP, "connect", "--sandbox", "--timeout", "2"], env=_env(tmp_path)) as terminal:
         status = terminal.wait(timeout=60)
     shown = terminal.output
     assert status == 1, shown
-    assert "Open this link in a browser" in shown and "\r  0:03 left" in shown and "\r  0:01 left" in shown, shown
-    assert "was not connected within 0:03" in shown and "--timeout" in shown, shown
+    assert "Open this link in a browser" in shown and "\r  0:02 left" in shown and "\r  0:01 left" in shown, shown
+    assert "was not connected within 0:02" in shown and "--timeout" in shown, shown
     assert "Traceback" not in shown
 
 
