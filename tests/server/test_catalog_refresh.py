@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
 from kartra_mcp.server.app import build_server
-from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, open_runtime
+from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, credential_identity, open_runtime
 from kartra_mcp.tools.connection import ConnectionMemory
 from tests.conftest import FAST_RETRY
 from tests.server.conftest import DROPPED, age_the_cache
@@ -196,7 +196,8 @@ async def test_a_start_finds_its_cache_through_the_remembered_connection(setting
     async with _runtime(settings, sandbox) as first:
         assert first.connection is not None
         found = first.connection.id
-    assert ConnectionMemory(settings.cache_dir, SANDBOX_URL).recall() == found
+    who = credential_identity(_as_membrane(settings, sandbox))
+    assert ConnectionMemory(settings.cache_dir, SANDBOX_URL, who).recall() == found
     sandbox.faults.rules = [FaultRule(route="*", status=503)]
     async with _runtime(settings, sandbox, serving=True) as runtime:
         assert runtime.catalog.loaded_from_cache
@@ -231,3 +232,19 @@ class _Stop(Exception):
 
 async def _stop_after_one_wait() -> None:
     raise _Stop
+
+
+async def test_a_start_with_other_credentials_does_not_serve_the_connection_another_one_found(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """Two accounts behind one Membrane address: a warm start of one never serves the other's tools."""
+    async with _runtime(settings, sandbox):
+        pass  # the first account's connection is remembered and its catalog cached
+    other = Sandbox(SandboxConfig(tenant_key="another-tenant", faults=[FaultRule(route="*", status=503)]))
+    try:
+        async with _runtime(settings, other, serving=True) as runtime:
+            assert not runtime.catalog.loaded_from_cache
+            assert runtime.catalog.specs == []
+            assert runtime.problem is not None and "Kartra is not available yet" in runtime.problem
+    finally:
+        other.close()
