@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, PromptReference
 from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
@@ -74,6 +74,46 @@ async def test_a_read_on_another_session_completes_while_a_write_waits_for_a_log
                 assert finished == ["read"]
         assert finished == ["read", "write"]
         assert _rows(runtime.audit) == [("assign-tag", "success")]
+
+
+async def test_reading_the_audit_log_while_a_write_waits_for_its_lock_stalls_no_other_session(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any], log_path: Path
+) -> None:
+    """The audit resource and email completion read the log too: they wait off the event loop."""
+    finished: list[str] = []
+    async with (
+        open_runtime(settings, sandbox=sandbox, retry=FAST_RETRY) as runtime,
+        connect(runtime, mode) as writer,
+        connect(runtime, mode) as watcher,
+        connect(runtime, mode) as reader,
+    ):
+
+        async def write() -> None:
+            result = await writer.call_tool("assign-tag", _tag(samples))
+            finished.append("write" if not result.is_error else f"write failed: {text_of(result)}")
+
+        async def watch() -> None:
+            await watcher.read_resource("kartra-mcp://audit/recent")
+            completed = await watcher.complete(
+                PromptReference(name="find-customer"), {"name": "email", "value": "h"}, None
+            )
+            finished.append(f"watch: {len(completed.completion.values)}")
+
+        async with anyio.create_task_group() as tasks:
+            with write_lock_held(log_path):
+                tasks.start_soon(write)
+                # The write's intent row is waiting for the other process's lock before the log is read.
+                await anyio.wait_all_tasks_blocked()
+                await anyio.sleep(0.2)
+                tasks.start_soon(watch)
+                await anyio.wait_all_tasks_blocked()
+                read = await reader.call_tool("get-lead", {"email": samples["lead"]["email"]})
+                assert not read.is_error, text_of(read)
+                finished.append("read")
+                assert finished == ["read"]
+        # Once the lock is gone, the write and the log's readers finish in either order.
+        assert finished[0] == "read" and "write" in finished, finished
+        assert [f for f in finished if f.startswith("watch")] != []
 
 
 async def test_a_write_whose_intent_row_cannot_be_written_is_not_sent(

@@ -79,11 +79,11 @@ class Suggester:
         ids = [str(r.get("transaction_id", "")) for r in rows if isinstance(r, dict)]
         return matching(ids, typed)
 
-    def emails(self, typed: str) -> Suggestions:
+    async def emails(self, typed: str) -> Suggestions:
         """Emails of leads named in recent audit rows: Kartra's API has no way to list leads."""
         seen = [
             str(row.arguments.get("email", ""))
-            for row in self._audit.rows(limit=_AUDIT_WINDOW)
+            for row in await self._audit.read_rows(limit=_AUDIT_WINDOW)
             if isinstance(row.arguments, dict)
         ]
         return matching((e for e in seen if "@" in e), typed)
