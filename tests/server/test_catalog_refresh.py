@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.types import ToolListChangedNotification
+from mcp.types import PromptReference, ToolListChangedNotification
 from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
@@ -224,6 +224,28 @@ async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_
     assert result.is_error
     assert "2 Kartra connections are connected" in result.content[0].text  # type: ignore[union-attr]
     assert "KARTRA_MCP_CONNECTION_ID" in result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_completion_reads_nothing_from_a_connection_membrane_no_longer_vouches_for(settings: Settings) -> None:
+    """Completion reads the account too: while calls are refused for want of a connection, so is it."""
+    sandbox = Sandbox(SandboxConfig(connections=2))
+    try:
+        first = sandbox.connections[0]["id"]
+        async with _runtime(settings.model_copy(update={"connection_id": first}), sandbox):
+            pass
+        async with _runtime(settings, sandbox, serving=True) as runtime:
+            server, notifier = build_server(runtime)
+            runtime.upkeep.backoff = replace(FAST_RETRY, sleep=lambda _: _stop_after_one_wait())
+            with pytest.raises(_Stop):
+                await runtime.upkeep.keep_current(notifier.changed)
+            assert runtime.problem is not None
+            sandbox.requests.clear()
+            async with Client(server) as client:
+                found = await client.complete(PromptReference(name="tag-leads"), {"name": "tag", "value": ""}, None)
+    finally:
+        sandbox.close()
+    assert found.completion.values == []
+    assert not [r for r in sandbox.requests if r["path"].endswith("/run")]
 
 
 class _Stop(Exception):

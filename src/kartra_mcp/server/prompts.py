@@ -155,6 +155,9 @@ async def complete_value(
         found = await suggest.emails(last.strip())
         prefix = f"{done}, " if done else ""
         return Suggestions([prefix + v for v in found.values], found.total)
+    if runtime.problem is not None:
+        # No connection Membrane vouches for: what follows would read one, as a tool call would not.
+        return Suggestions([], 0)
     if name == "tag":
         return await suggest.tags(typed)
     if name == "list":
