@@ -49,7 +49,7 @@ from kartra_mcp.errors import (
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
-from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
+from kartra_mcp.tools.audit import AuditLog, CapReached, HourlyCap, Journal, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
@@ -521,20 +521,28 @@ class Executor:
                 rule="arguments",
             )
 
-    async def _check_rate(self, call: _Call) -> None:
+    def _hour_cap(self, call: _Call) -> HourlyCap | None:
         cap = self.policy.max_critical_calls_per_hour
         if cap is None or call.risk is not Risk.CRITICAL:
+            return None
+        return HourlyCap(cap, self._clock() - 3600, Risk.CRITICAL.value, self.connection_id)
+
+    async def _check_rate(self, call: _Call) -> None:
+        """Refuse early, before any preview, when the hourly cap is already used up."""
+        cap = self._hour_cap(call)
+        if cap is None:
             return
-        done = await self.audit.count_since(
-            self._clock() - 3600, risk=Risk.CRITICAL.value, connection=self.connection_id
+        done = await self.audit.count_since(cap.since, risk=cap.risk, connection=cap.connection)
+        if done >= cap.limit:
+            self._refuse_over_cap(call, cap, done)
+
+    def _refuse_over_cap(self, call: _Call, cap: HourlyCap, done: int) -> NoReturn:
+        self._refuse(
+            call,
+            f"The policy allows {cap.limit} critical call(s) per hour and {done} ran in the last hour. "
+            "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
+            rule="cap",
         )
-        if done >= cap:
-            self._refuse(
-                call,
-                f"The policy allows {cap} critical call(s) per hour and {done} ran in the last hour. "
-                "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
-                rule="cap",
-            )
 
     def _refuse(self, call: _Call, reason: str, *, rule: str = "policy") -> NoReturn:
         self._record(call, "deny", None, "refused", error=reason)
@@ -648,20 +656,25 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
-        # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
-        await self._check_rate(call)
         row = None
         if call.risk is not Risk.READ:
-            # Written before sending, and if it cannot be, nothing is sent.
-            row = await self.audit.intent(
-                tool=call.spec.name,
-                action=call.action,
-                arguments=call.shown,
-                risk=call.risk.value,
-                decision=decision.mode,
-                confirmation=how if decision.mode == "confirm" else "policy",
-                connection=self.connection_id,
-            )
+            # Written before sending, and if it cannot be, nothing is sent. The hourly cap is checked in
+            # the same transaction, so concurrent calls cannot each see the room only one of them has.
+            cap = self._hour_cap(call)
+            try:
+                row = await self.audit.intent(
+                    tool=call.spec.name,
+                    action=call.action,
+                    arguments=call.shown,
+                    risk=call.risk.value,
+                    decision=decision.mode,
+                    confirmation=how if decision.mode == "confirm" else "policy",
+                    connection=self.connection_id,
+                    within=cap,
+                )
+            except CapReached as exc:
+                assert cap is not None
+                self._refuse_over_cap(call, cap, exc.done)
         try:
             sent = await call.send()
         except MembraneError as exc:
