@@ -116,6 +116,36 @@ async def test_reading_the_audit_log_while_a_write_waits_for_its_lock_stalls_no_
         assert [f for f in finished if f.startswith("watch")] != []
 
 
+class _Away(Person):
+    """A person who is asked and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.being_asked = anyio.Event()
+
+    async def __call__(self, context: Any, params: Any) -> Any:
+        self.being_asked.set()
+        await anyio.sleep_forever()
+
+
+async def test_a_call_cancelled_while_the_person_is_asked_leaves_a_row_and_sends_nothing(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    person = _Away()
+    transaction = samples["refundable_transaction"]["transaction_id"]
+    async with open_runtime(settings, sandbox=sandbox, retry=FAST_RETRY) as runtime:
+        async with connect(runtime, mode, person) as client, anyio.create_task_group() as tasks:
+            tasks.start_soon(client.call_tool, "refund-transaction", {"transaction_id": transaction})
+            await person.being_asked.wait()
+            tasks.cancel_scope.cancel()  # the client gives up, as when it disconnects
+        with anyio.fail_after(10):
+            while not runtime.audit.rows(tool="refund-transaction"):
+                await anyio.sleep(0.02)
+        rows = _rows(runtime.audit, "refund-transaction")
+    assert rows[-1][1] in ("declined", "awaiting_confirmation"), rows
+    assert not [r for r in sandbox.requests if r["path"].endswith("/run") and "refund" in r["path"]]
+
+
 async def test_a_write_whose_intent_row_cannot_be_written_is_not_sent(
     mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any], log_path: Path
 ) -> None:
