@@ -64,39 +64,6 @@ def redact(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class HourlyCap:
-    """At most `limit` calls of `risk` (of `connection`) since `since` that may have run."""
-
-    limit: int
-    since: float
-    risk: str
-    connection: str | None
-
-
-class CapReached(Exception):
-    """The row was not written: `done` calls already use up the cap."""
-
-    def __init__(self, done: int) -> None:
-        super().__init__(f"{done} calls already use up the cap")
-        self.done = done
-
-
-_MAY_HAVE_RUN = ("success", "unknown", "failed")
-
-
-def _count_query(
-    since: float, risk: str, connection: str | None, outcomes: Sequence[str]
-) -> tuple[str, tuple[Any, ...]]:
-    marks = ", ".join("?" for _ in outcomes)
-    query = f"SELECT COUNT(*) FROM calls WHERE started_at >= ? AND risk = ? AND outcome IN ({marks})"
-    params: tuple[Any, ...] = (since, risk, *outcomes)
-    if connection is not None:
-        query += " AND connection = ?"
-        params = (*params, connection)
-    return query, params
-
-
-@dataclass(frozen=True)
 class AuditRow:
     id: int
     started_at: float
@@ -256,16 +223,11 @@ class AuditLog:
         outcome: Outcome = "unknown",
         error: str | None = None,
         at: float | None = None,
-        within: HourlyCap | None = None,
     ) -> int:
         """Write a row now (dated `at`, or now); its outcome stays `unknown` until `finish` is called.
 
-        With `within`, the cap is checked and the row written in one transaction, so calls made at the
-        same moment (by this process or another) cannot each see room that only one of them has.
-
         Raises:
             AuditUnavailable: the row could not be written; a call must not be sent.
-            CapReached: the cap is used up; nothing was written and the call must not be sent.
         """
         values = (
             self.clock() if at is None else at,
@@ -280,30 +242,13 @@ class AuditLog:
             connection,
         )
 
-        def write() -> int:
+        def insert() -> int:
             cursor = self._db.execute(
                 "INSERT INTO calls (started_at, tool, action, arguments, risk, decision, confirmation, outcome, error,"
                 " connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             return int(cursor.lastrowid or 0)
-
-        def insert() -> int:
-            if within is None:
-                return write()
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                query, params = _count_query(within.since, within.risk, within.connection, _MAY_HAVE_RUN)
-                done = int(self._db.execute(query, params).fetchone()[0])
-                if done >= within.limit:
-                    raise CapReached(done)
-                row = write()
-                self._db.execute("COMMIT")
-                return row
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
 
         try:
             return await self._run(insert)
@@ -345,14 +290,19 @@ class AuditLog:
         *,
         risk: str,
         connection: str | None = None,
-        outcomes: Sequence[str] = _MAY_HAVE_RUN,
+        outcomes: Sequence[str] = ("success", "unknown", "failed"),
     ) -> int:
         """Calls of `risk` since `since` (of one connection, when given) that may have run.
 
         Raises:
             AuditUnavailable: the log cannot be read, so a cap cannot be checked.
         """
-        query, params = _count_query(since, risk, connection, outcomes)
+        marks = ", ".join("?" for _ in outcomes)
+        query = f"SELECT COUNT(*) FROM calls WHERE started_at >= ? AND risk = ? AND outcome IN ({marks})"
+        params: tuple[Any, ...] = (since, risk, *outcomes)
+        if connection is not None:
+            query += " AND connection = ?"
+            params = (*params, connection)
 
         def count() -> int:
             return int(self._db.execute(query, params).fetchone()[0])
