@@ -205,7 +205,8 @@ async def test_a_start_finds_its_cache_through_the_remembered_connection(setting
 
 
 async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_call(settings: Settings) -> None:
-    """Two connections now, none named: the remembered one is not used, and calls say what to set."""
+    """Two connections now, none named: the remembered one is not used, and calls say what to set.
+    Completion reads the account too: it reads nothing from that connection either."""
     sandbox = Sandbox(SandboxConfig(connections=2))
     try:
         first = sandbox.connections[0]["id"]
@@ -217,35 +218,17 @@ async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_
             runtime.upkeep.backoff = replace(FAST_RETRY, sleep=lambda _: _stop_after_one_wait())
             with pytest.raises(_Stop):
                 await runtime.upkeep.keep_current(notifier.changed)
-            async with Client(server) as client:
-                result = await client.call_tool("retrieve-account-tags", {})
-    finally:
-        sandbox.close()
-    assert result.is_error
-    assert "2 Kartra connections are connected" in result.content[0].text  # type: ignore[union-attr]
-    assert "KARTRA_MCP_CONNECTION_ID" in result.content[0].text  # type: ignore[union-attr]
-
-
-async def test_completion_reads_nothing_from_a_connection_membrane_no_longer_vouches_for(settings: Settings) -> None:
-    """Completion reads the account too: while calls are refused for want of a connection, so is it."""
-    sandbox = Sandbox(SandboxConfig(connections=2))
-    try:
-        first = sandbox.connections[0]["id"]
-        async with _runtime(settings.model_copy(update={"connection_id": first}), sandbox):
-            pass
-        async with _runtime(settings, sandbox, serving=True) as runtime:
-            server, notifier = build_server(runtime)
-            runtime.upkeep.backoff = replace(FAST_RETRY, sleep=lambda _: _stop_after_one_wait())
-            with pytest.raises(_Stop):
-                await runtime.upkeep.keep_current(notifier.changed)
-            assert runtime.problem is not None
             sandbox.requests.clear()
             async with Client(server) as client:
+                result = await client.call_tool("retrieve-account-tags", {})
                 found = await client.complete(PromptReference(name="tag-leads"), {"name": "tag", "value": ""}, None)
     finally:
         sandbox.close()
     assert found.completion.values == []
     assert not [r for r in sandbox.requests if r["path"].endswith("/run")]
+    assert result.is_error
+    assert "2 Kartra connections are connected" in result.content[0].text  # type: ignore[union-attr]
+    assert "KARTRA_MCP_CONNECTION_ID" in result.content[0].text  # type: ignore[union-attr]
 
 
 class _Stop(Exception):

@@ -338,16 +338,9 @@ class AuditLog:
             found = self._db.execute(query, (*params, limit)).fetchall()
         return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]
 
-    async def read_rows(
-        self,
-        *,
-        since: float | None = None,
-        tool: str | None = None,
-        outcome: str | None = None,
-        limit: int = 1000,
-    ) -> list[AuditRow]:
+    async def read_rows(self, *, since: float | None = None, limit: int = 1000) -> list[AuditRow]:
         """`rows`, in the worker thread: while a write waits for the file, the event loop does not wait too."""
-        read = functools.partial(self.rows, since=since, tool=tool, outcome=outcome, limit=limit)
+        read = functools.partial(self.rows, since=since, limit=limit)
         return await anyio.to_thread.run_sync(read, limiter=self._limiter)
 
     def close(self) -> None:
