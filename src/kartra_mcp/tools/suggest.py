@@ -19,6 +19,7 @@ from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.policy import Policy, Target
+from kartra_mcp.tools.spec import Risk
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ class Suggester:
         if hit is not None and hit[0] > now:
             return hit[1]
         spec = self._catalog.by_action_key(action)
-        if spec is None or spec.action_id is None:
-            return []
+        if spec is None or spec.action_id is None or spec.risk is not Risk.READ:
+            return []  # a suggestion only ever reads (the person's [risk] table may class an action higher)
         if self._policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode != "allow":
             return []  # a read the policy would not run without a person is not run for a suggestion
         try:
