@@ -253,3 +253,14 @@ async def test_a_start_with_other_credentials_does_not_serve_the_connection_anot
             assert runtime.problem is not None and "Kartra is not available yet" in runtime.problem
     finally:
         other.close()
+
+
+async def test_a_closed_2025_session_is_not_kept_for_notifications(settings: Settings, sandbox: Sandbox) -> None:
+    async with _runtime(settings, sandbox) as runtime:
+        server, notifier = build_server(runtime)
+        for _ in range(3):
+            async with Client(server, mode="legacy") as client:
+                await client.list_tools()
+                assert notifier.held() == 1
+
+        assert notifier.held() == 0  # a server open for days must not keep every session it ever had
