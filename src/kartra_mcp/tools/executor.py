@@ -610,7 +610,13 @@ class Executor:
         spec, book, connection = call.spec, self.book, self.connection_id
         asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
         request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
-        answer = await confirmer.confirm(request)
+        try:
+            answer = await confirmer.confirm(request)
+        except anyio.get_cancelled_exc_class():
+            # The client went away or gave up while the person was asked: the attempt still leaves its row.
+            book.discard(asked)
+            self._record(call, "confirm", "elicitation", "declined", error="cancelled before the person answered")
+            raise
         if isinstance(answer, Deferred):
             self._record(call, "confirm", "elicitation", "awaiting_confirmation")
             return CallResult("Waiting for the person's answer.", awaiting=request)
