@@ -155,3 +155,11 @@ def test_without_a_terminal_the_refusal_names_no_policy_setting(tmp_path: Path) 
     said = done.stdout + done.stderr
     assert "--yes" in said and "nothing was sent" in said
     assert "on_unconfirmable" not in said and "policy" not in said, done.explain()
+
+
+def test_connect_says_plainly_when_membrane_refuses_the_token(tmp_path: Path) -> None:
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        env = _env(tmp_path, MEMBRANE_API_URL=sandbox.url, MEMBRANE_TOKEN="not-the-sandbox-token")
+        done = run([*KARTRA_MCP, "connect", "--timeout", "30"], env=env, timeout=60)
+    assert done.returncode == 1, done.explain()
+    assert done.stderr.startswith("kartra-mcp: ") and "Traceback" not in done.stderr, done.explain()

@@ -600,7 +600,7 @@ def _audit(args: argparse.Namespace) -> int:
         ("arguments", "ARGUMENTS  ! ERROR"),
     )
     print("\n".join(console.table(cells, columns)))
-    clipped = any("…" in cell["arguments"] for cell in cells)
+    clipped = any(len(json.dumps(r.arguments, ensure_ascii=False)) > 60 or len(r.error or "") > 80 for r in rows)
     _say(f"{len(rows)} row(s) from {path}" + ("; --json shows whole arguments and errors" if clipped else ""))
     return 0
 
@@ -649,6 +649,7 @@ async def _wait_for_connection(client: MembraneClient, timeout: float) -> Connec
 
     countdown = console.Countdown(sys.stderr)
     connection: Connection | None = None
+    failure: KartraMCPError | None = None
 
     async def tick(deadline: float) -> None:
         while True:
@@ -664,11 +665,16 @@ async def _wait_for_connection(client: MembraneClient, timeout: float) -> Connec
             )
             group.start_soon(tick, time.monotonic() + timeout)
 
-        with anyio.move_on_after(timeout):
-            # connect_kartra's own limit is later, so the countdown's is the one a person meets.
-            connection = await connect_kartra(client, show_url=show, timeout=timeout + 60)
+        try:
+            with anyio.move_on_after(timeout):
+                # connect_kartra's own limit is later, so the countdown's is the one a person meets.
+                connection = await connect_kartra(client, show_url=show, timeout=timeout + 60)
+        except KartraMCPError as exc:
+            failure = exc  # raised below, so it reaches the person as itself, not in an exception group
         group.cancel_scope.cancel()
     countdown.end()
+    if failure is not None:
+        raise failure
     return connection
 
 
