@@ -357,3 +357,28 @@ async def test_the_hourly_cap_counts_only_this_connection_s_calls(
             "refund-transaction", {"transaction_id": samples["refundable_transaction"]["transaction_id"]}
         )
     assert not result.is_error, text_of(result)
+
+
+async def test_a_refund_refused_because_its_row_cannot_be_written_no_longer_counts_toward_the_limit(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any], log_path: Path
+) -> None:
+    """Its hold on the transaction's refund limit is released: nothing was sent, so nothing was refunded."""
+    tx = samples["refundable_transaction"]
+    part, limit = round(tx["amount"] * 0.45, 2), round(tx["amount"] * 0.75, 2)
+    refund = {"transaction_id": tx["transaction_id"], "refund_amount": part}
+    audit = AuditLog(log_path, busy_timeout=0.05)
+    try:
+        async with (
+            open_runtime(
+                settings, sandbox=sandbox, policy=Policy(max_refund_amount=limit), retry=FAST_RETRY, audit=audit
+            ) as runtime,
+            connect(runtime, "legacy", Person("accept")) as client,
+        ):
+            with write_lock_held(log_path):
+                refused = await client.call_tool("refund-transaction", refund)
+            again = await client.call_tool("refund-transaction", refund)
+    finally:
+        audit.close()
+    assert refused.is_error and "nothing was sent" in text_of(refused)
+    assert not again.is_error, text_of(again)
+    assert sandbox.account.refunded_amount(int(tx["transaction_id"])) == part
