@@ -18,6 +18,7 @@ import pytest
 from kartra_mcp.errors import MembraneProtocolError, MembraneRateLimited, MembraneTimeout
 from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
+from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import SANDBOX_URL
 from tests.conftest import FAST_RETRY
 from tests.sandbox.conftest import error_body, http_client, kartra, snapshot
@@ -156,8 +157,8 @@ async def test_a_after_the_request_carries_out_the_write_once_and_loses_the_answ
         )
     assert [r["path"] for r in sandbox.requests] == ["/actions/give-points-to-lead/run"]
     assert await _score(client) == before + 5
-    assert [(log["actionKey"], log["status"]) for log in sandbox.run_logs.values()] == [
-        ("give-points-to-lead", "success")
+    assert [(log["name"], log["status"]) for log in sandbox.run_logs.values()] == [
+        (BY_KEY["give-points-to-lead"].name, "success")
     ]
 
 
