@@ -11,7 +11,7 @@ absent rather than null, and `action` the `/act` body that replays the run.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,11 +85,11 @@ def _api(api: Any) -> ApiCall:
     return ApiCall(str(method), path, api.get("body", api.get("data")), dict(headers), dict(query))
 
 
-def route_alias(raw: bytes) -> str:
+def route_alias(raw: bytes, action_id: Callable[[str], str]) -> str:
     """What an `/act` body runs, as a path the request log and fault rules can name.
 
-    `/act/<id or key>` for a reusable action, `/act/api` for a raw request, `/act` when the body
-    names nothing it could run.
+    `/act/action/<action id>` for a saved action (named by id or key), `/act/api` for a raw
+    request, `/act` when the body names nothing it could run.
     """
     try:
         body = json.loads(raw or b"{}")
@@ -99,7 +99,7 @@ def route_alias(raw: bytes) -> str:
         return "/act"
     for dispatch in ("id", "key"):
         if isinstance(body.get(dispatch), str):
-            return f"/act/{body[dispatch]}"
+            return f"/act/action/{action_id(body[dispatch])}"
     return "/act/api" if "api" in body else "/act"
 
 

@@ -186,7 +186,7 @@ class Sandbox:
         """Record every request that reaches the sandbox, faulted or not, for tests to count.
 
         An `/act` request is also recorded, and matched by fault rules, under what it runs
-        (`/act/<action id or key>`, `/act/api`), since its path alone says nothing.
+        (`/act/action/<action id>`, `/act/api`), since its path alone says nothing.
         """
         if scope["type"] == "http" and not scope["path"].startswith(ADMIN_PREFIX):
             record = {
@@ -196,7 +196,7 @@ class Sandbox:
             }
             if scope["method"] == "POST" and scope["path"] == "/act" and "act" not in self.config.without:
                 raw, receive = await _buffered(receive)
-                record["runs"] = scope[ROUTE_ALIAS] = act.route_alias(raw)
+                record["runs"] = scope[ROUTE_ALIAS] = act.route_alias(raw, self._action_id)
             self.requests.append(record)
         await self.faults(scope, receive, send)
 
@@ -422,6 +422,12 @@ class Sandbox:
         if action.output_schema is not None:
             data["outputSchema"] = action.output_schema
         return data
+
+    def _action_id(self, selector: str) -> str:
+        try:
+            return self.action(selector).id
+        except MembraneRefusal:
+            return selector
 
     def action(self, selector: str) -> ActionDef:
         """An action by id, key or `kartra.key`."""
