@@ -50,7 +50,7 @@ def _operations(spec: dict[str, Any]) -> set[str]:
     return {op["operationId"] for item in spec["paths"].values() for op in item.values()}
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Request:
     """An httpx2 request as openapi-core reads one, addressed to Membrane's published server."""
 
