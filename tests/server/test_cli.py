@@ -11,6 +11,7 @@ import pytest
 from kartra_mcp.server.cli import TerminalConfirmer, main, parse_since
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.audit import AuditLog
+from tests.processes import standalone_sandbox
 
 REFUNDABLE = {"transaction_id": "700001"}  # the default seed's first refundable sale
 
@@ -95,8 +96,42 @@ def test_doctor_passes_every_check_on_the_sandbox(audit_db: Path, capsys: pytest
     assert main(["doctor", "--sandbox"]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out
-    for check in ("settings", "policy", "audit log", "Membrane API", "Kartra connection", "actions"):
+    for check in ("settings", "policy", "audit log", "Membrane API", "Kartra connection", "actions", "routes"):
         assert f"PASS  {check}:" in out
+    assert "POST /act answered" in out and "the connection proxy answered" in out
+
+
+@pytest.mark.parametrize(
+    ("missing", "code", "said"),
+    [
+        pytest.param(["POST /act"], 0, ["PASS  routes: POST /act not served", "proxy answered"], id="no act"),
+        pytest.param(
+            ["POST /act", "GET /connections/*/proxy*"],
+            1,
+            ["FAIL  routes: POST /act not served", "proxy is not served", "fix:"],
+            id="neither",
+        ),
+    ],
+)
+def test_doctor_reports_the_routes_a_deployment_lacks_and_runs_nothing(
+    missing: list[str],
+    code: int,
+    said: list[str],
+    audit_db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faults = json.dumps([{"route": route, "status": 404} for route in missing])  # answered as a missing route
+    with standalone_sandbox(tmp_path / "sandbox", "--faults", faults) as sandbox:
+        monkeypatch.setenv("MEMBRANE_API_URL", sandbox.url)
+        monkeypatch.setenv("MEMBRANE_TOKEN", sandbox.token)
+        assert main(["doctor"]) == code
+        runs = sandbox.state()["counts"]["action_runs"]
+    out = capsys.readouterr().out
+    for text in said:
+        assert text in out, out
+    assert runs == 0
 
 
 def test_doctor_without_credentials_fails_with_a_fix(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

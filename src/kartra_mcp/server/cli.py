@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from kartra_mcp import __version__
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
-from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
+from kartra_mcp.membrane import ConnectionRequest, MembraneClient, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
 from kartra_mcp.server.app import build_server, refresh_and_notify
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
@@ -315,6 +315,25 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
     )
 
 
+async def _route_check(client: MembraneClient, connection_id: str, checks: _Checks) -> None:
+    """Which of Membrane's routes this deployment answers, asked without running anything."""
+    support = await client.route_support(connection_id)
+    act = (
+        "POST /act answered (runs and raw requests go through it)"
+        if support.act
+        else "POST /act not served, so runs use the deprecated POST /actions/{id}/run"
+    )
+    proxy = "the connection proxy answered" if support.proxy else "the connection proxy is not served"
+    if support.act or support.proxy:
+        checks.ok("routes", f"{act}; {proxy}")
+    else:
+        checks.fail(
+            "routes",
+            f"{act}; {proxy}, so kartra-api-request cannot reach Kartra",
+            "point MEMBRANE_API_URL at Membrane's API itself, not at a proxy in front of it",
+        )
+
+
 async def _doctor(args: argparse.Namespace) -> int:
     checks = _Checks()
     settings = _settings(args)
@@ -369,6 +388,7 @@ async def _doctor(args: argparse.Namespace) -> int:
                 checks.ok("actions", f"{len(actions)} Kartra actions listed in {elapsed:.0f} ms")
             else:
                 checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
+            await _route_check(client, connection.id, checks)
             if policy is not None:
                 known = {a.key for a in actions} | set(ACTIONS) | set(BUILTIN_NAMES)
                 unknown = policy.unknown_actions(known)
