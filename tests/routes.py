@@ -42,3 +42,10 @@ def carried_by(requests: Iterable[Mapping[str, str]]) -> set[str]:
         elif (r["path"].startswith("/actions/") and r["path"].endswith("/run")) or "/proxy" in r["path"]:
             found.add("legacy")
     return found
+
+
+def ran(requests: Iterable[Mapping[str, str]], action_id: str) -> bool:
+    """Whether a run of the action (by its id) reached the sandbox, on either route."""
+    return any(
+        r["path"] == f"/actions/{action_id}/run" or r.get("runs") == f"/act/action/{action_id}" for r in requests
+    )

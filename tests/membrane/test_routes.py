@@ -13,7 +13,7 @@ from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import SANDBOX_URL
 from tests.conftest import FAST_RETRY
-from tests.routes import ROUTES, raw_rule, run_rule
+from tests.routes import ROUTES, carried_by, raw_rule, run_rule
 
 GET_LEAD = {"get_lead": {"id": "1"}}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -170,3 +170,23 @@ async def test_route_support_says_what_the_deployment_answers_without_running_an
         support = await client.route_support(sandbox.connections[0]["id"])
     assert (support.act, support.proxy) == (act, proxy)
     assert sandbox.state()["counts"] == before
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        pytest.param(FORM, b"get_lead%5Bid%5D=1", id="form"),
+        pytest.param({"Content-Type": "application/json"}, b'{"get_lead": {"id": "1"}}', id="json"),
+    ],
+)
+async def test_a_raw_request_reaches_kartra_alike_on_either_route(
+    route: str, headers: dict[str, str], body: bytes
+) -> None:
+    sandbox = _box(*(["act"] if route == "legacy" else []))
+    async for client in _opened(sandbox):
+        response = await client.proxy(
+            sandbox.connections[0]["id"], "POST", "/", headers=headers, body=body, query={"x": "1"}, retry_safe=True
+        )
+    assert (response.status_code, response.data()["lead_details"]["id"]) == (200, "1")
+    assert carried_by(sandbox.requests) == {route}
