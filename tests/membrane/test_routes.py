@@ -9,9 +9,11 @@ import pytest
 
 from kartra_mcp.errors import MembraneBadRequest, MembraneNotFound, MembraneRunFailed, MembraneServerError
 from kartra_mcp.membrane import BearerToken, MembraneClient
+from kartra_mcp.membrane.routes import answer
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import SANDBOX_URL
+from kartra_mcp.tools.answers import garbled_answer
 from tests.conftest import FAST_RETRY
 from tests.routes import ROUTES, carried_by, raw_rule, run_rule
 
@@ -190,3 +192,18 @@ async def test_a_raw_request_reaches_kartra_alike_on_either_route(
         )
     assert (response.status_code, response.data()["lead_details"]["id"]) == (200, "1")
     assert carried_by(sandbox.requests) == {route}
+
+
+@pytest.mark.parametrize(
+    ("output", "body"),
+    [
+        pytest.param({"status": "Success"}, b'{"status": "Success"}', id="JSON stays JSON"),
+        pytest.param("<html>Bad gateway</html>", b"<html>Bad gateway</html>", id="text stays text"),
+        pytest.param(None, b"", id="nothing stays empty"),
+    ],
+)
+def test_an_act_output_becomes_the_body_kartra_sent_so_garbled_answers_are_judged_alike(
+    output: object, body: bytes
+) -> None:
+    assert answer(output).body == body
+    assert (garbled_answer(200, answer(output).body) is None) is isinstance(output, dict)

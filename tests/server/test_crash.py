@@ -19,7 +19,7 @@ def _outcomes(audit_db: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(audit_db) as db:
         try:
             return [(row[0], row[1]) for row in db.execute("SELECT tool, outcome FROM calls ORDER BY id")]
-        except sqlite3.OperationalError:  # the file exists a moment before its table does
+        except sqlite3.OperationalError:  # the server has created the file but not yet its table
             return []
 
 

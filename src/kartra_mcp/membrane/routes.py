@@ -85,4 +85,13 @@ def upstream_answer(error: MembraneApiError) -> ProxyResponse | None:
 
 
 def _encode(value: Any) -> bytes:
-    return b"" if value is None else json.dumps(value).encode()
+    """The body the upstream sent: its JSON re-encoded, its text as it was, nothing as empty.
+
+    Text stays text (never a JSON string), so an HTML page or a cut-off body is judged the same
+    whichever route carried it.
+    """
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value).encode()
