@@ -263,6 +263,8 @@ class Executor:
         self._clock = clock
         self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
         self._proxy = proxy_spec()
+        # The cap's count and the intent row are two awaits on the audit log: no other call's row between.
+        self._intent_lock = anyio.Lock()
 
     @property
     def connection_id(self) -> str:
@@ -641,20 +643,21 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
-        # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
-        await self._check_rate(call)
         row = None
-        if call.risk is not Risk.READ:
-            # Written before sending, and if it cannot be, nothing is sent.
-            row = await self.audit.intent(
-                tool=call.spec.name,
-                action=call.action,
-                arguments=call.shown,
-                risk=call.risk.value,
-                decision=decision.mode,
-                confirmation=how if decision.mode == "confirm" else "policy",
-                connection=self.connection_id,
-            )
+        async with self._intent_lock:
+            # Checked again here, under the lock up to the intent row, so concurrent calls cannot overrun the cap.
+            await self._check_rate(call)
+            if call.risk is not Risk.READ:
+                # Written before sending, and if it cannot be, nothing is sent.
+                row = await self.audit.intent(
+                    tool=call.spec.name,
+                    action=call.action,
+                    arguments=call.shown,
+                    risk=call.risk.value,
+                    decision=decision.mode,
+                    confirmation=how if decision.mode == "confirm" else "policy",
+                    connection=self.connection_id,
+                )
         try:
             sent = await call.send()
         except MembraneError as exc:
