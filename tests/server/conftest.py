@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
@@ -56,3 +58,15 @@ def text_of(result: CallToolResult) -> str:
     block = result.content[0]
     assert isinstance(block, TextContent)
     return block.text
+
+
+# Two of today's actions that an older cached catalog lacks.
+DROPPED = {"refund-transaction", "get-lead"}
+
+
+def age_the_cache(cache_dir: Path) -> None:
+    """Make the cached catalog an older one, without the actions in `DROPPED`."""
+    (path,) = cache_dir.glob("catalog-*.json")
+    data = json.loads(path.read_text())
+    data["actions"] = [a for a in data["actions"] if a["key"] not in DROPPED]
+    path.write_text(json.dumps(data))

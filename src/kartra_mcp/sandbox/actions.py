@@ -58,9 +58,11 @@ def _obj(properties: Mapping[str, Schema], required: tuple[str, ...] = (), **ext
 
 _LEAD_KEYS: dict[str, Schema] = {
     "email": _s(
-        "Email address of the lead. Give this or lead_id.", format="email", referenceCollection={"key": "leads"}
+        "Email address of the lead. Give this or lead_id.",
+        format="email",
+        referenceCollection={"key": "leads"},
     ),
-    "lead_id": _s("Kartra's id of the lead. Wins over email when both are given.", isImplied=True),
+    "lead_id": _s("Kartra's id of the lead. Give this or email.", isImplied=True),
 }
 _STATUS: Schema = _s("Success or Error.", enum=["Success", "Error"])
 _MESSAGE: Schema = _s("What Kartra did, in words.")

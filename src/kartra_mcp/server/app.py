@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from mcp import MCPError
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.server.subscriptions import ListenHandler
 from mcp.types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -24,12 +22,12 @@ from mcp.types import (
     Tool,
     ToolAnnotations,
 )
-from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
-from kartra_mcp.errors import MembraneError
+from kartra_mcp.server import logs, progress, prompts, resources
 from kartra_mcp.server.confirmers import confirmer_for, input_required
+from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.executor import CallResult
 from kartra_mcp.tools.spec import ToolSpec
@@ -37,7 +35,6 @@ from kartra_mcp.tools.spec import ToolSpec
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-_MAX_LEGACY_SESSIONS = 1000
 
 INSTRUCTIONS = (
     "Operate a Kartra account (leads, tags, lists, sequences, memberships, products, transactions, subscriptions) "
@@ -67,45 +64,6 @@ class KartraServer(Server[Any]):
         return super().create_initialization_options(
             notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
         )
-
-
-class ToolListNotifier:
-    """Tells clients of both eras that the tool list changed."""
-
-    def __init__(self) -> None:
-        self.bus = InMemorySubscriptionBus()
-        # One recent session per legacy connection: its standalone channel reaches that client.
-        self._legacy: OrderedDict[int, ServerSession] = OrderedDict()
-
-    def seen(self, ctx: ServerRequestContext[Any, Any]) -> None:
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return
-        key = id(ctx.session._connection)
-        self._legacy[key] = ctx.session
-        self._legacy.move_to_end(key)
-        while len(self._legacy) > _MAX_LEGACY_SESSIONS:
-            self._legacy.popitem(last=False)
-
-    async def changed(self) -> None:
-        await self.bus.publish(ToolsListChanged())
-        for key, session in list(self._legacy.items()):
-            try:
-                await session.send_tool_list_changed()
-            except Exception:  # a closed connection: forget it
-                self._legacy.pop(key, None)
-
-
-async def refresh_and_notify(runtime: Runtime, notifier: ToolListNotifier) -> bool:
-    """Fetch the catalog again (after a start from the cache) and tell clients if it changed."""
-    try:
-        changed = await runtime.catalog.refresh()
-    except MembraneError as exc:
-        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
-        return False
-    if changed:
-        logger.info("the Kartra action catalog changed; telling clients")
-        await notifier.changed()
-    return changed
 
 
 def tool_for(spec: ToolSpec, description: str) -> Tool:
@@ -170,6 +128,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
         notifier.seen(ctx)
+        if runtime.problem is not None:  # no connection to send anything to: say why, send nothing
+            return CallToolResult(content=[TextContent(type="text", text=runtime.problem)], is_error=True)
         result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
         if result.awaiting is not None:
             return input_required(result.awaiting)
@@ -180,6 +140,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
+    if runtime.problem is not None:
+        instructions = f"AT START: {runtime.problem}\n\n{instructions}"
     server = KartraServer(
         "kartra-mcp",
         version=__version__,
@@ -193,4 +155,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)
+    resources.register(server, notifier, resources.default_sources(runtime))
+    logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
+    progress.register(server)
+    prompts.register(server, runtime)
     return server, notifier

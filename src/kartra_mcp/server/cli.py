@@ -8,6 +8,7 @@ go to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -30,8 +31,8 @@ from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, MembraneClient, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
-from kartra_mcp.server.app import build_server, refresh_and_notify
-from kartra_mcp.server.http import check_binding, is_loopback, serve_http
+from kartra_mcp.server.app import build_server
+from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
@@ -91,19 +92,22 @@ async def _serve(args: argparse.Namespace) -> int:
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
+    sock = None
     if args.transport == "http":
         check_binding(args.host, token)
-    async with open_runtime(settings, sandbox=sandbox) as runtime:
-        server, notifier = build_server(runtime)
-        async with anyio.create_task_group() as group:
-            if runtime.catalog.loaded_from_cache:
-                group.start_soon(refresh_and_notify, runtime, notifier)
-            if args.transport == "http":
-                await serve_http(server, host=args.host, port=args.port, token=token)
-            else:
-                async with stdio_server() as (read, write):
-                    await server.run(read, write, server.create_initialization_options())
-            group.cancel_scope.cancel()
+        sock = listen(args.host, args.port)
+    # Membrane down must not stop the server: it starts from the cache, or says why it has no tools.
+    with sock if sock is not None else contextlib.nullcontext():
+        async with open_runtime(settings, sandbox=sandbox, start_timeout=settings.start_timeout) as runtime:
+            server, notifier = build_server(runtime)
+            async with anyio.create_task_group() as group:
+                group.start_soon(runtime.upkeep.keep_current, notifier.changed)
+                if sock is not None:
+                    await serve_http(server, sock=sock, host=args.host, token=token)
+                else:
+                    async with stdio_server() as (read, write):
+                        await server.run(read, write, server.create_initialization_options())
+                group.cancel_scope.cancel()
     return 0
 
 
@@ -202,7 +206,9 @@ async def _tools(args: argparse.Namespace) -> int:
         width = max(len(r["name"]) for r in rows)
         for row in rows:
             print(f"{row['name']:<{width}}  {row['risk']:<11}  {row['policy']:<7}  {row['title']}")
-        _say(f"{len(rows)} tools ({runtime.connection.name}, connection {runtime.connection.id})")
+        connection = runtime.connection
+        assert connection is not None  # a runtime opened without a start timeout has resolved it
+        _say(f"{len(rows)} tools ({connection.name}, connection {connection.id})")
     return 0
 
 

@@ -70,14 +70,18 @@ class Catalog:
         self._client = client
         self.connection_id = connection_id
         self._reserved = frozenset(reserved)
-        self._cache = cache_dir / f"catalog-{self._cache_key()}.json" if cache_dir else None
+        self._cache_dir = cache_dir
         self._specs: dict[str, ToolSpec] = {}
         self._by_key: dict[str, ToolSpec] = {}
         self._fingerprint = ""
         self.loaded_from_cache = False
 
-    def _cache_key(self) -> str:
-        return hashlib.sha256(f"{self._client.base_url}|{self.connection_id}".encode()).hexdigest()[:16]
+    @property
+    def _cache(self) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        key = hashlib.sha256(f"{self._client.base_url}|{self.connection_id}".encode()).hexdigest()[:16]
+        return self._cache_dir / f"catalog-{key}.json"
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -91,13 +95,31 @@ class Catalog:
 
     async def start(self) -> bool:
         """Load the tools: from the cache when there is one (True), else from Membrane (False)."""
-        cached = self._read_cache()
-        if cached is not None:
-            self._install(cached)
-            self.loaded_from_cache = True
+        if self.load_cache():
             return True
         await self.refresh()
         return False
+
+    def load_cache(self) -> bool:
+        """Serve the cached tools of this connection, if a usable cache holds them; never asks Membrane."""
+        cached = self._read_cache() if self.connection_id else None
+        if cached is None:
+            return False
+        self._install(cached)
+        self.loaded_from_cache = True
+        return True
+
+    def use_connection(self, connection_id: str) -> bool:
+        """Serve another connection's tools from now on; True when it is another one.
+
+        The tools of the old connection are dropped at once: they must not run on the new one.
+        """
+        if connection_id == self.connection_id:
+            return False
+        self.connection_id = connection_id
+        self._install([])
+        self.loaded_from_cache = False
+        return True
 
     async def refresh(self) -> bool:
         """Fetch the actions again; True when the tools changed."""
@@ -166,19 +188,24 @@ class Catalog:
         return changed
 
     def _read_cache(self) -> list[Action] | None:
-        if self._cache is None or not self._cache.exists():
+        """The cached actions; a cache that cannot be used is treated as absent, never as a reason to stop."""
+        path = self._cache
+        if path is None or not path.exists():
             return None
         try:
-            data = json.loads(self._cache.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("actions"), list):
+                raise ValueError("it is not a catalog (an object with a list of actions)")
             if data.get("version") != _CACHE_VERSION or data.get("connection_id") != self.connection_id:
                 return None
             return [Action.model_validate(item) for item in data["actions"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring the catalog cache %s: %s", self._cache, exc)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            logger.warning("ignoring the catalog cache %s (it will be written again): %s", path, exc)
             return None
 
     def _write_cache(self, actions: Sequence[Action]) -> None:
-        if self._cache is None:
+        path = self._cache
+        if path is None:
             return
         payload: dict[str, Any] = {
             "version": _CACHE_VERSION,
@@ -186,9 +213,9 @@ class Catalog:
             "actions": [a.model_dump(by_alias=True, exclude_none=True) for a in actions],
         }
         try:
-            self._cache.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self._cache.with_suffix(".tmp")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(payload), encoding="utf-8")
-            temporary.replace(self._cache)
+            temporary.replace(path)
         except OSError as exc:
-            logger.warning("could not write the catalog cache %s: %s", self._cache, exc)
+            logger.warning("could not write the catalog cache %s: %s", path, exc)

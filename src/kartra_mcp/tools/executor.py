@@ -47,12 +47,12 @@ from kartra_mcp.errors import (
     UnknownToolError,
 )
 from kartra_mcp.membrane import MembraneClient
-from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
 from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
+from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
 from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
 from kartra_mcp.tools.preview import Preview, Previewer
@@ -166,11 +166,12 @@ class _Call:
 
 # -- the built-in tools ----------------------------------------------------------------------------
 
-_CONFIRMATION_NOTE = (
-    "Needs a person's confirmation before it runs: the server asks them directly when the client can. Otherwise "
-    "the result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
-    "and only then call confirm-action. Never confirm on their behalf."
+_HOW_CONFIRMED = (
+    "the server asks them directly when the client can. Otherwise the result is a preview and a confirmation_id: "
+    "show the preview to the person, wait for their explicit yes, and only then call confirm-action. Never confirm "
+    "on their behalf."
 )
+_CONFIRMATION_NOTE = "Needs a person's confirmation before it runs: " + _HOW_CONFIRMED
 
 _CONFIRM_SPEC = ToolSpec(
     name=CONFIRM_TOOL,
@@ -293,6 +294,8 @@ class Executor:
         notes: list[str] = []
         if spec.kind == "action":
             notes.append(f"Risk: {spec.risk.value}.")
+            if lead_note := one_lead_note(spec.action_key, spec.input_schema):
+                notes.append(lead_note)
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
                 notes.append(_CONFIRMATION_NOTE)
             if spec.risk is Risk.CRITICAL:
@@ -300,7 +303,9 @@ class Executor:
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
-            notes.append("Calls that change or remove things may need a person's confirmation: " + _CONFIRMATION_NOTE)
+            notes.append(
+                "Calls that change or remove things may need a person's confirmation before they run: " + _HOW_CONFIRMED
+            )
         return f"{spec.description}\n\n{' '.join(notes)}"
 
     # -- calling ------------------------------------------------------------------------------
@@ -325,14 +330,14 @@ class Executor:
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
         spec = self._lookup(name, arguments)
-        self._check_arguments(spec, arguments)
+        arguments = self._check_arguments(spec, arguments)
         if spec.kind == "confirm":
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
-            self._check_arguments(spec, arguments)
+            arguments = self._check_arguments(spec, arguments)
         call = self._prepare(spec, arguments)
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
@@ -357,11 +362,13 @@ class Executor:
             self._refuse_hidden(spec, arguments)
         raise UnknownToolError(name, difflib.get_close_matches(name, sorted(listed), n=3))
 
-    def _check_arguments(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
-        """Check the bounds, then the schema; a refused attempt at a tool that is not a read leaves a row."""
+    def _check_arguments(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments to send (whole numbers taken as text where the schema wants text), once they pass
+        the bounds and the schema; a refused attempt at a tool that is not a read leaves a row."""
         try:
             check_bounds(spec.name, arguments)
-            check_arguments(spec.name, spec.input_schema, arguments)
+            checked: dict[str, Any] = checked_arguments(spec.name, spec.input_schema, arguments)
+            return checked
         except InvalidArgumentsError as exc:
             if spec.risk is not Risk.READ:
                 self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", str(exc))

@@ -168,6 +168,20 @@ def ambiguity(invocation: Invocation) -> str | None:
     return None
 
 
+def one_lead_note(action_key: str | None, schema: Mapping[str, Any]) -> str | None:
+    """For a known change that can name its lead more than one way: say that a call may use only one.
+
+    Reads are not held to it (Kartra takes the id, and nothing changes), so they get no note.
+    """
+    known = ACTIONS.get(action_key or "")
+    if known is None or known.risk is Risk.READ:
+        return None
+    named = [k for k in _LEAD_KEYS if k in schema.get("properties", {})]
+    if len(named) < 2:
+        return None
+    return f"Name the lead by {' or by '.join(named)}, never more than one: a call that gives both is refused."
+
+
 def invocations_for_action(key: str, arguments: Mapping[str, Any]) -> list[Invocation]:
     """The Kartra command a known action runs, with its arguments as the command's parameters."""
     known = ACTIONS.get(key)
