@@ -35,6 +35,7 @@ from kartra_mcp.server.app import build_server
 from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
+from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import (
     BUILTIN_NAMES,
@@ -177,13 +178,19 @@ def _sandbox(args: argparse.Namespace) -> int:
 # -- tools and call ---------------------------------------------------------------------------
 
 
+UNVOUCHED_NOTE = (
+    "* critical only because nothing vouches for a lower class (kartra-mcp's table, a Membrane read type); "
+    'a person can class their own actions in the policy\'s [risk] table, e.g. "lookup-order" = "read"'
+)
+
+
 async def _tools(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     async with open_runtime(settings, sandbox=sandbox) as runtime:
         executor = runtime.executor
-        rows = []
+        rows: list[dict[str, Any]] = []
         for spec in executor.tools():
             mode = (
                 executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
@@ -194,6 +201,8 @@ async def _tools(args: argparse.Namespace) -> int:
                 {
                     "name": spec.name,
                     "risk": spec.risk.value,
+                    # None: critical only because nothing (built-in table, read type, [risk]) vouches lower
+                    "vouched_by": spec.vouched_by if spec.kind == "action" else "built-in tool",
                     "policy": mode,
                     "title": spec.title,
                     "description": executor.describe(spec),
@@ -205,7 +214,10 @@ async def _tools(args: argparse.Namespace) -> int:
     else:
         width = max(len(r["name"]) for r in rows)
         for row in rows:
-            print(f"{row['name']:<{width}}  {row['risk']:<11}  {row['policy']:<7}  {row['title']}")
+            risk = row["risk"] + ("*" if row["vouched_by"] is None else "")
+            print(f"{row['name']:<{width}}  {risk:<11}  {row['policy']:<7}  {row['title']}")
+        if any(row["vouched_by"] is None for row in rows):
+            _say(UNVOUCHED_NOTE)
         connection = runtime.connection
         assert connection is not None  # a runtime opened without a start timeout has resolved it
         _say(f"{len(rows)} tools ({connection.name}, connection {connection.id})")
@@ -397,6 +409,17 @@ async def _doctor(args: argparse.Namespace) -> int:
                 checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
             await _route_check(client, connection.id, checks)
             if policy is not None:
+                unvouched = sorted(
+                    a.key or a.id
+                    for a in actions
+                    if classify(a.key or a.id, a.name, a.type, policy.risk).vouched_by is None
+                )
+                if unvouched:
+                    checks.ok(
+                        "classification",
+                        f"{len(unvouched)} critical only because nothing vouches for them "
+                        f"({', '.join(unvouched)}); {UNVOUCHED_NOTE.split('; ', 1)[1]}",
+                    )
                 known = {a.key for a in actions} | set(ACTIONS) | set(BUILTIN_NAMES)
                 unknown = policy.unknown_actions(known)
                 if unknown:

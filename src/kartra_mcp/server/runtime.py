@@ -125,7 +125,7 @@ async def open_runtime(
             cache_dir = None if sandbox else settings.cache_dir
             memory = ConnectionMemory(cache_dir, client.base_url) if cache_dir else None
             known = settings.connection_id or (memory.recall() if memory else None)
-            catalog = Catalog(client, known or "", cache_dir=cache_dir, reserved=BUILTIN_NAMES)
+            catalog = Catalog(client, known or "", cache_dir=cache_dir, reserved=BUILTIN_NAMES, risks=policy.risk)
             upkeep = CatalogUpkeep(client, catalog, connection_id=settings.connection_id, memory=memory)
             if start_timeout is None:
                 await upkeep.resolve()

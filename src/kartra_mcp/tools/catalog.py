@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import anyio
 from kartra_mcp.errors import MembraneError
 from kartra_mcp.membrane import Action, MembraneClient
 from kartra_mcp.schemas import normalize_input_schema, normalize_output_schema
-from kartra_mcp.tools.kartra_ops import classify_action
+from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.naming import tool_name
 from kartra_mcp.tools.spec import Risk, ToolSpec
 
@@ -30,11 +30,15 @@ _CACHE_VERSION = 1
 _DETAIL_FETCHES = 8
 
 
-def spec_for_action(action: Action, reserved: Iterable[str] = ()) -> ToolSpec:
-    """The tool for one action: its key as the name, its own words, a client-safe schema, its risk."""
+def spec_for_action(action: Action, reserved: Iterable[str] = (), risks: Mapping[str, Risk] | None = None) -> ToolSpec:
+    """The tool for one action: its key as the name, its own words, a client-safe schema, its risk.
+
+    `risks` are the person's own classes for actions (the policy's `[risk]` table), by action key.
+    """
     key = action.key or action.id
     normalized = normalize_input_schema(action.input_schema)
-    risk, idempotent = classify_action(key, action.name, action.type)
+    classed = classify(key, action.name or "", action.type, risks)
+    risk = classed.risk
     title = action.name or key
     description = (action.description or "").strip() or title
     for note in normalized.warnings:
@@ -51,8 +55,9 @@ def spec_for_action(action: Action, reserved: Iterable[str] = ()) -> ToolSpec:
         action_id=action.id,
         action_key=key,
         wrapped=normalized.wrapped,
-        idempotent=idempotent,
+        idempotent=classed.idempotent,
         warnings=tuple(normalized.warnings),
+        vouched_by=classed.vouched_by,
     )
 
 
@@ -66,10 +71,12 @@ class Catalog:
         *,
         cache_dir: Path | None = None,
         reserved: Iterable[str] = (),
+        risks: Mapping[str, Risk] | None = None,
     ) -> None:
         self._client = client
         self.connection_id = connection_id
         self._reserved = frozenset(reserved)
+        self._risks = dict(risks or {})
         self._cache_dir = cache_dir
         self._specs: dict[str, ToolSpec] = {}
         self._by_key: dict[str, ToolSpec] = {}
@@ -157,7 +164,7 @@ class Catalog:
             if action.is_deactivated:
                 continue
             try:
-                spec = spec_for_action(action, self._reserved)
+                spec = spec_for_action(action, self._reserved, self._risks)
             except Exception:  # one broken action must never take the others down
                 logger.exception(
                     "action %s (%s) skipped: its definition cannot be turned into a tool", action.key, action.id

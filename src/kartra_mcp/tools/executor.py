@@ -17,6 +17,7 @@ or says it cannot.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -52,11 +53,13 @@ from kartra_mcp.tools.answers import garbled_answer, resend_garbled
 from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
+from kartra_mcp.tools.credentials import refuse_credentials, without_credentials
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
 from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
-from kartra_mcp.tools.preview import Preview, Previewer
+from kartra_mcp.tools.preview import Preview, Previewer, unchecked
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
+from kartra_mcp.tools.refund_ledger import MemoryRefundLedger, RefundLedger, hold_refund, refund_made, settling
 from kartra_mcp.tools.results import CHECK_WITH, describe_failure, kartra_failure, render
 from kartra_mcp.tools.spec import Risk, ToolSpec
 
@@ -254,6 +257,7 @@ class Executor:
         audit: AuditLog,
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
+        refunds: RefundLedger | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -262,10 +266,14 @@ class Executor:
         self.audit = audit
         self.tool_mode = tool_mode
         self._clock = clock
-        self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
+        self.refunds = refunds or MemoryRefundLedger()
+        self._counting = anyio.Lock()
+        self.previewer = Previewer(
+            self._read,
+            max_refund_amount=policy.max_refund_amount,
+            counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
+        )
         self._proxy = proxy_spec()
-        # The cap's count and the intent row are two awaits on the audit log: no other call's row between.
-        self._intent_lock = anyio.Lock()
 
     @property
     def connection_id(self) -> str:
@@ -277,13 +285,18 @@ class Executor:
         """The tools to list, in a stable order, under the policy."""
         policy = self.policy
         if self.tool_mode == "search":
-            listed = [_SEARCH_SPEC, _RUN_SPEC]
+            listed = [s for s in (_SEARCH_SPEC, _RUN_SPEC) if policy.actions.get(s.name) != "deny"]
         else:
             listed = [s for s in self.catalog.specs if policy.visible(s.name, s.risk, s.action_key)]
         if policy.actions.get(PROXY_TOOL) != "deny":
             listed.append(self._proxy)
         may_ask = any(m == "confirm" for m in (*policy.classes.values(), *policy.actions.values()))
-        if may_ask and policy.on_unconfirmable == "token" and not (policy.read_only or policy.kill_switch):
+        if (
+            may_ask
+            and policy.on_unconfirmable == "token"
+            and policy.actions.get(CONFIRM_TOOL) != "deny"
+            and not (policy.read_only or policy.kill_switch)
+        ):
             listed.append(_CONFIRM_SPEC)
         return listed
 
@@ -363,15 +376,19 @@ class Executor:
         raise UnknownToolError(name, difflib.get_close_matches(name, sorted(listed), n=3))
 
     def _check_arguments(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments to send (whole numbers taken as text where the schema wants text), once they pass
-        the bounds and the schema; a refused attempt at a tool that is not a read leaves a row."""
+        """The arguments to send (whole numbers taken as text where the schema wants text), once they carry no
+        Kartra credential and pass the bounds and the schema; a refused attempt at a tool that is not a read
+        leaves a row."""
+        if spec.kind == "action":
+            refuse_credentials(spec, arguments, self._audit)
         try:
             check_bounds(spec.name, arguments)
             checked: dict[str, Any] = checked_arguments(spec.name, spec.input_schema, arguments)
             return checked
         except InvalidArgumentsError as exc:
             if spec.risk is not Risk.READ:
-                self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", str(exc))
+                shown = without_credentials(arguments)
+                self._audit(spec.name, spec.action_key, shown, spec.risk, "deny", None, "refused", str(exc))
             raise
 
     def _refuse_hidden(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> NoReturn:
@@ -379,7 +396,9 @@ class Executor:
         reason = self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).reason or (
             f"{spec.name} is not available under the current policy."
         )
-        self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", reason)
+        self._audit(
+            spec.name, spec.action_key, without_credentials(arguments), spec.risk, "deny", None, "refused", reason
+        )
         raise ActionDenied(reason)
 
     def _run_target(self, arguments: Mapping[str, Any]) -> tuple[ToolSpec, dict[str, Any]]:
@@ -410,7 +429,8 @@ class Executor:
             try:
                 request = build_request(arguments)
             except ProxyRequestRefused as exc:
-                self._audit(spec.name, None, arguments, Risk.CRITICAL, "deny", None, "refused", str(exc))
+                shown = without_credentials(arguments)
+                self._audit(spec.name, None, shown, Risk.CRITICAL, "deny", None, "refused", str(exc))
                 raise
             invocations = request.invocations
             targets = [Target(i.action, i.risk) for i in invocations]
@@ -501,10 +521,22 @@ class Executor:
                     "was sent. Try again shortly.",
                     rule="cap",
                 )
-            return Preview(
-                f"{call.spec.title} with {json.dumps(call.arguments, default=str)}",
-                warning=f"The details could not be fetched ({exc}); check them before confirming.",
-            )
+            return unchecked(call.spec.title, call.arguments, "The details could not be fetched.")
+
+    async def _hold_refund(self, call: _Call) -> None:
+        """Under a refund limit, reserve the refund against its transaction's limit until it is settled."""
+        refund = next((i for i in call.invocations if i.cmd == "refund_transaction"), None)
+        limit = self.policy.max_refund_amount
+        if limit is None or refund is None:
+            return
+        try:
+            facts = await self.previewer.refund_facts(refund)
+            hold = await hold_refund(self.refunds, self.connection_id, facts, limit)
+        except ActionDenied as exc:
+            self._refuse(call, exc.reason, rule=exc.rule)
+        except MembraneError as exc:
+            self._refuse(call, f"The refund could not be checked against the policy's limit ({exc}); nothing was sent.")
+        call.send = settling(self.refunds, hold, call.send, lambda sent: refund_made(sent.status, sent.data))
 
     def _check_targets(self, call: _Call) -> None:
         """A change names each target once, and a request holds at most one critical command."""
@@ -650,10 +682,14 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
-        row = None
-        async with self._intent_lock:
-            # Checked again here, under the lock up to the intent row, so concurrent calls cannot overrun the cap.
+        await self._hold_refund(call)
+        # Checked again here, and the intent row written, under one lock: both wait for the audit log's
+        # worker, so without it concurrent calls could all count before any writes and overrun the cap.
+        # Only capped calls take it, so a slow audit log never holds up reads.
+        capped = call.risk is Risk.CRITICAL and self.policy.max_critical_calls_per_hour is not None
+        async with self._counting if capped else contextlib.nullcontext():
             await self._check_rate(call)
+            row = None
             if call.risk is not Risk.READ:
                 # Written before sending, and if it cannot be, nothing is sent.
                 row = await self.audit.intent(
