@@ -118,7 +118,7 @@ async def test_a_call_cancelled_while_the_person_is_asked_leaves_a_row_and_sends
                 await anyio.sleep(0.02)
         rows = _rows(runtime.audit, "refund-transaction")
     assert rows[-1][1] in ("declined", "awaiting_confirmation"), rows
-    assert not [r for r in sandbox.requests if r["path"].endswith("/run") and "refund" in r["path"]]
+    assert not ran(sandbox.requests, BY_KEY["refund-transaction"].id)
 
 
 async def test_a_write_whose_intent_row_cannot_be_written_is_not_sent(
