@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     audit_db: Path = Field(default_factory=lambda: _platform_dir("state") / "audit.sqlite3")
     cache_dir: Path = Field(default_factory=lambda: _platform_dir("cache"))
     http_token: SecretStr | None = None
+    # Approvals: how long a call waits for the person's answer in their browser (stdio), the approver
+    # credential of the HTTP approval inbox, a webhook told of each pending call, and the public URL
+    # of an HTTP deployment (behind a proxy), so links and the page's origin check are right.
+    approval_timeout: float = Field(120.0, gt=0, le=3600)
+    approver_token: SecretStr | None = None
+    approval_webhook: str | None = None
+    public_url: str | None = None
     request_timeout: float = Field(65.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

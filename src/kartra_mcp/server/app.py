@@ -18,9 +18,14 @@ from mcp.types import (
     CallToolRequestParams,
     CallToolResult,
     InputRequiredResult,
+    ListResourcesResult,
     ListToolsResult,
     PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
     TextContent,
+    TextResourceContents,
     Tool,
     ToolAnnotations,
 )
@@ -28,10 +33,22 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
-from kartra_mcp.errors import MembraneError
-from kartra_mcp.server.confirmers import confirmer_for, input_required
+from kartra_mcp.errors import MembraneError, ToolCallError
+from kartra_mcp.schemas import check_arguments
+from kartra_mcp.server.apps import (
+    APP_MIME_TYPE,
+    APP_ONLY_META,
+    RESOURCE_META,
+    TOOL_UI_META,
+    VIEW_URI,
+    client_supports_apps,
+    view_html,
+)
+from kartra_mcp.server.confirmers import Deployment, confirmer_for
 from kartra_mcp.server.runtime import Runtime
-from kartra_mcp.tools.executor import CallResult
+from kartra_mcp.tools.builtin import APP_ANSWER_SPEC, APP_TOOL, answer_from_app
+from kartra_mcp.tools.call import CallResult
+from kartra_mcp.tools.policy import Target
 from kartra_mcp.tools.spec import ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -43,9 +60,10 @@ INSTRUCTIONS = (
     "Operate a Kartra account (leads, tags, lists, sequences, memberships, products, transactions, subscriptions) "
     "through Membrane. Each tool is one Kartra action; kartra-api-request reaches anything else in Kartra's API. "
     "Tools are annotated by risk. Calls that remove things, move money, end subscriptions or revoke paid access "
-    "need a person's confirmation: the server asks them itself when the client supports it; otherwise a call "
-    "returns a preview and a confirmation_id, which you show to the person and redeem with confirm-action only "
-    "after they clearly say yes. Kartra reports failures as errors with a numeric type; read them before retrying. "
+    "need a person's confirmation, which the server asks for itself: in this client, in an approval view, in the "
+    "person's browser or in the approval inbox. A result that says a person is being asked means nothing has "
+    "been done yet; check-approval reports their answer. You cannot confirm on their behalf. "
+    "Kartra reports failures as errors with a numeric type; read them before retrying. "
     "When a result says OUTCOME UNKNOWN, check with a read tool before doing anything again."
 )
 SANDBOX_NOTE = (
@@ -108,10 +126,11 @@ async def refresh_and_notify(runtime: Runtime, notifier: ToolListNotifier) -> bo
     return changed
 
 
-def tool_for(spec: ToolSpec, description: str) -> Tool:
+def tool_for(spec: ToolSpec, description: str, meta: dict[str, Any] | None = None) -> Tool:
     hints = spec.annotations
     return Tool(
         name=spec.name,
+        meta=meta,
         title=spec.title,
         description=description,
         input_schema=spec.input_schema,
@@ -131,6 +150,7 @@ def call_tool_result(result: CallResult) -> CallToolResult:
         content=[TextContent(type="text", text=result.text)],
         structured_content=result.structured,
         is_error=result.is_error,
+        meta=result.meta,
     )
 
 
@@ -145,14 +165,35 @@ async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallN
         raise MCPError(code=INTERNAL_ERROR, message="Internal server error") from None
 
 
-def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[KartraServer, ToolListNotifier]:
+def build_server(
+    runtime: Runtime, *, page_size: int = PAGE_SIZE, deployment: Deployment | None = None
+) -> tuple[KartraServer, ToolListNotifier]:
     """The MCP server over an open runtime, and the notifier to call when its tools change."""
     executor = runtime.executor
     notifier = ToolListNotifier()
+    deployment = deployment or Deployment(approvals=executor.approvals)
+
+    def may_ask(spec: ToolSpec) -> bool:
+        if spec.kind in ("proxy", "run"):
+            return True
+        return (
+            spec.kind == "action"
+            and executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm"
+        )
+
+    def listed(ctx: ServerRequestContext[Any, Any]) -> list[Tool]:
+        """The tools for this client: an MCP Apps host also gets the approval view and its app-only tool."""
+        apps = executor.approvals is not None and client_supports_apps(ctx)
+        tools = [
+            tool_for(s, executor.describe(s), TOOL_UI_META if apps and may_ask(s) else None) for s in executor.tools()
+        ]
+        if apps:
+            tools.append(tool_for(APP_ANSWER_SPEC, APP_ANSWER_SPEC.description, APP_ONLY_META))
+        return tools
 
     async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
         notifier.seen(ctx)
-        specs = executor.tools()
+        specs = listed(ctx)
         try:
             start = int(params.cursor) if params and params.cursor else 0
         except ValueError:
@@ -162,7 +203,7 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         page = specs[start : start + page_size]
         following = start + page_size
         return ListToolsResult(
-            tools=[tool_for(s, executor.describe(s)) for s in page],
+            tools=page,
             next_cursor=str(following) if following < len(specs) else None,
         )
 
@@ -170,13 +211,37 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
         notifier.seen(ctx)
-        result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
+        if params.name == APP_TOOL and executor.approvals is not None and client_supports_apps(ctx):
+            return await _answer_from_app(params.arguments or {})
+        confirmer = confirmer_for(ctx, params, deployment)
+        result = await executor.call(params.name, params.arguments, confirmer)
         if result.awaiting is not None:
-            return input_required(result.awaiting)
+            return confirmer.input_required(result.awaiting)
         return call_tool_result(result)
 
+    async def _answer_from_app(arguments: dict[str, Any]) -> CallToolResult:
+        try:
+            check_arguments(APP_TOOL, APP_ANSWER_SPEC.input_schema, arguments)
+            return call_tool_result(await answer_from_app(executor.approvals, arguments))
+        except ToolCallError as exc:
+            return call_tool_result(CallResult(str(exc), {"error": type(exc).__name__}, is_error=True))
+
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        if executor.approvals is None or not client_supports_apps(ctx):
+            return ListResourcesResult(resources=[])
+        view = Resource(uri=VIEW_URI, name="approval", title="Approve or decline a call", mime_type=APP_MIME_TYPE)
+        return ListResourcesResult(resources=[view])
+
+    async def read_resource(ctx: ServerRequestContext[Any], params: ReadResourceRequestParams) -> ReadResourceResult:
+        if str(params.uri) != VIEW_URI:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown resource {params.uri}")
+        contents = TextResourceContents(uri=VIEW_URI, mime_type=APP_MIME_TYPE, text=view_html(), meta=RESOURCE_META)
+        return ReadResourceResult(contents=[contents])
+
     def input_schema(name: str) -> dict[str, Any] | None:
-        spec = next((s for s in executor.tools() if s.name == name), None)
+        spec = next((s for s in [*executor.tools(), APP_ANSWER_SPEC] if s.name == name), None)
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
@@ -190,6 +255,8 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         get_tool_input_schema=input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)

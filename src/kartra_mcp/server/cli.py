@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -32,18 +33,15 @@ from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
 from kartra_mcp.server.app import build_server, refresh_and_notify
+from kartra_mcp.server.confirmers import Deployment
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
+from kartra_mcp.server.pages import serve_on_loopback
 from kartra_mcp.server.runtime import load_effective_policy, membrane_client, open_runtime
+from kartra_mcp.tools.approval import ApprovalPages
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog
+from kartra_mcp.tools.call import Accepted, Answer, ConfirmationRequest, Declined, Unavailable
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
-from kartra_mcp.tools.executor import (
-    BUILTIN_NAMES,
-    Accepted,
-    Answer,
-    ConfirmationRequest,
-    Declined,
-    Unavailable,
-)
+from kartra_mcp.tools.executor import BUILTIN_NAMES
 from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.policy import Policy, Target
 
@@ -92,17 +90,33 @@ async def _serve(args: argparse.Namespace) -> int:
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
-    if args.transport == "http":
+    http = args.transport == "http"
+    if http:
         check_binding(args.host, token)
-    async with open_runtime(settings, sandbox=sandbox) as runtime:
-        server, notifier = build_server(runtime)
+    approver = settings.approver_token.get_secret_value() if http and settings.approver_token else None
+    async with open_runtime(settings, sandbox=sandbox, approver_token=approver) as runtime:
+        approvals = runtime.executor.approvals
+        deployment = Deployment(
+            approvals=approvals, timeout=settings.approval_timeout, webhook=settings.approval_webhook
+        )
+        server, notifier = build_server(runtime, deployment=deployment)
         async with anyio.create_task_group() as group:
             if runtime.catalog.loaded_from_cache:
                 group.start_soon(refresh_and_notify, runtime, notifier)
-            if args.transport == "http":
-                await serve_http(server, host=args.host, port=args.port, token=token)
+            if http:
+                pages = None
+                if approver and approvals is not None:
+                    approvals.base_url = (settings.public_url or f"http://{args.host}:{args.port}").rstrip("/")
+                    pages = ApprovalPages(approvals)
+                else:
+                    logger.warning(
+                        "no KARTRA_MCP_APPROVER_TOKEN: there is no approval inbox, so a call that needs "
+                        "confirmation from a client without form elicitation or MCP Apps is refused"
+                    )
+                await serve_http(server, host=args.host, port=args.port, token=token, pages=pages)
             else:
-                async with stdio_server() as (read, write):
+                assert approvals is not None
+                async with serve_on_loopback(approvals), stdio_server() as (read, write):
                     await server.run(read, write, server.create_initialization_options())
             group.cancel_scope.cancel()
     return 0
@@ -185,7 +199,7 @@ async def _tools(args: argparse.Namespace) -> int:
             mode = (
                 executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
                 if spec.kind == "action"
-                else {"proxy": "by body", "confirm": "-", "search": "allow", "run": "by action"}[spec.kind]
+                else {"proxy": "by body", "confirm": "-", "check": "allow", "search": "allow", "run": "by action"}.get(spec.kind, "-")
             )
             rows.append(
                 {
@@ -214,12 +228,22 @@ def _ask_on_stderr(prompt: str) -> str:
     return sys.stdin.readline()
 
 
+async def _ask_on_terminal(prompt: str) -> str:
+    """As `_ask_on_stderr`, but waiting on the event loop, so Ctrl-C cancels at once instead of after Enter."""
+    if os.name != "posix":
+        return await anyio.to_thread.run_sync(_ask_on_stderr, prompt, abandon_on_cancel=True)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    await anyio.wait_readable(sys.stdin.fileno())
+    return sys.stdin.readline()
+
+
 class TerminalConfirmer:
     """Asks on the terminal; `--yes` answers for the person; no terminal and no `--yes` refuses."""
 
     def __init__(self, *, yes: bool, ask: Callable[[str], str] | None = None, interactive: bool | None = None) -> None:
         self._yes = yes
-        self._ask = ask or _ask_on_stderr
+        self._ask = ask
         self._interactive = sys.stdin.isatty() if interactive is None else interactive
         self.refused_for_want_of_terminal = False
 
@@ -231,8 +255,14 @@ class TerminalConfirmer:
             self.refused_for_want_of_terminal = True
             return Unavailable()
         _say(f"\n{request.preview.text()}\n")
-        reply = await anyio.to_thread.run_sync(self._ask, "Type 'yes' to go ahead, anything else to stop: ")
-        return Accepted("terminal") if reply.strip().lower() == "yes" else Declined("decline")
+        prompt = "Type 'yes' to go ahead, anything else to stop: "
+        if self._ask is None:
+            reply = await _ask_on_terminal(prompt)
+        else:
+            reply = await anyio.to_thread.run_sync(self._ask, prompt, abandon_on_cancel=True)
+        if reply.strip().lower() == "yes":
+            return Accepted("terminal", by="person at the terminal")
+        return Declined("decline", how="terminal", by="person at the terminal")
 
 
 async def _call(args: argparse.Namespace) -> int:

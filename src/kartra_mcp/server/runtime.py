@@ -13,6 +13,7 @@ import httpx2
 from kartra_mcp.config import Settings
 from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, asgi_transport
+from kartra_mcp.tools.approval import Approvals
 from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
@@ -87,9 +88,20 @@ async def open_runtime(
     policy: Policy | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    approver_token: str | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools."""
+    """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools.
+
+    `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
+    """
     policy = policy or load_effective_policy(settings)
+    if policy.on_unconfirmable == "token":
+        logger.warning(
+            'the policy (%s) sets on_unconfirmable = "token": where no person can be asked, calls return a '
+            "confirmation id that the model itself can redeem with confirm-action. Use it only where a person "
+            "watches every call.",
+            policy.source,
+        )
     audit = AuditLog(settings.audit_db)
     try:
         async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
@@ -107,8 +119,15 @@ async def open_runtime(
                 )
             # Pending confirmations live in this process only, and so does the secret that signs them.
             book = ConfirmationBook(secrets.token_bytes(32), ttl=policy.confirmation_ttl)
+            approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token)
             executor = Executor(
-                client=client, catalog=catalog, policy=policy, book=book, audit=audit, tool_mode=settings.tool_mode
+                client=client,
+                catalog=catalog,
+                policy=policy,
+                book=book,
+                audit=audit,
+                tool_mode=settings.tool_mode,
+                approvals=approvals,
             )
             logger.info(
                 "Kartra connection %s (%s): %d tools%s",

@@ -58,6 +58,7 @@ class AuditRow:
     duration_ms: float | None
     error: str | None
     connection: str | None
+    answered_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class AuditRow:
             "duration_ms": self.duration_ms,
             "error": self.error,
             "connection": self.connection,
+            "answered_by": self.answered_by,
         }
 
 
@@ -113,6 +115,9 @@ class AuditLog:
             # An intent row must survive a crash of the machine too, not only of the process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+            if "answered_by" not in columns:  # a log written before who answered was recorded
+                self._db.execute("ALTER TABLE calls ADD COLUMN answered_by TEXT")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"Cannot open the audit log at {path} ({exc}); set KARTRA_MCP_AUDIT_DB to a file in a "
@@ -131,11 +136,12 @@ class AuditLog:
         connection: str | None,
         outcome: Outcome = "unknown",
         error: str | None = None,
+        answered_by: str | None = None,
     ) -> int:
         """Write a row now; its outcome stays `unknown` until `finish` is called."""
         cursor = self._db.execute(
             "INSERT INTO calls (started_at, tool, action, arguments, risk, decision, confirmation, outcome, error,"
-            " connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " connection, answered_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self._clock(),
                 tool,
@@ -147,6 +153,7 @@ class AuditLog:
                 outcome,
                 error,
                 connection,
+                answered_by,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -187,7 +194,7 @@ class AuditLog:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         query = (
             "SELECT id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
-            f" duration_ms, error, connection FROM calls {where} ORDER BY id DESC LIMIT ?"
+            f" duration_ms, error, connection, answered_by FROM calls {where} ORDER BY id DESC LIMIT ?"
         )
         found = self._db.execute(query, (*params, limit)).fetchall()
         return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn
 
 from kartra_mcp import phpform
 from kartra_mcp.errors import (
@@ -45,7 +45,21 @@ from kartra_mcp.errors import (
 )
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.tools.approval import CHECK_TOOL, CONFIRM_TOOL, Approval, Approvals, TokenChannel
 from kartra_mcp.tools.audit import AuditLog, Outcome, redact
+from kartra_mcp.tools.builtin import CHECK_APPROVAL_SPEC, check_approval
+from kartra_mcp.tools.call import (
+    Accepted,
+    Answer as Answer,
+    CallResult,
+    ConfirmationRequest,
+    Confirmer,
+    Declined,
+    Deferred,
+    NoConfirmer as NoConfirmer,
+    Pending,
+    Unavailable,
+)
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
@@ -57,74 +71,9 @@ from kartra_mcp.tools.spec import Risk, ToolSpec
 
 logger = logging.getLogger(__name__)
 
-CONFIRM_TOOL = "confirm-action"
 SEARCH_TOOL = "search-actions"
 RUN_TOOL = "run-action"
-BUILTIN_NAMES = frozenset({PROXY_TOOL, CONFIRM_TOOL, SEARCH_TOOL, RUN_TOOL})
-
-
-# -- what the server supplies and gets back ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfirmationRequest:
-    """A call waiting for a person's yes, with what they are shown."""
-
-    tool: str
-    risk: Risk
-    preview: Preview
-    confirmation_id: str
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The person said yes. `echoed_id` is the confirmation id a retried request carried back."""
-
-    how: str
-    echoed_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Declined:
-    """The person said no or dismissed the question. `echoed_id` as for `Accepted`."""
-
-    action: Literal["decline", "cancel"]
-    echoed_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """This client cannot ask the person."""
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """The question goes back to the client in the result; the client retries with the answer."""
-
-
-Answer = Accepted | Declined | Unavailable | Deferred
-
-
-class Confirmer(Protocol):
-    async def confirm(self, request: ConfirmationRequest) -> Answer: ...
-
-
-class NoConfirmer:
-    """For callers that can never ask: every confirmation is unavailable."""
-
-    async def confirm(self, request: ConfirmationRequest) -> Answer:
-        return Unavailable()
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """What the model gets back. `awaiting` is set when the client must ask the person and retry."""
-
-    text: str
-    structured: dict[str, Any] | None = None
-    is_error: bool = False
-    awaiting: ConfirmationRequest | None = None
+BUILTIN_NAMES = frozenset({PROXY_TOOL, CONFIRM_TOOL, SEARCH_TOOL, RUN_TOOL, CHECK_TOOL})
 
 
 @dataclass(frozen=True)
@@ -151,8 +100,12 @@ class _Call:
 # -- the built-in tools ----------------------------------------------------------------------------
 
 _CONFIRMATION_NOTE = (
-    "Needs a person's confirmation before it runs: the server asks them directly when the client can. Otherwise "
-    "the result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
+    "Needs a person's confirmation before it runs: the server asks them itself (in this client, in an approval "
+    "view, in their browser or in the approval inbox) and the result says which; you cannot confirm it."
+)
+_TOKEN_NOTE = (
+    "Needs a person's confirmation before it runs: the server asks them directly when it can. Otherwise the "
+    "result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
     "and only then call confirm-action. Never confirm on their behalf."
 )
 
@@ -237,6 +190,7 @@ class Executor:
         audit: AuditLog,
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
+        approvals: Approvals | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -247,6 +201,9 @@ class Executor:
         self._clock = clock
         self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
         self._proxy = proxy_spec()
+        self.approvals = approvals
+        if approvals is not None:
+            approvals.settler = self._settle
 
     @property
     def connection_id(self) -> str:
@@ -264,25 +221,29 @@ class Executor:
         if policy.actions.get(PROXY_TOOL) != "deny":
             listed.append(self._proxy)
         may_ask = any(m == "confirm" for m in (*policy.classes.values(), *policy.actions.values()))
-        if may_ask and policy.on_unconfirmable == "token" and not (policy.read_only or policy.kill_switch):
-            listed.append(_CONFIRM_SPEC)
+        if may_ask and not (policy.read_only or policy.kill_switch):
+            if self.approvals is not None:
+                listed.append(CHECK_APPROVAL_SPEC)
+            if policy.on_unconfirmable == "token":
+                listed.append(_CONFIRM_SPEC)
         return listed
 
     def describe(self, spec: ToolSpec) -> str:
         """The tool's description, with what the policy does to it, in words for the model."""
-        if spec.kind in ("confirm", "search"):
+        if spec.kind in ("confirm", "search", "check", "app"):
             return spec.description
+        note = _TOKEN_NOTE if self.policy.on_unconfirmable == "token" else _CONFIRMATION_NOTE
         notes: list[str] = []
         if spec.kind == "action":
             notes.append(f"Risk: {spec.risk.value}.")
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
-                notes.append(_CONFIRMATION_NOTE)
+                notes.append(note)
             if spec.risk is Risk.CRITICAL:
                 notes.append("Cannot be undone.")
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
-            notes.append("Calls that change or remove things may need a person's confirmation: " + _CONFIRMATION_NOTE)
+            notes.append("Calls that change or remove things may need a person's confirmation: " + note)
         return f"{spec.description}\n\n{' '.join(notes)}"
 
     # -- calling ------------------------------------------------------------------------------
@@ -301,6 +262,8 @@ class Executor:
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
+        if spec.kind == "check":
+            return check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
             check_arguments(spec.name, spec.input_schema, arguments)
@@ -319,7 +282,7 @@ class Executor:
         return await self._ask(call, decision, preview, confirmer)
 
     def _lookup(self, name: str, arguments: Mapping[str, Any]) -> ToolSpec:
-        builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC)}
+        builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC, CHECK_APPROVAL_SPEC)}
         listed = {s.name for s in self.tools()}
         spec = builtins.get(name) or (self.catalog.get(name) if self.tool_mode == "actions" else None)
         if spec is not None and name in listed:
@@ -488,11 +451,17 @@ class Executor:
         raise ActionDenied(reason, rule=rule)
 
     def _record(
-        self, call: _Call, decision: str, confirmation: str | None, outcome: Outcome, error: str | None = None
+        self,
+        call: _Call,
+        decision: str,
+        confirmation: str | None,
+        outcome: Outcome,
+        error: str | None = None,
+        by: str | None = None,
     ) -> int:
         action = call.spec.action_key or ",".join(i.cmd for i in call.invocations) or None
         shown = call.audited if call.audited is not None else call.arguments
-        return self._audit(call.spec.name, action, shown, call.risk, decision, confirmation, outcome, error)
+        return self._audit(call.spec.name, action, shown, call.risk, decision, confirmation, outcome, error, by)
 
     def _audit(
         self,
@@ -504,6 +473,7 @@ class Executor:
         confirmation: str | None,
         outcome: Outcome,
         error: str | None = None,
+        by: str | None = None,
     ) -> int:
         return self.audit.intent(
             tool=tool,
@@ -515,13 +485,16 @@ class Executor:
             connection=self.connection_id,
             outcome=outcome,
             error=error,
+            answered_by=by,
         )
 
     async def _ask(self, call: _Call, decision: Decision, preview: Preview, confirmer: Confirmer) -> CallResult:
         spec, book, connection = call.spec, self.book, self.connection_id
         asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
-        request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
+        request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at, call.arguments, connection)
         answer = await confirmer.confirm(request)
+        if isinstance(answer, Unavailable) and self.policy.on_unconfirmable == "token":
+            answer = await TokenChannel(book).confirm(request)
         if isinstance(answer, Deferred):
             self._record(call, "confirm", "elicitation", "awaiting_confirmation")
             return CallResult("Waiting for the person's answer.", awaiting=request)
@@ -529,42 +502,27 @@ class Executor:
             try:
                 book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
             except ConfirmationInvalid as exc:
-                self._record(call, "confirm", answer.how, "refused", error=str(exc))
+                self._record(call, "confirm", answer.how, "refused", error=str(exc), by=answer.by)
                 raise
             finally:
                 book.discard(asked)
-            return await self._execute(call, decision, answer.how)
+            return await self._execute(call, decision, answer.how, by=answer.by)
         book.discard(asked)
+        if isinstance(answer, Pending):
+            self._record(call, "confirm", answer.channel, "awaiting_confirmation")
+            return answer.result
         if isinstance(answer, Declined):
             if answer.echoed_id:
                 book.discard(answer.echoed_id)
-            self._record(call, "confirm", "elicitation", "declined", error=f"person chose {answer.action}")
-            raise ConfirmationDeclined(answer.action)
-        if self.policy.on_unconfirmable == "refuse":
-            self._refuse(
-                call,
-                f"{spec.name} needs a person's confirmation, and this client cannot ask them (it has "
-                'no elicitation), so the policy (on_unconfirmable = "refuse") refuses it. Nothing was '
-                "sent.",
-            )
-        confirmation_id, expires_at = book.issue(spec.name, call.arguments, connection, channel="token")
-        self._record(call, "confirm", "token", "awaiting_confirmation")
-        until = time.strftime("%H:%M:%S UTC", time.gmtime(expires_at))
-        text = (
-            "CONFIRMATION NEEDED: nothing has been done yet.\n\n"
-            f"{preview.text()}\n\n"
-            "Show this preview to the person and ask whether to go ahead. Only if they clearly say yes, call "
-            f'{CONFIRM_TOOL} with confirmation_id "{confirmation_id}" (valid once, until {until}). '
-            "If they say no, or do not answer, do nothing."
+            error = f"person chose {answer.action}" + (f": {answer.note}" if answer.note else "")
+            self._record(call, "confirm", answer.how, "declined", error=error, by=answer.by)
+            raise ConfirmationDeclined(answer.action, answer.note)
+        self._refuse(
+            call,
+            f"{spec.name} needs a person's confirmation and no way to ask one is available here: the client "
+            "offers neither elicitation nor MCP Apps, no browser could be opened for the approval page, and no "
+            "approval inbox is set up (KARTRA_MCP_APPROVER_TOKEN, over HTTP); so it is refused. Nothing was sent.",
         )
-        structured = {
-            "status": "confirmation_required",
-            "confirmation_id": confirmation_id,
-            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)),
-            "preview": preview.text(),
-            "facts": preview.facts,
-        }
-        return CallResult(text, structured, is_error=True)
 
     async def _confirm_action(self, confirmation_id: str) -> CallResult:
         try:
@@ -581,26 +539,48 @@ class Executor:
                 str(exc),
             )
             raise
-        spec = self.catalog.get(pending.tool) or (self._proxy if pending.tool == PROXY_TOOL else None)
+        call, decision = self._confirmed_call(pending.tool, pending.arguments)
+        return await self._execute(call, decision, "token")
+
+    def _confirmed_call(self, tool: str, arguments: Mapping[str, Any]) -> tuple[_Call, Decision]:
+        """The call a person confirmed, prepared again and checked against today's policy."""
+        spec = self.catalog.get(tool) or (self._proxy if tool == PROXY_TOOL else None)
         if spec is None:
             raise ConfirmationInvalid(
-                f"The confirmed tool {pending.tool} is no longer in the catalog; nothing was "
+                f"The confirmed tool {tool} is no longer in the catalog; nothing was "
                 "run. List the tools again and call the one you need."
             )
-        call = self._prepare(spec, dict(pending.arguments))
+        call = self._prepare(spec, dict(arguments))
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
-        return await self._execute(call, decision, "token")
+        return call, decision
+
+    async def _settle(self, approval: Approval) -> CallResult:
+        """Run (or record the decline of) a call a person answered after it returned pending."""
+        via = approval.answered_via or approval.channel
+        try:
+            if approval.connection != self.connection_id:
+                raise ConfirmationInvalid("This approval is for another connection; nothing was run.")
+            call, decision = self._confirmed_call(approval.tool, approval.arguments)
+            if approval.state != "approved":
+                self._record(call, "confirm", via, "declined", error="person chose decline", by=approval.answered_by)
+                return CallResult("The person declined; nothing was sent.", {"state": "declined"}, is_error=True)
+            return await self._execute(call, decision, via, by=approval.answered_by)
+        except ToolCallError as exc:
+            return CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+    async def _execute(self, call: _Call, decision: Decision, how: str, *, by: str | None = None) -> CallResult:
         # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
         self._check_rate(call)
         row = None
         if call.risk is not Risk.READ:
-            row = self._record(call, decision.mode, how if decision.mode == "confirm" else "policy", "unknown")
+            confirmed = decision.mode == "confirm"
+            row = self._record(
+                call, decision.mode, how if confirmed else "policy", "unknown", by=by if confirmed else None
+            )
         try:
             sent = await call.send()
         except MembraneError as exc:

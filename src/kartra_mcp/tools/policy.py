@@ -52,7 +52,7 @@ class Policy:
     actions: Mapping[str, Mode] = field(default_factory=dict)
     read_only: bool = False
     kill_switch: bool = False
-    on_unconfirmable: Literal["token", "refuse"] = "token"
+    on_unconfirmable: Literal["token", "refuse"] = "refuse"
     confirmation_ttl: int = 300
     max_refund_amount: float | None = None
     max_critical_calls_per_hour: int | None = None
@@ -127,7 +127,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, source: str) -> Policy:
         actions=dict(data.get("actions", {})),
         read_only=data.get("read_only", False),
         kill_switch=data.get("kill_switch", False),
-        on_unconfirmable=data.get("on_unconfirmable", "token"),
+        on_unconfirmable=data.get("on_unconfirmable", "refuse"),
         confirmation_ttl=data.get("confirmation_ttl_seconds", 300),
         max_refund_amount=limits.get("max_refund_amount"),
         max_critical_calls_per_hour=limits.get("max_critical_calls_per_hour"),
