@@ -14,6 +14,8 @@ from kartra_mcp.membrane import MembraneClient, RetryPolicy
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.runtime import Runtime, membrane_client, open_runtime
 
+pytest_plugins = ["tests.browser"]
+
 
 async def _no_sleep(seconds: float) -> None:
     """Backoff without waiting: the tests count attempts, not seconds."""

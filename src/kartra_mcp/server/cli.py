@@ -199,7 +199,9 @@ async def _tools(args: argparse.Namespace) -> int:
             mode = (
                 executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
                 if spec.kind == "action"
-                else {"proxy": "by body", "confirm": "-", "check": "allow", "search": "allow", "run": "by action"}.get(spec.kind, "-")
+                else {"proxy": "by body", "confirm": "-", "check": "allow", "search": "allow", "run": "by action"}.get(
+                    spec.kind, "-"
+                )
             )
             rows.append(
                 {

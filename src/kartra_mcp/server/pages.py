@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp
 
 from kartra_mcp.tools.approval import ApprovalPages, Approvals
 
@@ -34,21 +35,28 @@ def loopback_app(approvals: Approvals) -> Starlette:
 
 
 @contextlib.asynccontextmanager
+async def serve_app_on_loopback(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1 at a free port while the block runs; yields its base URL."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = _QuietServer(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve, [sock])
+            while not server.started:
+                await anyio.sleep(0.01)
+            try:
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+
+
+@contextlib.asynccontextmanager
 async def serve_on_loopback(approvals: Approvals) -> AsyncIterator[str]:
-    """Serve the approval page on 127.0.0.1 at a free port while the block runs; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(loopback_app(approvals), log_config=None, access_log=False, lifespan="off")
-    server = _QuietServer(config)
-    async with anyio.create_task_group() as group:
-        group.start_soon(server.serve, [sock])
-        while not server.started:
-            await anyio.sleep(0.01)
-        approvals.base_url = f"http://127.0.0.1:{port}"
+    """The approval page on loopback while the block runs (a stdio server's browser channel)."""
+    async with serve_app_on_loopback(loopback_app(approvals)) as base:
+        approvals.base_url = base
         try:
-            yield approvals.base_url
+            yield base
         finally:
             approvals.base_url = None
-            server.should_exit = True
-    sock.close()

@@ -31,7 +31,7 @@ HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: that makes browsers send `Origin: null` on the POST
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
