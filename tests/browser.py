@@ -55,6 +55,11 @@ def browser(chromium: WebDriver) -> Iterator[WebDriver]:
     chromium.get("about:blank")
 
 
+def wait_for(driver: WebDriver, element_id: str) -> None:
+    """Wait until the page that navigation leads to has this element (a click's navigation is not waited on)."""
+    WebDriverWait(driver, 20).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
+
+
 def press(driver: WebDriver, button_id: str) -> str:
     """Press a button on the page (as the keyboard or a click would) and return the outcome heading."""
     driver.find_element(By.ID, button_id).click()

@@ -30,7 +30,7 @@ from kartra_mcp.server.pages import serve_app_on_loopback, serve_on_loopback
 from kartra_mcp.server.runtime import Runtime, open_runtime
 from kartra_mcp.tools.approval import Approvals
 from kartra_mcp.tools.policy import Policy
-from tests.browser import press, text_of
+from tests.browser import press, text_of, wait_for
 from tests.conftest import FAST_RETRY
 from tests.server.conftest import all_tools, text_of as result_text
 
@@ -269,6 +269,7 @@ async def test_a_cross_site_post_runs_nothing(
             fields = _form(url) if with_secret else {"answer": "approve"}
             async with attacker_site(url.split("?")[0], fields) as evil:
                 await _visit(browser, evil)
+                await anyio.to_thread.run_sync(wait_for, browser, "outcome")
                 shown = text_of(browser, "outcome")
             assert _refunds(sandbox, samples) == 0
             await _visit(browser, url)
