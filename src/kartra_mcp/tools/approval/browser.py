@@ -8,7 +8,8 @@ browser only: never into the tool result.
 from __future__ import annotations
 
 import logging
-import webbrowser
+import subprocess
+import sys
 from collections.abc import Callable
 
 import anyio
@@ -22,12 +23,28 @@ logger = logging.getLogger(__name__)
 Opener = Callable[[str], bool]
 
 
+_OPEN = "import sys, webbrowser; sys.exit(0 if webbrowser.open(sys.argv[1], new=2) else 3)"
+
+
 def open_in_browser(url: str) -> bool:
-    """Open a page with the person's browser (`BROWSER` first, as `webbrowser` does); False when there is none."""
+    """Open a page with the person's browser, chosen by `webbrowser` (`BROWSER` first); False when there is none.
+
+    `webbrowser` runs in a child whose stdout is stderr: a browser program inherits its opener's stdout, and
+    a stdio server's stdout is the MCP protocol, which one stray line from a browser would break.
+    """
     try:
-        return webbrowser.open(url, new=2)
-    except webbrowser.Error:
+        done = subprocess.run(
+            [sys.executable, "-c", _OPEN, url],
+            stdin=subprocess.DEVNULL,
+            stdout=2,  # the process's stderr, whatever sys.stderr has become
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return True  # the browser is still starting, in the foreground of its opener: it is open
+    except OSError:
         return False
+    return done.returncode == 0
 
 
 class BrowserChannel:
