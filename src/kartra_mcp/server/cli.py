@@ -32,6 +32,7 @@ from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+from kartra_mcp.server.answers import AnswersEndWaits
 from kartra_mcp.server.app import build_server, refresh_and_notify
 from kartra_mcp.server.confirmers import Deployment
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
@@ -117,7 +118,7 @@ async def _serve(args: argparse.Namespace) -> int:
             else:
                 assert approvals is not None
                 async with serve_on_loopback(approvals), stdio_server() as (read, write):
-                    await server.run(read, write, server.create_initialization_options())
+                    await server.run(AnswersEndWaits(read), write, server.create_initialization_options())
             group.cancel_scope.cancel()
     return 0
 

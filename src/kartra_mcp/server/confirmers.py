@@ -16,10 +16,12 @@ The executor falls back to confirmation ids (6) only when the policy chose them,
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import NoBackChannelError
@@ -136,7 +138,13 @@ class PushConfirmer:
         if not can_elicit(ctx) or not ctx.session.can_send_request:
             return Unavailable()
         try:
-            result = await ctx.session.elicit_form(question(request), FORM_SCHEMA, related_request_id=ctx.request_id)
+            # A person who never answers must not hold the call past the confirmation's own life.
+            with anyio.fail_after(max(1.0, request.expires_at - time.time())):
+                result = await ctx.session.elicit_form(
+                    question(request), FORM_SCHEMA, related_request_id=ctx.request_id
+                )
+        except TimeoutError:
+            return Declined("cancel", note="No answer came before the confirmation expired.")
         except NoBackChannelError:
             return Unavailable()
         except (MCPError, ValidationError) as exc:
