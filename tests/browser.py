@@ -69,3 +69,8 @@ def press(driver: WebDriver, button_id: str) -> str:
 
 def text_of(driver: WebDriver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
+
+
+def visit_and_press(driver: WebDriver, url: str, button_id: str) -> str:
+    driver.get(url)
+    return press(driver, button_id)

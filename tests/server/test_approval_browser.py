@@ -81,7 +81,7 @@ async def stdio_like(
 async def calling(client: Client, tool: str, arguments: dict[str, Any]) -> AsyncIterator[Waiting]:
     waiting = Waiting()
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         waiting.progress.append(message or "")
 
     async def call() -> None:
@@ -126,7 +126,8 @@ async def test_the_refund_runs_only_after_the_person_approves_on_the_page(
             assert await _press(browser, "approve") == "Approved"
         tools = await all_tools(client)
         rows = runtime.audit.rows(tool=tool)
-    assert waiting.result is not None and not waiting.result.is_error, result_text(waiting.result)
+    assert waiting.result is not None
+    assert not waiting.result.is_error, result_text(waiting.result)
     assert _refunds(sandbox, samples) == 1
     for shown in ("Approve", "Decline", samples["refundable_transaction"]["lead_email"], "Time left"):
         assert shown in page

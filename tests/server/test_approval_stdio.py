@@ -13,7 +13,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.browser import press
+from tests.browser import visit_and_press
 from tests.server.conftest import all_tools, text_of
 
 _RECORD = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(sys.argv[2] + '\\n')\n"
@@ -36,10 +36,10 @@ async def test_the_refund_runs_only_after_approve_on_the_page_browser_opened(
             "PATH": "/usr/bin:/bin",
         },
     )
-    progress: list[str] = []
+    messages: list[str] = []
 
-    async def on_progress(done: float, total: float | None, message: str | None) -> None:
-        progress.append(message or "")
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
 
     result = None
     with anyio.fail_after(90):
@@ -58,11 +58,12 @@ async def test_the_refund_runs_only_after_approve_on_the_page_browser_opened(
                     await anyio.sleep(0.05)
                 url = opened.read_text().strip()
                 before = await client.call_tool("get-transaction-details", {"transaction_id": tx["transaction_id"]})
-                outcome = await anyio.to_thread.run_sync(lambda: (browser.get(url), press(browser, "approve"))[1])
+                outcome = await anyio.to_thread.run_sync(visit_and_press, browser, url, "approve")
             details = await client.call_tool("retrieve-transactions-from-lead", {"email": tx["lead_email"]})
-    assert result is not None and not result.is_error, text_of(result)
+    assert result is not None
+    assert not result.is_error, text_of(result)
     assert outcome == "Approved"
-    assert progress and "browser" in progress[0]
+    assert messages and "browser" in messages[0]
     refunds = [
         t
         for t in (details.structured_content or {}).get("transaction_list", [])

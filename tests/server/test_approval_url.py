@@ -10,7 +10,7 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from kartra_mcp.tools.audit import AuditLog
-from tests.browser import press
+from tests.browser import visit_and_press
 from tests.server.conftest import RawClient
 
 REFUNDABLE = {"transaction_id": "700001"}
@@ -30,7 +30,7 @@ async def test_the_client_opens_the_approval_page_and_the_call_follows_the_answe
         params = question["params"]
         assert question["method"] == "elicitation/create" and params["mode"] == "url"
         client.send({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept"}})
-        shown = await anyio.to_thread.run_sync(lambda: (browser.get(params["url"]), press(browser, button))[1])
+        shown = await anyio.to_thread.run_sync(visit_and_press, browser, params["url"], button)
         messages = [await anyio.to_thread.run_sync(client.receive) for _ in range(2)]
     finally:
         client.close()
