@@ -52,7 +52,8 @@ button{font:inherit;font-weight:600;padding:.7rem 1.6rem;border-radius:.5rem;bor
 cursor:pointer;min-width:8rem}button:focus-visible{outline:3px solid #2563eb;outline-offset:2px}
 #approve{background:#166534;color:#fff;border-color:#166534}#decline{background:transparent;color:var(--fg)}
 input[type=password]{font:inherit;padding:.5rem;width:100%;margin:.4rem 0}
-.muted{opacity:.75;font-size:.9rem}
+.muted{opacity:.75;font-size:.9rem}.card>h2:first-child{margin-top:0}summary{cursor:pointer;font-weight:600}
+details[open] summary{margin-bottom:.5rem}
 """
 _COUNTDOWN = """
 (function(){var el=document.getElementById('left');if(!el)return;var end=Number(el.dataset.end)*1000;
@@ -117,13 +118,8 @@ def approval_page(approval: Approval, *, secret: str | None, csrf: str, now: flo
         f'<p class="warn">{_e(_stakes(approval.risk))}</p>'
         f'<section class="card" aria-labelledby="what"><h2 id="what">What it will do</h2>'
         f"{_preview_html(approval.preview_text)}</section>"
-        + (
-            f'<section class="card" aria-labelledby="facts"><h2 id="facts">The facts</h2>{facts}</section>'
-            if facts
-            else ""
-        )
-        + '<section class="card" aria-labelledby="answer"><h2 id="answer">Your answer</h2><ul>'
-        f"<li><strong>Approve</strong>: kartra-mcp runs exactly this call, once, now.</li>"
+        '<section class="card" aria-labelledby="answer"><h2 id="answer">Your answer</h2><ul>'
+        "<li><strong>Approve</strong>: kartra-mcp runs exactly this call, once, now.</li>"
         "<li><strong>Decline</strong>: nothing is sent to Kartra; the assistant is told you declined.</li></ul>"
         f'<p>Time left: <strong id="left" data-end="{approval.expires_at:.0f}">{left // 60} min '
         f"{left % 60:02d} s</strong> (until {until}). After that this page no longer works and nothing runs.</p>"
@@ -131,7 +127,8 @@ def approval_page(approval: Approval, *, secret: str | None, csrf: str, now: flo
         '<button type="submit" name="answer" value="approve" id="approve">Approve</button>'
         '<button type="submit" name="answer" value="decline" id="decline">Decline</button>'
         "</div></form></section>"
-        f'<p class="muted">Approval {_e(approval.id)}. This page works once.</p>'
+        + (f'<details class="card"><summary>Every fact behind the preview</summary>{facts}</details>' if facts else "")
+        + f'<p class="muted">Approval {_e(approval.id)}. This page works once.</p>'
     )
     return _document(f"Approve or decline: {approval.tool}", body)
 
