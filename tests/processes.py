@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -228,3 +229,49 @@ def standalone_sandbox(logs: Path, *args: str, port: int | None = None) -> Itera
         yield StandaloneSandbox(url=url, token=token, server=server)
     finally:
         server.stop()
+
+
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@contextmanager
+def write_lock_held(database: Path) -> Iterator[None]:
+    """Another process holds the write lock of the SQLite file `database` until the block ends."""
+    process = spawn([sys.executable, "-c", _HOLD_WRITE_LOCK, str(database)], env=local_env(), stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "locked":
+            pytest.fail(f"the lock-holding process did not take the lock on {database}")
+        yield
+    finally:
+        end(process)  # its death releases the lock
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """`path` cannot be written, even by root (immutable there, where permission bits do not bind)."""
+    if os.name == "nt":
+        pytest.skip("read-only files are not modelled on Windows")
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root, and this file system cannot mark a file immutable (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)

@@ -23,7 +23,8 @@ KartraMCPError
 │   ├── ProxyRequestRefused      a proxy request we will not send (absolute URL, `..`, a credential header)
 │   ├── ActionDenied             the policy, a cap or the account's state forbids the call
 │   ├── ConfirmationDeclined     the person said no, or dismissed the question
-│   └── ConfirmationInvalid      a confirmation id that is forged, expired, used or unknown
+│   ├── ConfirmationInvalid      a confirmation id that is forged, expired, used or unknown
+│   └── AuditUnavailable         the audit log cannot record the call, so nothing is sent
 └── SandboxRefusal               the sandbox's own signal to answer a request with an error
     ├── KartraRefusal            ... as Kartra does: HTTP 200, {status: "Error", message, type}
     └── MembraneRefusal          ... as Membrane does: an HTTP error status with its error body
@@ -217,6 +218,10 @@ class ConfirmationDeclined(ToolCallError):
 
 class ConfirmationInvalid(ToolCallError):
     """A confirmation id that is forged, expired, already used or unknown; nothing was run."""
+
+
+class AuditUnavailable(ToolCallError):
+    """The audit log cannot record a call before it is sent, so it is not sent (fail closed)."""
 
 
 class SandboxRefusal(KartraMCPError):

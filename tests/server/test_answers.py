@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from tests.server.conftest import RawClient
 
 REFUNDABLE = {"transaction_id": "700001"}
@@ -34,5 +34,5 @@ def test_a_malformed_answer_ends_the_wait_sends_nothing_and_is_audited(answer: d
         client.close()
     assert result["id"] == 2 and result["result"]["isError"] is True
     assert "nothing was sent" in result["result"]["content"][0]["text"]
-    rows = AuditLog(tmp_path / "audit.sqlite3").rows()
+    rows = AuditLog(sandbox_audit_path(tmp_path / "audit.sqlite3")).rows()
     assert [(r.tool, r.outcome, r.confirmation) for r in rows] == [("refund-transaction", "declined", "elicitation")]

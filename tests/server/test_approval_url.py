@@ -9,7 +9,7 @@ import anyio
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from tests.browser import visit_and_press
 from tests.server.conftest import RawClient
 
@@ -40,5 +40,5 @@ async def test_the_client_opens_the_approval_page_and_the_call_follows_the_answe
     assert result["isError"] is (button == "decline")
     assert params["url"] not in str(result)
     assert completed and completed[0]["params"]["elicitationId"] == params["elicitationId"]
-    rows = AuditLog(tmp_path / "audit.sqlite3").rows()
+    rows = AuditLog(sandbox_audit_path(tmp_path / "audit.sqlite3")).rows()
     assert [(r.outcome, r.confirmation) for r in rows] == [(outcome, "url")]

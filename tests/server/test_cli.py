@@ -17,7 +17,7 @@ import pytest
 
 from kartra_mcp.server.cli import TerminalConfirmer, main, parse_since
 from kartra_mcp.server.runtime import Runtime
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from tests.processes import end, local_env, wait_until
 
 REFUNDABLE = {"transaction_id": "700001"}  # the default seed's first refundable sale
@@ -64,7 +64,7 @@ def test_call_without_a_terminal_refuses_what_needs_confirmation(
     assert main(["call", "--sandbox", "refund-transaction", json.dumps(REFUNDABLE)]) == 1
     captured = capsys.readouterr()
     assert "--yes" in captured.err
-    assert [(r.tool, r.outcome) for r in _rows(audit_db)] == [("refund-transaction", "refused")]
+    assert [(r.tool, r.outcome) for r in _rows(sandbox_audit_path(audit_db))] == [("refund-transaction", "refused")]
 
 
 def test_call_with_yes_confirms_on_the_persons_behalf_and_says_so(
@@ -74,7 +74,7 @@ def test_call_with_yes_confirms_on_the_persons_behalf_and_says_so(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["transaction_refunded"] == REFUNDABLE["transaction_id"]
     assert "Refund 67.00 USD" in captured.err
-    assert [(r.outcome, r.confirmation) for r in _rows(audit_db)] == [("success", "cli --yes")]
+    assert [(r.outcome, r.confirmation) for r in _rows(sandbox_audit_path(audit_db))] == [("success", "cli --yes")]
 
 
 @pytest.mark.parametrize(("reply", "done"), [("yes", True), ("YES ", True), ("y", False), ("no", False)])
@@ -118,8 +118,8 @@ def test_ctrl_c_at_the_confirmation_prompt_cancels_at_once(tmp_path: Path) -> No
         end(process)
         os.close(primary)
     assert returncode == 130
-    rows = AuditLog(tmp_path / "audit.sqlite3").rows()
-    assert all(r.outcome != "success" for r in rows)
+    rows = AuditLog(sandbox_audit_path(tmp_path / "audit.sqlite3")).rows()
+    assert [r.outcome for r in rows if r.outcome == "success"] == []
 
 
 def _prompted(fd: int, seen: list[bytes]) -> bool:
@@ -194,12 +194,12 @@ def test_audit_reads_and_filters_the_log(audit_db: Path, capsys: pytest.CaptureF
         ]
     )
     capsys.readouterr()
-    assert main(["audit", "--since", "1h", "--json"]) == 0
+    assert main(["audit", "--sandbox", "--since", "1h", "--json"]) == 0
     everything = json.loads(capsys.readouterr().out)
     assert [row["tool"] for row in everything] == ["assign-tag", "refund-transaction"]
-    assert main(["audit", "--outcome", "refused", "--json"]) == 0
+    assert main(["audit", "--sandbox", "--outcome", "refused", "--json"]) == 0
     assert [row["tool"] for row in json.loads(capsys.readouterr().out)] == ["refund-transaction"]
-    assert main(["audit", "--tool", "assign-tag"]) == 0
+    assert main(["audit", "--sandbox", "--tool", "assign-tag"]) == 0
     assert "assign-tag" in capsys.readouterr().out
 
 

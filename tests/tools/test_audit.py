@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from kartra_mcp.errors import ConfigError
-from kartra_mcp.tools.audit import REDACTED, AuditLog, Outcome, redact
+from kartra_mcp.tools.audit import MAX_STORED_ARGUMENTS, REDACTED, AuditLog, Outcome, redact, stored_arguments
+from tests.processes import read_only
 
 
 def test_secret_looking_values_are_redacted_at_any_depth() -> None:
@@ -26,9 +28,9 @@ def test_secret_looking_values_are_redacted_at_any_depth() -> None:
     }
 
 
-def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) -> None:
+async def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.sqlite3")
-    row = log.intent(
+    row = await log.intent(
         tool="refund-transaction",
         action="refund-transaction",
         arguments={"transaction_id": "7"},
@@ -38,17 +40,17 @@ def test_an_intent_stays_unknown_until_its_outcome_is_written(tmp_path: Path) ->
         connection="c",
     )
     assert log.rows()[0].outcome == "unknown"
-    log.finish(row, "success", upstream_status=200)
+    assert await log.finish(row, "success", upstream_status=200) is None
     done = log.rows()[0]
     assert (done.outcome, done.upstream_status) == ("success", 200)
     assert done.duration_ms is not None and done.duration_ms >= 0
     log.close()
 
 
-def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
+async def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "audit.sqlite3"
     log = AuditLog(path)
-    log.intent(
+    await log.intent(
         tool="t",
         action=None,
         arguments={"token": "x"},
@@ -64,7 +66,7 @@ def test_the_log_is_written_in_wal_mode_and_survives_reopening(tmp_path: Path) -
     assert AuditLog(path).rows()[0].tool == "t"
 
 
-def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
+async def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
     now = [1000.0]
     log = AuditLog(tmp_path / "a.sqlite3", clock=lambda: now[0])
     rows: list[tuple[str, Outcome, str]] = [
@@ -73,7 +75,7 @@ def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
         ("a", "failed", "write"),
     ]
     for tool, outcome, risk in rows:
-        log.intent(
+        await log.intent(
             tool=tool,
             action=None,
             arguments={},
@@ -87,7 +89,7 @@ def test_rows_can_be_filtered_and_counted(tmp_path: Path) -> None:
     assert [r.tool for r in log.rows(tool="a")] == ["a", "a"]
     assert [r.outcome for r in log.rows(outcome="refused")] == ["refused"]
     assert [r.tool for r in log.rows(since=1050)] == ["a", "b"]
-    assert log.count_since(0, risk="critical") == 1  # refusals do not count as calls made
+    assert await log.count_since(0, risk="critical") == 1  # refusals do not count as calls made
 
 
 def test_an_unusable_audit_path_stops_with_the_setting_to_change(tmp_path: Path) -> None:
@@ -108,3 +110,50 @@ def test_an_unusable_audit_path_stops_with_the_setting_to_change(tmp_path: Path)
 )
 def test_secrets_inside_text_are_redacted_too(text: str) -> None:
     assert "SECRET" not in str(redact({"body": text}))
+
+
+async def test_a_full_disk_keeps_the_row_unknown_and_says_what_to_do(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    row = await log.intent(
+        tool="assign-tag", action=None, arguments={}, risk="write", decision="allow", confirmation=None, connection="c"
+    )
+    # SQLite's own ceiling on the file's size stands in for a full disk: the next page cannot be had.
+    pages = log._db.execute("PRAGMA page_count").fetchone()[0]
+    log._db.execute(f"PRAGMA max_page_count = {pages}")
+    note = await log.finish(row, "failed", error="x" * 200_000)
+    assert note is not None and "could not record this" in note and "full" in note and "free space" in note
+    assert log.rows()[0].outcome == "unknown"
+    log.close()
+
+
+async def test_a_row_keeps_a_bounded_part_of_large_arguments_and_says_it_was_cut(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    await log.intent(
+        tool="edit-lead",
+        action=None,
+        arguments={"notes": "n" * 60_000},
+        risk="write",
+        decision="allow",
+        confirmation=None,
+        connection="c",
+    )
+    stored = log.rows()[0].arguments
+    assert isinstance(stored, str) and len(stored) < MAX_STORED_ARGUMENTS + 100
+    assert stored.endswith("characters]") and "cut at" in stored
+    log.close()
+
+
+def test_a_read_only_log_is_found_when_it_is_opened(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    AuditLog(path).close()
+    with read_only(path), pytest.raises(ConfigError, match=r"not writable.*KARTRA_MCP_AUDIT_DB"):
+        AuditLog(path)
+    with read_only(path):
+        AuditLog(path, check_writable=False).close()  # reading it (kartra-mcp audit) still works
+
+
+def test_arguments_nested_past_the_bound_are_not_stored_but_said_to_be() -> None:
+    deep: object = "leaf"
+    for _ in range(5000):
+        deep = {"a": deep}
+    assert "not stored: nested deeper" in json.loads(stored_arguments({"x": deep}))

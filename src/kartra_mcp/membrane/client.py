@@ -188,6 +188,11 @@ class MembraneClient:
         data = await self._get("/actions", {"connectionId": connection_id, "intent": intent[:200], "limit": limit})
         return [self._parse(Action, item) for item in self._items(data)]
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The backoff this client uses, for callers that judge an answer it passed as sound."""
+        return self._retry
+
     async def get_action(self, selector: str) -> Action:
         return self._parse(Action, await self._get(f"/actions/{selector}"))
 

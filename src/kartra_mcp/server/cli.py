@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,9 +36,9 @@ from kartra_mcp.server.app import build_server, refresh_and_notify
 from kartra_mcp.server.confirmers import Deployment
 from kartra_mcp.server.http import check_binding, is_loopback, serve_http
 from kartra_mcp.server.pages import serve_on_loopback
-from kartra_mcp.server.runtime import load_effective_policy, membrane_client, open_runtime
+from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.approval import ApprovalPages
-from kartra_mcp.tools.audit import OUTCOMES, AuditLog
+from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.call import Accepted, Answer, ConfirmationRequest, Declined, Unavailable
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import BUILTIN_NAMES
@@ -376,11 +375,13 @@ async def _doctor(args: argparse.Namespace) -> int:
         checks.fail(
             "policy", str(exc), "fix the policy file (see schemas/policy.schema.json) or unset KARTRA_MCP_POLICY"
         )
+    log_path = audit_path(settings, sandbox=sandbox is not None)
     try:
-        AuditLog(settings.audit_db).close()
-        checks.ok("audit log", str(settings.audit_db))
-    except (OSError, sqlite3.Error) as exc:
-        checks.fail("audit log", f"{settings.audit_db}: {exc}", "set KARTRA_MCP_AUDIT_DB to a writable file")
+        AuditLog(log_path).close()
+        checks.ok("audit log", f"{log_path} (writable)")
+    except ConfigError as exc:
+        cause = exc.__cause__ or exc
+        checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
     try:
         async with membrane_client(settings, sandbox=sandbox) as client:
             started = time.perf_counter()
@@ -441,11 +442,11 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if not settings.audit_db.exists():
-        _say(f"No audit log yet at {settings.audit_db}.")
+    path = audit_path(_settings(args), sandbox=args.sandbox)
+    if not path.exists():
+        _say(f"No audit log yet at {path}.")
         return 0
-    log = AuditLog(settings.audit_db)
+    log = AuditLog(path, check_writable=False)
     try:
         rows = log.rows(
             since=parse_since(args.since) if args.since else None,
@@ -465,7 +466,7 @@ def _audit(args: argparse.Namespace) -> int:
             f"{row.confirmation or '-':<12} {json.dumps(row.arguments, ensure_ascii=False)[:60]}"
             + (f"  ! {row.error[:80]}" if row.error else "")
         )
-    _say(f"{len(rows)} row(s) from {settings.audit_db}")
+    _say(f"{len(rows)} row(s) from {path}")
     return 0
 
 
@@ -536,6 +537,7 @@ def _parser() -> argparse.ArgumentParser:
     common(doctor)
 
     audit = commands.add_parser("audit", help="read the audit log")
+    audit.add_argument("--sandbox", action="store_true", help="read the embedded sandbox's own log")
     audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
 
@@ -14,7 +15,7 @@ from kartra_mcp.config import Settings
 from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, asgi_transport
 from kartra_mcp.tools.approval import Approvals
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.connection import resolve_connection
@@ -70,6 +71,11 @@ def membrane_client(
     )
 
 
+def audit_path(settings: Settings, *, sandbox: bool) -> Path:
+    """The audit log to use: the sandbox keeps its own beside the real one, so play never counts."""
+    return sandbox_audit_path(settings.audit_db) if sandbox else settings.audit_db
+
+
 def known_names(catalog: Catalog) -> set[str]:
     """Every name a policy entry may use: tools, action keys (listed or known), built-in tools."""
     return (
@@ -88,10 +94,12 @@ async def open_runtime(
     policy: Policy | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    audit: AuditLog | None = None,
     approver_token: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools.
 
+    `audit` is a log the caller opened and closes; by default the one `audit_path` names.
     `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
     """
     policy = policy or load_effective_policy(settings)
@@ -102,7 +110,8 @@ async def open_runtime(
             "watches every call.",
             policy.source,
         )
-    audit = AuditLog(settings.audit_db)
+    owned = audit is None
+    audit = audit or AuditLog(audit_path(settings, sandbox=sandbox is not None))
     try:
         async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
             connection = await resolve_connection(client, settings.connection_id)
@@ -138,4 +147,5 @@ async def open_runtime(
             )
             yield Runtime(settings, client, connection, catalog, executor, audit, sandbox)
     finally:
-        audit.close()
+        if owned:
+            audit.close()

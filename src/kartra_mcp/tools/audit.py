@@ -2,22 +2,41 @@
 
 The row is written before the call goes upstream (outcome `unknown`) and completed after, so a
 crash or a cancel in between leaves `unknown`, never nothing. Arguments are stored with secrets
-redacted; nothing else about the caller's credentials is kept.
+redacted and cut to a bounded size; nothing else about the caller's credentials is kept.
+
+Writing happens while the server serves, so every write and count runs in a worker thread: a
+database that another process holds locked delays the call that needs it, never the event loop.
+If the intent row cannot be written, the call is not sent (`AuditUnavailable`); if the outcome
+cannot be written, the outcome is still reported and the failure is logged and returned as text.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from kartra_mcp.errors import ConfigError
+import anyio
+import anyio.to_thread
+
+from kartra_mcp.errors import AuditUnavailable, ConfigError
+from kartra_mcp.tools.limits import MAX_DEPTH, depth_of
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# What one row keeps of the arguments, as JSON text; the rest is cut, with a marker saying so.
+MAX_STORED_ARGUMENTS = 16_384
+BUSY_TIMEOUT = 5.0
 
 Outcome = Literal["unknown", "success", "failed", "declined", "refused", "awaiting_confirmation"]
 OUTCOMES: tuple[str, ...] = ("unknown", "success", "failed", "declined", "refused", "awaiting_confirmation")
@@ -100,31 +119,110 @@ CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 """
 
 
-class AuditLog:
-    """Append-mostly SQLite log in WAL mode; `path=None` keeps it in memory."""
+def sandbox_audit_path(path: Path) -> Path:
+    """The sandbox's own log beside the real one (`audit.sqlite3` -> `audit-sandbox.sqlite3`)."""
+    return path.with_name(f"{path.stem}-sandbox{path.suffix}")
 
-    def __init__(self, path: Path | None, *, clock: Callable[[], float] = time.time) -> None:
+
+def stored_arguments(arguments: Any) -> str:
+    """The redacted arguments as JSON, cut to `MAX_STORED_ARGUMENTS` characters with a marker."""
+    if depth_of(arguments) > MAX_DEPTH:
+        return json.dumps(f"[not stored: nested deeper than {MAX_DEPTH} levels]")
+    text = json.dumps(redact(arguments), default=str, ensure_ascii=False)
+    if len(text) <= MAX_STORED_ARGUMENTS:
+        return text
+    return json.dumps(f"{text[:MAX_STORED_ARGUMENTS]}… [cut at {MAX_STORED_ARGUMENTS} of {len(text)} characters]")
+
+
+def fix_for(path: Path | None, exc: BaseException) -> str:
+    """What a person does about a failure of the log at `path`, in words."""
+    text = str(exc).casefold()
+    if "locked" in text or "busy" in text:
+        cause = "another process holds it locked (another kartra-mcp, or a program reading it): close that"
+    elif "full" in text:
+        cause = "the disk holding it is full: free space there"
+    elif "readonly" in text or "read-only" in text or "permission" in text or "unable to open" in text:
+        cause = "it is not writable: make the file and its directory writable by this user"
+    else:
+        cause = "check the file"
+    return f"{cause}, or set KARTRA_MCP_AUDIT_DB to a file in a writable directory"
+
+
+class AuditLog:
+    """Append-mostly SQLite log in WAL mode; `path=None` keeps it in memory.
+
+    Opening it writes once (rolled back), so a log that cannot be written stops the start with
+    the file and the fix named; `check_writable=False` is for reading only.
+
+    `intent`, `finish` and `count_since` are awaited while serving and run in a worker thread;
+    `rows` and `close` are for the CLI and tests. A lock serialises the one connection.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT,
+        check_writable: bool = True,
+    ) -> None:
         self.path = path
-        self._clock = clock
+        self.clock = clock
+        self._lock = threading.Lock()
+        # One worker at a time: calls waiting on a locked file queue here, not in the shared thread pool.
+        self._limiter = anyio.CapacityLimiter(1)
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                str(path) if path else ":memory:", check_same_thread=False, isolation_level=None, timeout=busy_timeout
+            )
             if path is not None:
                 self._db.execute("PRAGMA journal_mode=WAL")
             # An intent row must survive a crash of the machine too, not only of the process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-            if "answered_by" not in columns:  # a log written before who answered was recorded
-                self._db.execute("ALTER TABLE calls ADD COLUMN answered_by TEXT")
+            self._answered_by = self._add_answered_by()
+            if check_writable:
+                self._check_writable()
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"Cannot open the audit log at {path} ({exc}); set KARTRA_MCP_AUDIT_DB to a file in a "
-                "writable directory."
-            ) from None
+            # The cause stays attached, so `doctor` can put the fix on a line of its own.
+            raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from exc
 
-    def intent(
+    def _add_answered_by(self) -> bool:
+        """Whether rows can say who answered; a log from before that column gets it when writable."""
+        if "answered_by" in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}:
+            return True
+        try:
+            self._db.execute("ALTER TABLE calls ADD COLUMN answered_by TEXT")
+        except sqlite3.OperationalError:  # read-only: readable all the same, without the column
+            return False
+        return True
+
+    def _check_writable(self) -> None:
+        """Write once and roll back, so a read-only file or directory is found at start, not at a call."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            # Busy now is not broken; each call waits for the lock in its own time.
+            logger.warning("the audit log at %s is locked by another process: %s", self.path, fix_for(self.path, exc))
+            return
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            self._db.execute(f"PRAGMA user_version = {version}")
+        finally:
+            self._db.execute("ROLLBACK")
+
+    async def _run(self, work: Callable[[], _T]) -> _T:
+        def locked() -> _T:
+            with self._lock:
+                return work()
+
+        return await anyio.to_thread.run_sync(locked, limiter=self._limiter)
+
+    async def intent(
         self,
         *,
         tool: str,
@@ -136,47 +234,102 @@ class AuditLog:
         connection: str | None,
         outcome: Outcome = "unknown",
         error: str | None = None,
+        at: float | None = None,
         answered_by: str | None = None,
     ) -> int:
-        """Write a row now; its outcome stays `unknown` until `finish` is called."""
-        cursor = self._db.execute(
-            "INSERT INTO calls (started_at, tool, action, arguments, risk, decision, confirmation, outcome, error,"
-            " connection, answered_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self._clock(),
-                tool,
-                action,
-                json.dumps(redact(arguments), default=str),
-                risk,
-                decision,
-                confirmation,
-                outcome,
-                error,
-                connection,
-                answered_by,
-            ),
-        )
-        return int(cursor.lastrowid or 0)
+        """Write a row now (dated `at`, or now); its outcome stays `unknown` until `finish` is called.
 
-    def finish(
+        `answered_by` says who answered a confirmation, where that is known.
+
+        Raises:
+            AuditUnavailable: the row could not be written; a call must not be sent.
+        """
+        values: tuple[Any, ...] = (
+            self.clock() if at is None else at,
+            tool,
+            action,
+            stored_arguments(arguments),
+            risk,
+            decision,
+            confirmation,
+            outcome,
+            error,
+            connection,
+        )
+        columns = "started_at, tool, action, arguments, risk, decision, confirmation, outcome, error, connection"
+        if self._answered_by:
+            columns, values = f"{columns}, answered_by", (*values, answered_by)
+
+        def insert() -> int:
+            marks = ", ".join("?" for _ in values)
+            cursor = self._db.execute(f"INSERT INTO calls ({columns}) VALUES ({marks})", values)
+            return int(cursor.lastrowid or 0)
+
+        try:
+            return await self._run(insert)
+        except (OSError, sqlite3.Error) as exc:
+            logger.error("the audit log at %s could not record a call to %s: %s", self.path, tool, exc)
+            raise AuditUnavailable(
+                f"The audit log at {self.path or 'memory'} could not record this call ({exc}), so nothing was sent. "
+                f"A person must fix it: {fix_for(self.path, exc)}."
+            ) from None
+
+    async def finish(
         self, row: int, outcome: Outcome, *, upstream_status: int | None = None, error: str | None = None
-    ) -> None:
-        now = self._clock()
-        self._db.execute(
-            "UPDATE calls SET outcome = ?, upstream_status = ?, error = ?, finished_at = ?,"
-            " duration_ms = (? - started_at) * 1000 WHERE id = ?",
-            (outcome, upstream_status, error, now, now, row),
-        )
+    ) -> str | None:
+        """Complete a row. Never raises: a failure is logged and returned as text for the result."""
+        now = self.clock()
 
-    def count_since(
-        self, since: float, *, risk: str, outcomes: Sequence[str] = ("success", "unknown", "failed")
+        def update() -> None:
+            self._db.execute(
+                "UPDATE calls SET outcome = ?, upstream_status = ?, error = ?, finished_at = ?,"
+                " duration_ms = (? - started_at) * 1000 WHERE id = ?",
+                (outcome, upstream_status, error, now, now, row),
+            )
+
+        try:
+            await self._run(update)
+        except (OSError, sqlite3.Error) as exc:
+            logger.error(
+                "the audit log at %s could not record the outcome (%s) of row %d: %s", self.path, outcome, row, exc
+            )
+            return (
+                f"The audit log could not record this: {exc}. Its row #{row} still says 'unknown'; the outcome "
+                f"above is what happened. A person should fix the log: {fix_for(self.path, exc)}."
+            )
+        return None
+
+    async def count_since(
+        self,
+        since: float,
+        *,
+        risk: str,
+        connection: str | None = None,
+        outcomes: Sequence[str] = ("success", "unknown", "failed"),
     ) -> int:
+        """Calls of `risk` since `since` (of one connection, when given) that may have run.
+
+        Raises:
+            AuditUnavailable: the log cannot be read, so a cap cannot be checked.
+        """
         marks = ", ".join("?" for _ in outcomes)
-        row = self._db.execute(
-            f"SELECT COUNT(*) FROM calls WHERE started_at >= ? AND risk = ? AND outcome IN ({marks})",
-            (since, risk, *outcomes),
-        ).fetchone()
-        return int(row[0])
+        query = f"SELECT COUNT(*) FROM calls WHERE started_at >= ? AND risk = ? AND outcome IN ({marks})"
+        params: tuple[Any, ...] = (since, risk, *outcomes)
+        if connection is not None:
+            query += " AND connection = ?"
+            params = (*params, connection)
+
+        def count() -> int:
+            return int(self._db.execute(query, params).fetchone()[0])
+
+        try:
+            return await self._run(count)
+        except (OSError, sqlite3.Error) as exc:
+            logger.error("the audit log at %s could not be read: %s", self.path, exc)
+            raise AuditUnavailable(
+                f"The audit log at {self.path or 'memory'} could not be read to check the policy's hourly cap "
+                f"({exc}), so nothing was sent. A person must fix it: {fix_for(self.path, exc)}."
+            ) from None
 
     def rows(
         self,
@@ -194,10 +347,51 @@ class AuditLog:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         query = (
             "SELECT id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
-            f" duration_ms, error, connection, answered_by FROM calls {where} ORDER BY id DESC LIMIT ?"
+            f" duration_ms, error, connection, {'answered_by' if self._answered_by else 'NULL'} FROM calls {where}"
+            " ORDER BY id DESC LIMIT ?"
         )
-        found = self._db.execute(query, (*params, limit)).fetchall()
+        with self._lock:
+            found = self._db.execute(query, (*params, limit)).fetchall()
         return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+
+@dataclass
+class Journal:
+    """The rows one call owes the log besides its intent: refusals, declines, and the outcome.
+
+    The pipeline notes them as it goes, without waiting, and `flush` writes them when the call
+    ends, so a refusal never waits on the database and every path leaves its row.
+    """
+
+    log: AuditLog
+    _rows: list[dict[str, Any]] = field(default_factory=list)
+    _finishes: list[tuple[int, Outcome, int | None, str | None]] = field(default_factory=list)
+
+    def row(self, **values: Any) -> None:
+        """A row for a call that was not sent (its outcome is final): the arguments of `AuditLog.intent`."""
+        self._rows.append({**values, "at": self.log.clock()})
+
+    def finish(
+        self, row: int, outcome: Outcome, *, upstream_status: int | None = None, error: str | None = None
+    ) -> None:
+        self._finishes.append((row, outcome, upstream_status, error))
+
+    async def flush(self) -> list[str]:
+        """Write what is owed; what could not be written comes back as sentences for the result."""
+        notes: list[str] = []
+        rows, self._rows = self._rows, []
+        for values in rows:
+            try:
+                await self.log.intent(**values)
+            except AuditUnavailable as exc:
+                notes.append(f"The audit log could not record this: {exc}")
+        finishes, self._finishes = self._finishes, []
+        for row, outcome, status, error in finishes:
+            note = await self.log.finish(row, outcome, upstream_status=status, error=error)
+            if note is not None:
+                notes.append(note)
+        return notes

@@ -22,8 +22,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn
+
+import anyio
 
 from kartra_mcp import phpform
 from kartra_mcp.errors import (
@@ -45,8 +48,9 @@ from kartra_mcp.errors import (
 )
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.tools.answers import garbled_answer, resend_garbled
 from kartra_mcp.tools.approval import CHECK_TOOL, CONFIRM_TOOL, Approval, Approvals, TokenChannel
-from kartra_mcp.tools.audit import AuditLog, Outcome, redact
+from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
 from kartra_mcp.tools.builtin import CHECK_APPROVAL_SPEC, check_approval
 from kartra_mcp.tools.call import (
     Accepted,
@@ -63,6 +67,7 @@ from kartra_mcp.tools.call import (
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
+from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
 from kartra_mcp.tools.preview import Preview, Previewer
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
@@ -74,6 +79,9 @@ logger = logging.getLogger(__name__)
 SEARCH_TOOL = "search-actions"
 RUN_TOOL = "run-action"
 BUILTIN_NAMES = frozenset({PROXY_TOOL, CONFIRM_TOOL, SEARCH_TOOL, RUN_TOOL, CHECK_TOOL})
+
+# The rows the call in progress owes the audit log, written when it ends (see `Journal`).
+_JOURNAL: ContextVar[Journal] = ContextVar("kartra_mcp_journal")
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,14 @@ class _Call:
     structured: Callable[[_Sent], dict[str, Any]] = field(default=lambda sent: sent.data)
     # What the audit log records: what is sent, where that differs from the arguments.
     audited: Mapping[str, Any] | None = None
+
+    @property
+    def action(self) -> str | None:
+        return self.spec.action_key or ",".join(i.cmd for i in self.invocations) or None
+
+    @property
+    def shown(self) -> Mapping[str, Any]:
+        return self.audited if self.audited is not None else self.arguments
 
 
 # -- the built-in tools ----------------------------------------------------------------------------
@@ -250,14 +266,25 @@ class Executor:
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None, confirmer: Confirmer) -> CallResult:
         """Run one call; failures the model can act on come back as error results, never raised."""
+        journal = Journal(self.audit)
+        token = _JOURNAL.set(journal)
         try:
-            return await self._call(name, dict(arguments or {}), confirmer)
+            result = await self._call(name, dict(arguments or {}), confirmer)
         except ToolCallError as exc:
-            return CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
+            result = CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
+        finally:
+            _JOURNAL.reset(token)
+            # Rows are owed even when the call is cancelled.
+            with anyio.CancelScope(shield=True):
+                notes = await journal.flush()
+        if not notes:
+            return result
+        structured = None if result.structured is None else {**result.structured, "audit_log_error": notes}
+        return replace(result, text="\n\n".join([result.text, *notes]), structured=structured)
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
         spec = self._lookup(name, arguments)
-        check_arguments(spec.name, spec.input_schema, arguments)
+        self._check_arguments(spec, arguments)
         if spec.kind == "confirm":
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
@@ -266,13 +293,13 @@ class Executor:
             return check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
-            check_arguments(spec.name, spec.input_schema, arguments)
+            self._check_arguments(spec, arguments)
         call = self._prepare(spec, arguments)
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
         self._check_targets(call)
-        self._check_rate(call)
+        await self._check_rate(call)
         preview: Preview | None = None
         if decision.mode == "confirm" or self._refund_capped(call):
             preview = await self._preview(call)
@@ -290,6 +317,16 @@ class Executor:
         if spec is not None:
             self._refuse_hidden(spec, arguments)
         raise UnknownToolError(name, difflib.get_close_matches(name, sorted(listed), n=3))
+
+    def _check_arguments(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
+        """Check the bounds, then the schema; a refused attempt at a tool that is not a read leaves a row."""
+        try:
+            check_bounds(spec.name, arguments)
+            check_arguments(spec.name, spec.input_schema, arguments)
+        except InvalidArgumentsError as exc:
+            if spec.risk is not Risk.READ:
+                self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", str(exc))
+            raise
 
     def _refuse_hidden(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> NoReturn:
         """A tool the policy hides was called anyway: refuse it, and say so in the audit log."""
@@ -309,15 +346,15 @@ class Executor:
         if spec is None:
             raise UnknownToolError(wanted, [s.name for s in self._local_search(wanted, 3)])
         raw = arguments.get("input", {})
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw) if raw.strip() else {}
-            except ValueError as exc:
-                raise InvalidArgumentsError(
-                    RUN_TOOL, [ArgumentProblem("input", f"is not valid JSON ({exc})")]
-                ) from None
-        if not isinstance(raw, dict):
-            raise InvalidArgumentsError(RUN_TOOL, [ArgumentProblem("input", "must be a JSON object")])
+        try:
+            if isinstance(raw, str):
+                raw = loads(raw, tool=RUN_TOOL, where="input") if raw.strip() else {}
+            if not isinstance(raw, dict):
+                raise InvalidArgumentsError(RUN_TOOL, [ArgumentProblem("input", "must be a JSON object")])
+        except InvalidArgumentsError as exc:
+            if spec.risk is not Risk.READ:
+                self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", str(exc))
+            raise
         if not self.policy.visible(spec.name, spec.risk, spec.action_key):
             self._refuse_hidden(spec, raw)
         return spec, raw
@@ -342,7 +379,13 @@ class Executor:
                     body=request.body,
                     retry_safe=request.risk is Risk.READ,
                 )
+                garbled = garbled_answer(response.status_code, response.body)
+                if garbled is not None:
+                    raise garbled
                 return _Sent(response.data(), response.status_code)
+
+            async def send_checked() -> _Sent:
+                return await resend_garbled(send_proxy, self.client.retry_policy, retry_safe=request.risk is Risk.READ)
 
             return _Call(
                 spec,
@@ -350,8 +393,9 @@ class Executor:
                 request.risk,
                 targets or [Target(None, request.risk)],
                 invocations,
-                send_proxy,
+                send_checked,
                 lambda sent: {"status_code": sent.status, "body": sent.data},
+                audited=request.as_sent(),
             )
         assert spec.action_id is not None
         assert spec.action_key is not None
@@ -433,11 +477,13 @@ class Executor:
                 rule="arguments",
             )
 
-    def _check_rate(self, call: _Call) -> None:
+    async def _check_rate(self, call: _Call) -> None:
         cap = self.policy.max_critical_calls_per_hour
         if cap is None or call.risk is not Risk.CRITICAL:
             return
-        done = self.audit.count_since(self._clock() - 3600, risk=Risk.CRITICAL.value)
+        done = await self.audit.count_since(
+            self._clock() - 3600, risk=Risk.CRITICAL.value, connection=self.connection_id
+        )
         if done >= cap:
             self._refuse(
                 call,
@@ -458,10 +504,8 @@ class Executor:
         outcome: Outcome,
         error: str | None = None,
         by: str | None = None,
-    ) -> int:
-        action = call.spec.action_key or ",".join(i.cmd for i in call.invocations) or None
-        shown = call.audited if call.audited is not None else call.arguments
-        return self._audit(call.spec.name, action, shown, call.risk, decision, confirmation, outcome, error, by)
+    ) -> None:
+        self._audit(call.spec.name, call.action, call.shown, call.risk, decision, confirmation, outcome, error, by)
 
     def _audit(
         self,
@@ -474,8 +518,9 @@ class Executor:
         outcome: Outcome,
         error: str | None = None,
         by: str | None = None,
-    ) -> int:
-        return self.audit.intent(
+    ) -> None:
+        """Note a row for a call that is not sent; it is written when the call ends."""
+        _JOURNAL.get().row(
             tool=tool,
             action=action,
             arguments=arguments,
@@ -557,7 +602,21 @@ class Executor:
         return call, decision
 
     async def _settle(self, approval: Approval) -> CallResult:
-        """Run (or record the decline of) a call a person answered after it returned pending."""
+        """Run (or record the decline of) a call a person answered after it returned pending.
+
+        It runs outside any tool call (from the approval page or the app-only tool), so it keeps its own journal.
+        """
+        journal = Journal(self.audit)
+        token = _JOURNAL.set(journal)
+        try:
+            result = await self._settled(approval)
+        finally:
+            _JOURNAL.reset(token)
+            with anyio.CancelScope(shield=True):
+                notes = await journal.flush()
+        return replace(result, text="\n\n".join([result.text, *notes])) if notes else result
+
+    async def _settled(self, approval: Approval) -> CallResult:
         via = approval.answered_via or approval.channel
         try:
             if approval.connection != self.connection_id:
@@ -574,12 +633,19 @@ class Executor:
 
     async def _execute(self, call: _Call, decision: Decision, how: str, *, by: str | None = None) -> CallResult:
         # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
-        self._check_rate(call)
+        await self._check_rate(call)
         row = None
         if call.risk is not Risk.READ:
-            confirmed = decision.mode == "confirm"
-            row = self._record(
-                call, decision.mode, how if confirmed else "policy", "unknown", by=by if confirmed else None
+            # Written before sending, and if it cannot be, nothing is sent.
+            row = await self.audit.intent(
+                tool=call.spec.name,
+                action=call.action,
+                arguments=call.shown,
+                risk=call.risk.value,
+                decision=decision.mode,
+                confirmation=how if decision.mode == "confirm" else "policy",
+                connection=self.connection_id,
+                answered_by=by if decision.mode == "confirm" else None,
             )
         try:
             sent = await call.send()
@@ -587,14 +653,14 @@ class Executor:
             status = exc.status_code if isinstance(exc, MembraneApiError) else None
             unknown = exc.may_have_executed and call.risk is not Risk.READ
             if row is not None:
-                self.audit.finish(row, "unknown" if unknown else "failed", upstream_status=status, error=str(exc))
+                _JOURNAL.get().finish(row, "unknown" if unknown else "failed", upstream_status=status, error=str(exc))
             return self._membrane_failure(call, exc, unknown)
         if sent.status is not None and sent.status >= 400:
             return self._upstream_failure(call, sent, row)
         failure = kartra_failure(sent.data)
         if failure is not None:
             if row is not None:
-                self.audit.finish(row, "failed", upstream_status=sent.status, error=str(failure))
+                _JOURNAL.get().finish(row, "failed", upstream_status=sent.status, error=str(failure))
             structured = {
                 "error": "KartraError",
                 "message": failure.message,
@@ -604,7 +670,7 @@ class Executor:
             }
             return CallResult(describe_failure(failure, commands=len(call.invocations)), structured, is_error=True)
         if row is not None:
-            self.audit.finish(row, "success", upstream_status=sent.status)
+            _JOURNAL.get().finish(row, "success", upstream_status=sent.status)
         structured = call.structured(sent)
         if call.spec.output_schema is not None:
             mismatch = argument_problems(call.spec.output_schema, structured)
@@ -625,7 +691,7 @@ class Executor:
         unknown = call.risk is not Risk.READ and status != 429
         shown = render(sent.data)[:300]
         if row is not None:
-            self.audit.finish(row, "unknown" if unknown else "failed", upstream_status=status, error=shown)
+            _JOURNAL.get().finish(row, "unknown" if unknown else "failed", upstream_status=status, error=shown)
         structured = {"error": "UpstreamStatus", "status_code": status, "body": sent.data, "outcome_unknown": unknown}
         if unknown:
             return CallResult(
@@ -692,6 +758,9 @@ class Executor:
                 body=phpform.encode(form).encode(),
                 retry_safe=True,
             )
+            garbled = garbled_answer(response.status_code, response.body)
+            if garbled is not None:
+                raise garbled
             data = response.data()
         failure = kartra_failure(data)
         if failure is not None:

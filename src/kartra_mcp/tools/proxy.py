@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from kartra_mcp import phpform
 from kartra_mcp.errors import ProxyRequestRefused
 from kartra_mcp.tools.kartra_ops import Invocation, invocations_in_form
+from kartra_mcp.tools.limits import MAX_DEPTH, text_depth
 from kartra_mcp.tools.spec import Risk, Schema, ToolSpec
 
 PROXY_TOOL = "kartra-api-request"
@@ -121,6 +122,17 @@ class ProxyRequest:
             return Risk.CRITICAL
         return Risk.highest([i.risk for i in self.invocations])
 
+    def as_sent(self) -> dict[str, Any]:
+        """The request as it goes out, body decoded into its fields: what the audit log records."""
+        sent: dict[str, Any] = {"method": self.method, "path": self.path}
+        if self.query:
+            sent["query"] = dict(self.query)
+        if self.headers:
+            sent["headers"] = dict(self.headers)
+        if self.form is not None:
+            sent["body"] = self.form
+        return sent
+
 
 def build_request(arguments: Mapping[str, Any]) -> ProxyRequest:
     """Check and encode the proxy tool's arguments; refuse what must not be sent.
@@ -145,6 +157,8 @@ def build_request(arguments: Mapping[str, Any]) -> ProxyRequest:
     headers["Content-Type"] = media_type
     form: Any = body_arg
     if isinstance(body_arg, str):
+        if text_depth(body_arg) > MAX_DEPTH:
+            raise ProxyRequestRefused(f"The body nests deeper than {MAX_DEPTH} levels; Kartra's fields never do.")
         try:
             form = json.loads(body_arg) if media_type == JSON else phpform.decode(body_arg)
         except ValueError:

@@ -247,14 +247,14 @@ class ApprovalPages:
         try:
             origin = request.headers.get("origin")
             if origin != self._own_origin(request):
-                self.approvals.refuse(approval, f"the answer came from another origin ({origin!r})", via, by)
+                await self.approvals.refuse(approval, f"the answer came from another origin ({origin!r})", via, by)
             if str(form.get("csrf") or "") != self.approvals.csrf(approval_id):
-                self.approvals.refuse(approval, "the answer did not come from the approval page (CSRF)", via, by)
+                await self.approvals.refuse(approval, "the answer did not come from the approval page (CSRF)", via, by)
             if self.approvals.needs_approver and not self._is_approver(request):
-                self.approvals.refuse(approval, "the approver credential is missing", via, by)
+                await self.approvals.refuse(approval, "the approver credential is missing", via, by)
             answer = str(form.get("answer") or "")
             if answer not in ("approve", "decline"):
-                self.approvals.refuse(approval, f"unknown answer {answer[:20]!r}", via, by)
+                await self.approvals.refuse(approval, f"unknown answer {answer[:20]!r}", via, by)
             settled = await self.approvals.answer(
                 approval_id,
                 approve=answer == "approve",

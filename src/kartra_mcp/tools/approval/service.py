@@ -7,6 +7,7 @@ answer, a replay, a forged or expired link - is refused and leaves an audit row.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -15,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, NoReturn
 
-from kartra_mcp.errors import ConfirmationInvalid
+from kartra_mcp.errors import AuditUnavailable, ConfirmationInvalid
 from kartra_mcp.tools.approval.store import Approval, ApprovalStore, MemoryApprovalStore, digest, new_id, new_secret
 from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.call import CallResult, ChannelName, ConfirmationRequest
@@ -108,17 +109,17 @@ class Approvals:
         """Record a person's answer once; raises `ConfirmationInvalid` (and audits it) otherwise."""
         approval = self.store.get(approval_id)
         if approval is None:
-            self.refuse(None, f"unknown approval {approval_id[:40]!r} (a forged or mistyped link)", via, by)
+            await self.refuse(None, f"unknown approval {approval_id[:40]!r} (a forged or mistyped link)", via, by)
         elif not approver and not (secret and approval.matches(secret)):
-            self.refuse(approval, "the link's secret is missing or wrong (a forged link)", via, by)
+            await self.refuse(approval, "the link's secret is missing or wrong (a forged link)", via, by)
         elif approval.state != "pending":
-            self.refuse(approval, f"already {approval.state}: each approval is answered once", via, by)
+            await self.refuse(approval, f"already {approval.state}: each approval is answered once", via, by)
         elif self._clock() > approval.expires_at:
             self.store.settle(approval.id, "expired", via, by)
-            self.refuse(approval, "the approval expired", via, by)
+            await self.refuse(approval, "the approval expired", via, by)
         settled = self.store.settle(approval_id, "approved" if approve else "declined", via, by)
         if settled is None:  # answered in between: the first answer stands
-            self.refuse(approval, "already answered: each approval is answered once", via, by)
+            await self.refuse(approval, "already answered: each approval is answered once", via, by)
         if settled.on_answer == "run" and self.settler is not None:
             settled.result = await self.settler(settled)
         return settled
@@ -127,10 +128,15 @@ class Approvals:
         """No answer came in time: the link stops working."""
         self.store.settle(approval.id, "expired", via, None)
 
-    def refuse(self, approval: Approval | None, reason: str, via: ChannelName, by: str | None) -> NoReturn:
-        """Audit a refused answer and raise it."""
+    async def refuse(self, approval: Approval | None, reason: str, via: ChannelName, by: str | None) -> NoReturn:
+        """Audit a refused answer and raise it (refused all the same when the log cannot record it)."""
         logger.warning("approval answer refused: %s", reason)
-        self.audit.intent(
+        with contextlib.suppress(AuditUnavailable):
+            await self._audit_refusal(approval, reason, via, by)
+        raise ConfirmationInvalid(f"This approval cannot be answered: {reason}. Nothing was run.")
+
+    async def _audit_refusal(self, approval: Approval | None, reason: str, via: ChannelName, by: str | None) -> None:
+        await self.audit.intent(
             tool=approval.tool if approval else "approval-page",
             action=None,
             arguments={"approval": approval.id if approval else None},
@@ -142,4 +148,3 @@ class Approvals:
             error=f"approval answer refused: {reason}; nothing was run",
             answered_by=by,
         )
-        raise ConfirmationInvalid(f"This approval cannot be answered: {reason}. Nothing was run.")
