@@ -54,7 +54,7 @@ async def test_the_refund_runs_only_after_approve_on_the_page_browser_opened(
 
             async with anyio.create_task_group() as group:
                 group.start_soon(call)
-                while not opened.exists():
+                while not (opened.exists() and opened.read_text().endswith("\n")):
                     await anyio.sleep(0.05)
                 url = opened.read_text().strip()
                 before = await client.call_tool("get-transaction-details", {"transaction_id": tx["transaction_id"]})

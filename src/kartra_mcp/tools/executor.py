@@ -217,6 +217,7 @@ class Executor:
         self._clock = clock
         self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
         self._proxy = proxy_spec()
+        self._intent_lock = anyio.Lock()
         self.approvals = approvals
         if approvals is not None:
             approvals.settler = self._settle
@@ -632,21 +633,23 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str, *, by: str | None = None) -> CallResult:
-        # Checked again here, with no wait before the intent row, so concurrent calls cannot overrun the cap.
-        await self._check_rate(call)
         row = None
-        if call.risk is not Risk.READ:
-            # Written before sending, and if it cannot be, nothing is sent.
-            row = await self.audit.intent(
-                tool=call.spec.name,
-                action=call.action,
-                arguments=call.shown,
-                risk=call.risk.value,
-                decision=decision.mode,
-                confirmation=how if decision.mode == "confirm" else "policy",
-                connection=self.connection_id,
-                answered_by=by if decision.mode == "confirm" else None,
-            )
+        # Checked again here, and under one lock with the intent row (both wait on the log's worker), so
+        # concurrent calls cannot all count the same rows and overrun the cap.
+        async with self._intent_lock:
+            await self._check_rate(call)
+            if call.risk is not Risk.READ:
+                # Written before sending, and if it cannot be, nothing is sent.
+                row = await self.audit.intent(
+                    tool=call.spec.name,
+                    action=call.action,
+                    arguments=call.shown,
+                    risk=call.risk.value,
+                    decision=decision.mode,
+                    confirmation=how if decision.mode == "confirm" else "policy",
+                    connection=self.connection_id,
+                    answered_by=by if decision.mode == "confirm" else None,
+                )
         try:
             sent = await call.send()
         except MembraneError as exc:
