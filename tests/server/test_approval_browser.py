@@ -166,6 +166,18 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+async def _csrf_on(browser: WebDriver, url: str) -> str:
+    """Open the page and read the CSRF token its form carries."""
+    await _visit(browser, url)
+    return browser.find_element("name", "csrf").get_attribute("value") or ""
+
+
+async def _post_from_the_page_origin(url: str, form: dict[str, str]) -> httpx2.Response:
+    """An answer as the page itself would send it: its own origin, its form fields."""
+    async with httpx2.AsyncClient(trust_env=False) as http:
+        return await http.post(url.split("?")[0], data=form, headers={"Origin": _origin(url)})
+
+
 async def test_a_replayed_answer_runs_nothing_more(
     settings: Settings, sandbox: Sandbox, samples: dict[str, Any], browser: WebDriver
 ) -> None:
@@ -174,12 +186,10 @@ async def test_a_replayed_answer_runs_nothing_more(
     async with stdio_like(settings, sandbox, "legacy", opened) as (runtime, client):
         async with calling(client, tool, arguments):
             url = await opened.first()
-            await _visit(browser, url)
-            csrf = browser.find_element("name", "csrf").get_attribute("value") or ""
+            csrf = await _csrf_on(browser, url)
             assert await _press(browser, "approve") == "Approved"
         # The same answer again, from the page's own origin, with its secret and token: refused.
-        async with httpx2.AsyncClient(trust_env=False) as http:
-            replay = await http.post(url.split("?")[0], data=_form(url, csrf=csrf), headers={"Origin": _origin(url)})
+        replay = await _post_from_the_page_origin(url, _form(url, csrf=csrf))
         await _visit(browser, url)
         after = text_of(browser, "outcome")
         rows = runtime.audit.rows(tool=tool)
@@ -200,12 +210,8 @@ async def test_a_forged_link_runs_nothing(
             forged = url.split("?k=")[0] + "?k=" + "A" * 43
             await _visit(browser, forged)
             shown = text_of(browser, "outcome")
-            await _visit(browser, url)
-            csrf = browser.find_element("name", "csrf").get_attribute("value") or ""
-            async with httpx2.AsyncClient(trust_env=False) as http:
-                posted = await http.post(
-                    url.split("?")[0], data=_form(forged, csrf=csrf), headers={"Origin": _origin(url)}
-                )
+            csrf = await _csrf_on(browser, url)
+            posted = await _post_from_the_page_origin(url, _form(forged, csrf=csrf))
             assert posted.status_code == 403
             assert _refunds(sandbox, samples) == 0
             assert await _press(browser, "decline") == "Declined"
