@@ -42,3 +42,31 @@ async def test_the_client_opens_the_approval_page_and_the_call_follows_the_answe
     assert completed and completed[0]["params"]["elicitationId"] == params["elicitationId"]
     rows = AuditLog(sandbox_audit_path(tmp_path / "audit.sqlite3")).rows()
     assert [(r.outcome, r.confirmation) for r in rows] == [(outcome, "url")]
+
+
+async def test_a_2026_client_opens_the_approval_page_between_two_rounds(tmp_path: Path, browser: WebDriver) -> None:
+    client = RawClient(tmp_path, BROWSER="false")
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    }
+    call = {"name": "refund-transaction", "arguments": REFUNDABLE, "_meta": meta}
+    try:
+        client.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+        first = (await anyio.to_thread.run_sync(client.receive))["result"]
+        (key, asked), *_ = first["inputRequests"].items()
+        shown = await anyio.to_thread.run_sync(visit_and_press, browser, asked["params"]["url"], "approve")
+        retry = {**call, "inputResponses": {key: {"action": "accept"}}, "requestState": first["requestState"]}
+        client.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": retry})
+        result = (await anyio.to_thread.run_sync(client.receive))["result"]
+    finally:
+        client.close()
+    assert first["resultType"] == "input_required" and asked["params"]["mode"] == "url"
+    assert shown == "Approved"
+    assert result["isError"] is False, result
+    rows = AuditLog(sandbox_audit_path(tmp_path / "audit.sqlite3")).rows()
+    assert [(r.outcome, r.confirmation) for r in reversed(rows)] == [
+        ("awaiting_confirmation", "url"),
+        ("success", "url"),
+    ]

@@ -244,7 +244,7 @@ class UrlConfirmer:
             approval, secret = approvals.open(request, "url", on_answer="wait")
             self._deployment.url_rounds[request.confirmation_id] = approval.id
             self._link = approvals.link(approval, secret)
-            return Deferred()
+            return Deferred("url")
         opened = responses.get(URL_KEY)
         if not isinstance(opened, ElicitResult) or opened.action != "accept":
             abandoned = approvals.store.get(approval_id)

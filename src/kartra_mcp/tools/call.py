@@ -80,6 +80,8 @@ class Unavailable:
 class Deferred:
     """The question goes back to the client in the result; the client retries with the answer."""
 
+    channel: ChannelName = "elicitation"
+
 
 @dataclass(frozen=True)
 class Pending:

@@ -542,7 +542,7 @@ class Executor:
         if isinstance(answer, Unavailable) and self.policy.on_unconfirmable == "token":
             answer = await TokenChannel(book).confirm(request)
         if isinstance(answer, Deferred):
-            self._record(call, "confirm", "elicitation", "awaiting_confirmation")
+            self._record(call, "confirm", answer.channel, "awaiting_confirmation")
             return CallResult("Waiting for the person's answer.", awaiting=request)
         if isinstance(answer, Accepted):
             try:
