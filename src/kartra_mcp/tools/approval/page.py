@@ -8,6 +8,7 @@ approver's cookie and the page's CSRF token. Every refused answer is audited by 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import time
@@ -230,6 +231,9 @@ class ApprovalPages:
         if self.approvals.needs_approver and not self._is_approver(request):
             return self._login_form(request.url.path + (f"?k={secret}" if secret else ""))
         if approval is None or not (self._is_approver(request) or (secret and approval.matches(secret))):
+            via = approval.channel if approval else "browser"
+            with contextlib.suppress(ConfirmationInvalid):  # refused and audited; the page says so below
+                await self.approvals.refuse(approval, "a forged or mistyped link was opened", via, None)
             return _refused("This link is not valid: it is forged, mistyped, or from before a restart.", 404)
         if approval.state != "pending":
             return _answered(approval) if approval.state != "expired" else _refused("This approval expired.", 410)
