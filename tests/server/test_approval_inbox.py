@@ -81,7 +81,9 @@ def _sign_in_and_answer(browser: WebDriver, link: str, button: str) -> tuple[str
     return press(browser, button), shown
 
 
-@pytest.mark.parametrize("answer", ["approve", "decline"])
+@pytest.mark.parametrize(
+    ("mode", "answer"), [("legacy", "approve"), ("auto", "approve"), ("legacy", "decline")]
+)  # each starts a server process: both eras approve, one declines
 async def test_a_person_answers_in_the_inbox_and_the_model_can_only_check(
     answer: str, mode: str, tmp_path: Path, samples: dict[str, Any], browser: WebDriver
 ) -> None:
