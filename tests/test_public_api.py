@@ -17,13 +17,14 @@ import kartra_mcp.tools
 PACKAGE = Path(kartra_mcp.__file__).parent
 
 # What each part may import from kartra_mcp (besides itself). Dependencies point one way:
-# server -> tools -> {membrane, schemas}; the sandbox stands beside them.
+# server -> tools -> {membrane, schemas}; the sandbox stands beside them. `progress` is a leaf
+# like `errors`: slow code reports into it, and the server connects it to the client.
 ALLOWED = {
-    "membrane": {"config", "errors", "__init__"},
+    "membrane": {"config", "errors", "progress", "__init__"},
     "schemas": {"errors"},
     "sandbox": {"errors", "phpform", "schemas"},
-    "tools": {"membrane", "schemas", "errors", "phpform", "config"},
-    "server": {"tools", "membrane", "schemas", "sandbox", "errors", "config", "phpform", "__init__"},
+    "tools": {"membrane", "schemas", "errors", "phpform", "config", "progress"},
+    "server": {"tools", "membrane", "schemas", "sandbox", "errors", "config", "phpform", "progress", "__init__"},
 }
 
 

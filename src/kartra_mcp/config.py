@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     approval_webhook: str | None = None
     public_url: str | None = None
     request_timeout: float = Field(65.0, gt=0, le=600)
+    # How long `serve` waits for Membrane at a start without a cached catalog before serving anyway.
+    start_timeout: float = Field(10.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("membrane_api_url")

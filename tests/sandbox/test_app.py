@@ -812,6 +812,9 @@ ROUTES = [
     ("DELETE", "/_sandbox/faults"),
     ("GET", "/_sandbox/requests"),
     ("DELETE", "/_sandbox/requests"),
+    ("GET", "/_sandbox/actions"),
+    ("POST", "/_sandbox/actions"),
+    ("DELETE", "/_sandbox/actions"),
     ("GET", "/no/such/route"),
 ]
 # A body that would change the account if it were let through.

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kartra_mcp.errors import InvalidArgumentsError
-from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.schemas import argument_problems, check_arguments, checked_arguments
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -65,3 +65,34 @@ def test_check_arguments_raises_one_error_listing_everything() -> None:
         check_arguments("refund-transaction", SCHEMA, {"refund_amount": -1})
     assert [p.path for p in raised.value.problems] == ["email", "refund_amount"]
     assert "nothing was sent" in str(raised.value)
+
+
+ID_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "lead_id": {"type": "string"},
+        "amount": {"type": "number"},
+        "either": {"type": ["string", "integer"]},
+        "ids": {"type": "array", "items": {"type": "string"}},
+        "nested": {"type": "object", "properties": {"transaction_id": {"type": "string"}}},
+    },
+}
+
+
+def test_a_whole_number_sent_for_text_is_taken_as_its_exact_digits_everywhere_in_the_arguments() -> None:
+    sent = {"lead_id": 700001, "amount": 5, "either": 7, "ids": [1, "2"], "nested": {"transaction_id": 10**20}}
+    assert checked_arguments("t", ID_SCHEMA, sent) == {
+        "lead_id": "700001",
+        "amount": 5,
+        "either": 7,
+        "ids": ["1", "2"],
+        "nested": {"transaction_id": "100000000000000000000"},
+    }
+
+
+@pytest.mark.parametrize("value", [1e20, 1.5, 700001.0, True, False])
+def test_a_float_or_boolean_sent_for_text_is_refused_with_what_to_send_instead(value: Any) -> None:
+    with pytest.raises(InvalidArgumentsError) as caught:
+        checked_arguments("get-lead", ID_SCHEMA, {"lead_id": value})
+    assert "lead_id" in str(caught.value)
+    assert "in quotes (only whole numbers are taken as text)" in str(caught.value)

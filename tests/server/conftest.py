@@ -127,3 +127,15 @@ class RawClient:
         )
         assert self.receive()["id"] == 1
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+# Two of today's actions that an older cached catalog lacks.
+DROPPED = {"refund-transaction", "get-lead"}
+
+
+def age_the_cache(cache_dir: Path) -> None:
+    """Make the cached catalog an older one, without the actions in `DROPPED`."""
+    (path,) = cache_dir.glob("catalog-*.json")
+    data = json.loads(path.read_text())
+    data["actions"] = [a for a in data["actions"] if a["key"] not in DROPPED]
+    path.write_text(json.dumps(data))

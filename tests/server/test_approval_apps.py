@@ -191,6 +191,6 @@ async def test_a_client_without_the_extension_never_sees_the_app_only_tool(
             resources = await plain.list_resources()
     assert "approval-answer" not in {t.name for t in tools}
     assert all(not (t.meta or {}).get("ui") for t in tools)
-    assert not resources.resources
+    assert VIEW_URI not in {str(r.uri) for r in resources.resources}
     assert called.is_error and "Unknown tool" in text_of(called)
     assert sandbox.account.refunded_amount(int(tx["transaction_id"])) == 0

@@ -1,26 +1,28 @@
-"""The on-disk catalog cache: a start serves it at once, the refresh that follows tells clients of both
-eras when the tools changed."""
+"""The on-disk catalog cache: a start serves it at once, the refresh that follows is retried until it
+succeeds and tells clients of both eras when the tools changed; an unusable cache counts as none."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from mcp import Client
 from mcp.types import ToolListChangedNotification
 from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
-from kartra_mcp.sandbox import FaultRule, Sandbox, asgi_transport
-from kartra_mcp.server.app import build_server, refresh_and_notify
+from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
+from kartra_mcp.server.app import build_server
 from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, open_runtime
+from kartra_mcp.tools.connection import ConnectionMemory
 from tests.conftest import FAST_RETRY
-
-DROPPED = {"refund-transaction", "get-lead"}
+from tests.server.conftest import DROPPED, age_the_cache
 
 
 def _as_membrane(settings: Settings, sandbox: Sandbox) -> Settings:
@@ -29,19 +31,20 @@ def _as_membrane(settings: Settings, sandbox: Sandbox) -> Settings:
 
 
 @asynccontextmanager
-async def _runtime(settings: Settings, sandbox: Sandbox) -> AsyncIterator[Runtime]:
+async def _runtime(settings: Settings, sandbox: Sandbox, *, serving: bool = False) -> AsyncIterator[Runtime]:
+    """A runtime over the sandbox: as a one-off command opens it, or (`serving`) as the server does."""
     async with open_runtime(
-        _as_membrane(settings, sandbox), transport=asgi_transport(sandbox), retry=FAST_RETRY
+        _as_membrane(settings, sandbox),
+        transport=asgi_transport(sandbox),
+        retry=FAST_RETRY,
+        start_timeout=5 if serving else None,
     ) as runtime:
+        runtime.upkeep.backoff = FAST_RETRY
         yield runtime
 
 
-def _age_the_cache(cache_dir: Path) -> None:
-    """Make the cached catalog an older one, without two of today's actions."""
-    (path,) = cache_dir.glob("catalog-*.json")
-    data = json.loads(path.read_text())
-    data["actions"] = [a for a in data["actions"] if a["key"] not in DROPPED]
-    path.write_text(json.dumps(data))
+async def _nobody_told() -> None:
+    raise AssertionError("clients were told of a change that did not happen")
 
 
 async def test_the_first_start_fetches_and_caches_the_catalog(settings: Settings, sandbox: Sandbox) -> None:
@@ -64,26 +67,26 @@ async def test_a_start_serves_the_cache_without_listing_actions(settings: Settin
 async def test_a_refresh_that_changes_nothing_tells_no_one(settings: Settings, sandbox: Sandbox) -> None:
     async with _runtime(settings, sandbox):
         pass
-    async with _runtime(settings, sandbox) as runtime:
-        _, notifier = build_server(runtime)
-        assert await refresh_and_notify(runtime, notifier) is False
+    async with _runtime(settings, sandbox, serving=True) as runtime:
+        await runtime.upkeep.keep_current(_nobody_told)
+        assert runtime.upkeep.current
 
 
 async def test_a_changed_catalog_is_announced_to_a_2025_client(settings: Settings, sandbox: Sandbox) -> None:
     async with _runtime(settings, sandbox):
         pass
-    _age_the_cache(settings.cache_dir)
+    age_the_cache(settings.cache_dir)
     seen: list[Any] = []
 
     async def on_message(message: Any) -> None:
         if isinstance(message, ToolListChangedNotification):
             seen.append(message)
 
-    async with _runtime(settings, sandbox) as runtime:
+    async with _runtime(settings, sandbox, serving=True) as runtime:
         server, notifier = build_server(runtime)
         async with Client(server, mode="legacy", message_handler=on_message) as client:
             before = {t.name for t in (await client.list_tools()).tools}
-            assert await refresh_and_notify(runtime, notifier)
+            await runtime.upkeep.keep_current(notifier.changed)
             with anyio.fail_after(5):
                 while not seen:
                     await anyio.sleep(0.01)
@@ -95,13 +98,13 @@ async def test_a_changed_catalog_is_announced_to_a_2025_client(settings: Setting
 async def test_a_changed_catalog_is_announced_to_a_2026_listener(settings: Settings, sandbox: Sandbox) -> None:
     async with _runtime(settings, sandbox):
         pass
-    _age_the_cache(settings.cache_dir)
-    async with _runtime(settings, sandbox) as runtime:
+    age_the_cache(settings.cache_dir)
+    async with _runtime(settings, sandbox, serving=True) as runtime:
         server, notifier = build_server(runtime)
         async with Client(server) as client:
             before = {t.name for t in (await client.list_tools()).tools}
             async with client.listen(tools_list_changed=True) as subscription:
-                assert await refresh_and_notify(runtime, notifier)
+                await runtime.upkeep.keep_current(notifier.changed)
                 with anyio.fail_after(5):
                     async for _event in subscription:
                         break
@@ -110,21 +113,121 @@ async def test_a_changed_catalog_is_announced_to_a_2026_listener(settings: Setti
     assert after >= DROPPED
 
 
-async def test_a_failed_refresh_keeps_serving_the_cache(settings: Settings, sandbox: Sandbox) -> None:
+async def test_a_failed_refresh_is_retried_serving_the_cache_until_it_succeeds(
+    settings: Settings, sandbox: Sandbox
+) -> None:
     async with _runtime(settings, sandbox):
         pass
-    async with _runtime(settings, sandbox) as runtime:
-        sandbox.faults.rules = [FaultRule(route="GET /actions", status=503)]
-        _, notifier = build_server(runtime)
-        assert await refresh_and_notify(runtime, notifier) is False
+    age_the_cache(settings.cache_dir)
+    served: list[int] = []
+    told: list[bool] = []
+
+    async def note_wait(seconds: float) -> None:
+        served.append(len(runtime.catalog.specs))
+        # Membrane recovers once the sandbox has refused three whole attempts (each is retried four times).
+        sandbox.faults.rules = [] if len(served) == 3 else sandbox.faults.rules
+
+    async def tell() -> None:
+        told.append(True)
+
+    async with _runtime(settings, sandbox, serving=True) as runtime:
+        sandbox.faults.rules = [FaultRule(route="GET /connections*", status=503)]
+        runtime.upkeep.backoff = replace(FAST_RETRY, sleep=note_wait)
+        await runtime.upkeep.keep_current(tell)
+        assert served == [29, 29, 29]
         assert len(runtime.catalog.specs) == 31
+        assert told == [True]
 
 
-async def test_a_broken_cache_file_is_ignored(settings: Settings, sandbox: Sandbox) -> None:
+async def test_a_start_with_a_cache_asks_membrane_nothing_before_serving(settings: Settings, sandbox: Sandbox) -> None:
+    async with _runtime(settings, sandbox):
+        pass
+    sandbox.requests.clear()
+    sandbox.faults.rules = [FaultRule(route="*", hang_seconds=600)]
+    with anyio.fail_after(30):
+        async with _runtime(settings, sandbox, serving=True) as runtime:
+            assert runtime.catalog.loaded_from_cache and runtime.problem is None
+            assert len(runtime.catalog.specs) == 31
+    assert sandbox.requests == []
+
+
+async def test_a_start_without_a_cache_and_with_membrane_silent_says_why_and_serves(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    sandbox.faults.rules = [FaultRule(route="*", hang_seconds=600)]
+    async with open_runtime(
+        _as_membrane(settings, sandbox), transport=asgi_transport(sandbox), retry=FAST_RETRY, start_timeout=0.2
+    ) as runtime:
+        server, _ = build_server(runtime)
+        async with Client(server) as client:
+            result = await client.call_tool("kartra-api-request", {"method": "GET", "path": "/"})
+            instructions = client.instructions
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert f"Kartra is not available yet: Membrane at {SANDBOX_URL} did not answer within 0.2 s." in text
+    assert "kartra-mcp doctor" in text
+    assert instructions is not None and instructions.startswith("AT START: Kartra is not available yet")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{ not json", "[]", "null", "42", '"catalog"', '{"actions": 5}', '{"version": 1}', "[" * 100_000, "\udcff"],
+)
+async def test_an_unusable_cache_file_counts_as_none(settings: Settings, sandbox: Sandbox, content: str) -> None:
     async with _runtime(settings, sandbox):
         pass
     (path,) = settings.cache_dir.glob("catalog-*.json")
-    path.write_text("{ not json")
-    async with _runtime(settings, sandbox) as runtime:
-        assert not runtime.catalog.loaded_from_cache
-        assert len(runtime.catalog.specs) == 31
+    for serving in (False, True):
+        path.write_text(content, errors="surrogateescape")
+        async with _runtime(settings, sandbox, serving=serving) as runtime:
+            assert not runtime.catalog.loaded_from_cache
+            assert len(runtime.catalog.specs) == 31
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '{"id": 42}', '{"id": ""}', "{ not json"])
+def test_an_unusable_connection_memory_counts_as_none(tmp_path: Path, content: str) -> None:
+    memory = ConnectionMemory(tmp_path, "http://membrane.example")
+    memory.path.write_text(content)
+    assert memory.recall() is None
+
+
+async def test_a_start_finds_its_cache_through_the_remembered_connection(settings: Settings, sandbox: Sandbox) -> None:
+    """Without KARTRA_MCP_CONNECTION_ID, the connection found last time leads to the cache."""
+    async with _runtime(settings, sandbox) as first:
+        assert first.connection is not None
+        found = first.connection.id
+    assert ConnectionMemory(settings.cache_dir, SANDBOX_URL).recall() == found
+    sandbox.faults.rules = [FaultRule(route="*", status=503)]
+    async with _runtime(settings, sandbox, serving=True) as runtime:
+        assert runtime.catalog.loaded_from_cache
+        assert runtime.catalog.connection_id == found
+
+
+async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_call(settings: Settings) -> None:
+    """Two connections now, none named: the remembered one is not used, and calls say what to set."""
+    sandbox = Sandbox(SandboxConfig(connections=2))
+    try:
+        first = sandbox.connections[0]["id"]
+        async with _runtime(settings.model_copy(update={"connection_id": first}), sandbox):
+            pass
+        async with _runtime(settings, sandbox, serving=True) as runtime:
+            assert runtime.catalog.loaded_from_cache and runtime.problem is None
+            server, notifier = build_server(runtime)
+            runtime.upkeep.backoff = replace(FAST_RETRY, sleep=lambda _: _stop_after_one_wait())
+            with pytest.raises(_Stop):
+                await runtime.upkeep.keep_current(notifier.changed)
+            async with Client(server) as client:
+                result = await client.call_tool("retrieve-account-tags", {})
+    finally:
+        sandbox.close()
+    assert result.is_error
+    assert "2 Kartra connections are connected" in result.content[0].text  # type: ignore[union-attr]
+    assert "KARTRA_MCP_CONNECTION_ID" in result.content[0].text  # type: ignore[union-attr]
+
+
+class _Stop(Exception):
+    pass
+
+
+async def _stop_after_one_wait() -> None:
+    raise _Stop

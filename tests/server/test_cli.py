@@ -13,12 +13,13 @@ import termios
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from kartra_mcp.server.cli import TerminalConfirmer, main, parse_since
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
-from tests.processes import end, local_env, wait_until
+from tests.processes import end, local_env, standalone_sandbox, wait_until
 
 REFUNDABLE = {"transaction_id": "700001"}  # the default seed's first refundable sale
 
@@ -226,3 +227,34 @@ def test_doctor_flags_policy_entries_that_match_no_action(
     policy.write_text('[actions]\n"revoke-membership-acess" = "deny"\n')
     assert main(["doctor", "--sandbox", "--policy", str(policy)]) == 1
     assert "FAIL  policy actions: revoke-membership-acess" in capsys.readouterr().out
+
+
+def test_tools_and_doctor_show_which_actions_are_critical_only_because_nothing_vouches_for_them(
+    audit_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        for key in ("get-reembolso", "lookup-order"):
+            added = httpx2.post(
+                f"{sandbox.url}/_sandbox/actions",
+                json={"key": key, "cmd": "get_transaction_details", "params": ["transaction_id"]},
+                headers={"Authorization": f"Bearer {sandbox.token}"},
+                timeout=10,
+                trust_env=False,
+            )
+            assert added.status_code == 200, added.text
+        monkeypatch.setenv("MEMBRANE_API_URL", sandbox.url)
+        monkeypatch.setenv("MEMBRANE_TOKEN", sandbox.token)
+        policy = tmp_path / "policy.toml"
+        policy.write_text('[risk]\n"lookup-order" = "read"\n')
+        assert main(["tools", "--json", "--policy", str(policy)]) == 0
+        tools = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
+        assert main(["tools", "--policy", str(policy)]) == 0
+        table = capsys.readouterr()
+        assert main(["doctor", "--policy", str(policy)]) == 0
+        doctor = capsys.readouterr().out
+    assert (tools["get-reembolso"]["risk"], tools["get-reembolso"]["vouched_by"]) == ("critical", None)
+    assert (tools["lookup-order"]["risk"], tools["lookup-order"]["vouched_by"]) == ("read", "policy")
+    assert tools["refund-transaction"]["vouched_by"] == "built-in table"
+    assert [line.split()[1] for line in table.out.splitlines() if line.startswith("get-reembolso ")] == ["critical*"]
+    assert "[risk]" in table.err
+    assert "PASS  classification: 1 critical only because nothing vouches for them (get-reembolso)" in doctor

@@ -207,3 +207,18 @@ async def test_a_sandbox_server_says_so_in_its_instructions(runtime: Runtime, mo
         instructions = client.instructions
         assert client.server_info is not None and client.server_info.name == "kartra-mcp"
     assert instructions is not None and instructions.startswith("SANDBOX")
+
+
+async def test_a_numeric_id_sent_for_a_string_is_sent_and_audited_as_its_digits(
+    runtime: Runtime, mode: str, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    lead = samples["lead_with_transactions"]
+    tag = next(t for t in sandbox.account.tags.values() if t.id not in sandbox.account.leads[int(lead["id"])].tags)
+    async with connect(runtime, mode) as client:
+        result = await client.call_tool("assign-tag", {"lead_id": int(lead["id"]), "tag_name": tag.name})
+        refused = await client.call_tool("assign-tag", {"lead_id": float(lead["id"]) + 0.5, "tag_name": "x"})
+    assert not result.is_error, text_of(result)
+    assert tag.id in sandbox.account.leads[int(lead["id"])].tags
+    row = runtime.audit.rows(tool="assign-tag", outcome="success")[0]
+    assert row.arguments["lead_id"] == lead["id"]
+    assert refused.is_error and "in quotes" in text_of(refused)

@@ -3,53 +3,8 @@ from __future__ import annotations
 import pytest
 
 from kartra_mcp import phpform
-from kartra_mcp.tools.kartra_ops import Invocation, ambiguity, classify_action, invocations_in_form
+from kartra_mcp.tools.kartra_ops import Invocation, ambiguity, invocations_in_form
 from kartra_mcp.tools.spec import Annotations, Risk
-
-
-@pytest.mark.parametrize(
-    ("key", "risk"),
-    [
-        ("get-lead", Risk.READ),
-        ("retrieve-account-tags", Risk.READ),
-        ("create-lead", Risk.WRITE),
-        ("grant-membership-access", Risk.WRITE),
-        ("unassign-tag", Risk.DESTRUCTIVE),
-        ("unsubscribe-lead-from-sequence", Risk.DESTRUCTIVE),
-        ("refund-transaction", Risk.CRITICAL),
-        ("cancel-subscription", Risk.CRITICAL),
-        ("revoke-membership-access", Risk.CRITICAL),
-    ],
-)
-def test_known_actions_have_their_class_from_the_table(key: str, risk: Risk) -> None:
-    assert classify_action(key)[0] is risk
-
-
-@pytest.mark.parametrize(
-    ("key", "name", "kind", "risk"),
-    [
-        pytest.param("list-coupons", "List Coupons", "list-data-records", Risk.READ, id="read-type"),
-        pytest.param("get-affiliate", "Get Affiliate", "connector-operation", Risk.READ, id="read-by-name"),
-        pytest.param("create-coupon", "Create Coupon", "create-data-record", Risk.WRITE, id="write-type"),
-        pytest.param("delete-coupon", "Delete Coupon", "delete-data-record", Risk.DESTRUCTIVE, id="delete-type"),
-        pytest.param("remove-lead-note", "Remove note", None, Risk.DESTRUCTIVE, id="remove-word"),
-        pytest.param("get-refund-link", "Get refund link", "connector-operation", Risk.CRITICAL, id="money-wins"),
-        pytest.param("issue-chargeback", "", None, Risk.CRITICAL, id="chargeback"),
-        pytest.param("do-something", "Do something", "run-javascript", Risk.CRITICAL, id="unsure-is-critical"),
-        pytest.param("get-lead-export", "Get export", "run-javascript", Risk.CRITICAL, id="read-name-odd-type"),
-        pytest.param("get-or-create-lead", "", "connector-operation", Risk.WRITE, id="get-or-create"),
-        pytest.param("find-or-create-lead", "", None, Risk.WRITE, id="find-or-create"),
-        pytest.param("lookup-and-tag-lead", "", None, Risk.WRITE, id="lookup-and-tag"),
-        pytest.param("fetch-and-update-lead", "", None, Risk.WRITE, id="fetch-and-update"),
-        pytest.param("check-and-send-email", "", None, Risk.CRITICAL, id="sends-email"),
-        pytest.param("get-lead-by-email", "", None, Risk.READ, id="email-as-a-key"),
-        pytest.param("list-and-remove-duplicates", "", "list-data-records", Risk.DESTRUCTIVE, id="list-and-remove"),
-    ],
-)
-def test_unknown_actions_are_classed_by_type_and_words_and_never_guessed_low(
-    key: str, name: str, kind: str | None, risk: Risk
-) -> None:
-    assert classify_action(key, name, kind)[0] is risk
 
 
 def test_the_commands_in_a_form_are_read_in_order() -> None:

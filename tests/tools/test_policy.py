@@ -85,6 +85,13 @@ def test_overrides_from_settings_can_only_make_the_policy_stricter() -> None:
         pytest.param("readonly = true", "readonly", "unknown key", id="typo"),
         pytest.param("[limits]\nmax_refund_amount = -5", "limits.max_refund_amount", "exclusiveMinimum", id="bound"),
         pytest.param("[classes\nread = 1", "(syntax)", "valid TOML", id="syntax"),
+        pytest.param('[risk]\n"lookup-order" = "reed"', "risk.lookup-order", '"read", "write"', id="risk-class"),
+        pytest.param('[risk]\n"lookup-order" = 1', "risk.lookup-order", '"destructive", "critical"', id="risk-type"),
+        pytest.param(
+            '[risk]\n"refund-transaction" = "read"', "risk.refund-transaction", "never lower", id="risk-lowers-known"
+        ),
+        pytest.param('[actions]\n"confirm-action" = "confirm"', "actions.confirm-action", '"deny"', id="confirm-tool"),
+        pytest.param('[actions]\n"run-action" = "confirm"', "actions.run-action", '"deny"', id="run-tool"),
     ],
 )
 def test_an_invalid_policy_names_the_file_the_key_and_what_was_expected(
@@ -110,3 +117,14 @@ def test_the_shipped_policy_schema_is_valid_json_schema() -> None:
 def test_action_entries_that_match_nothing_are_reported() -> None:
     policy = Policy(actions={"revoke-membership-acess": "deny", "get-lead": "confirm"})
     assert policy.unknown_actions({"get-lead", "revoke-membership-access"}) == ["revoke-membership-acess"]
+
+
+def test_the_risk_table_classes_a_persons_own_actions_and_may_raise_known_ones(tmp_path: Path) -> None:
+    policy = load_policy(_write(tmp_path, '[risk]\n"lookup-order" = "read"\n"assign-tag" = "critical"'))
+    assert dict(policy.risk) == {"lookup-order": Risk.READ, "assign-tag": Risk.CRITICAL}
+    assert policy.unknown_actions({"assign-tag"}) == ["lookup-order"]
+
+
+def test_denying_confirm_action_means_no_confirmation_id_is_ever_issued(tmp_path: Path) -> None:
+    policy = load_policy(_write(tmp_path, '[actions]\n"confirm-action" = "deny"'))
+    assert policy.on_unconfirmable == "refuse"

@@ -145,8 +145,53 @@ def test_paths_and_bodies_that_could_hide_a_request_are_refused(arguments: dict[
         build_request(arguments)
 
 
-def test_command_names_are_classed_whatever_their_case() -> None:
-    request = build_request({"body": {"actions": [{"cmd": "Refund_Transaction ", "transaction_id": "7"}]}})
-    assert [(i.cmd, i.action, i.risk) for i in request.invocations] == [
-        ("refund_transaction", "refund-transaction", Risk.CRITICAL)
-    ]
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        pytest.param("Refund_Transaction", id="case"),
+        pytest.param("REFUND_TRANSACTION", id="upper-case"),
+        pytest.param("refund_transaction ", id="trailing-space"),
+        pytest.param("refund\u200b_transaction", id="zero-width-space"),
+        pytest.param("refund_transaction\u200d", id="zero-width-joiner"),
+        pytest.param("\uff52efund_transaction", id="full-width-letter"),
+        pytest.param("refund_transaction\x00", id="nul"),
+        pytest.param("r\u0435fund_transaction", id="cyrillic-e"),
+        pytest.param("refund_transact\u0131on", id="dotless-i"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_a_command_not_spelled_exactly_as_kartras_is_refused_not_offered_for_confirmation(cmd: str) -> None:
+    with pytest.raises(ProxyRequestRefused) as refused:
+        build_request({"body": {"actions": [{"cmd": cmd, "transaction_id": "7"}]}})
+    assert "Nothing was sent" in str(refused.value)
+    assert "\u200b" not in str(refused.value)  # an invisible character is shown escaped, never raw
+
+
+def test_a_plainly_spelled_unknown_command_is_critical() -> None:
+    request = build_request({"body": {"actions": [{"cmd": "refund_transactions", "transaction_id": "7"}]}})
+    assert [(i.cmd, i.action, i.risk) for i in request.invocations] == [("refund_transactions", None, Risk.CRITICAL)]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param({"body": {"lead": {"api_password": "p"}, "actions": [{"cmd": "get_lead"}]}}, id="nested"),
+        pytest.param({"body": {"actions": [{"cmd": "get_lead", "api_key": "k"}]}}, id="in-an-action"),
+        pytest.param({"body": {"API_KEY": "k", "actions": [{"cmd": "get_lead"}]}}, id="upper-case"),
+        pytest.param({"body": {"Api-Key": "k"}}, id="dashed"),
+        pytest.param({"body": {"\uff41\uff50\uff49_key": "k"}}, id="full-width"),
+        pytest.param({"body": "lead[api_password]=p&actions[0][cmd]=get_lead"}, id="nested-in-form"),
+        pytest.param({"body": "actions[0][api_key]=k&actions[0][cmd]=get_lead"}, id="action-in-form"),
+        pytest.param({"body": "APP_ID=1&actions[0][cmd]=get_lead"}, id="upper-case-in-form"),
+        pytest.param(
+            {"body": '{"lead": {"API_PASSWORD": "p"}}', "headers": {"Content-Type": "application/json"}}, id="json"
+        ),
+        pytest.param({"query": {"API_KEY": "k"}}, id="query"),
+        pytest.param({"headers": {"Api-Password": "p"}}, id="header"),
+    ],
+)
+def test_kartra_credentials_are_refused_at_any_depth_and_in_any_spelling(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ProxyRequestRefused) as refused:
+        build_request(arguments)
+    assert "credential" in str(refused.value) or "not allowed" in str(refused.value)
+    assert "'p'" not in str(refused.value) and "'k'" not in str(refused.value)

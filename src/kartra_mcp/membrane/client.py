@@ -17,7 +17,7 @@ import anyio
 import httpx2
 from pydantic import ValidationError
 
-from kartra_mcp import __version__
+from kartra_mcp import __version__, progress
 from kartra_mcp.errors import (
     MembraneAccessDenied,
     MembraneApiError,
@@ -247,6 +247,7 @@ class MembraneClient:
             query = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
             data = await self._get(path, query)
             items.extend(self._items(data))
+            await progress.report(f"{len(items)} listed from {path} so far")
             cursor = data.get("cursor") if isinstance(data, dict) else None
             if not cursor or cursor in seen:
                 return items
@@ -318,6 +319,10 @@ class MembraneClient:
                 attempt + 1,
                 self._retry.attempts,
                 delay,
+            )
+            await progress.report(
+                f"Membrane answered {type(error).__name__}; trying again in {delay:.1f}s "
+                f"(attempt {attempt + 1} of {self._retry.attempts})"
             )
             await self._retry.sleep(delay)
 

@@ -58,9 +58,11 @@ def _obj(properties: Mapping[str, Schema], required: tuple[str, ...] = (), **ext
 
 _LEAD_KEYS: dict[str, Schema] = {
     "email": _s(
-        "Email address of the lead. Give this or lead_id.", format="email", referenceCollection={"key": "leads"}
+        "Email address of the lead. Give this or lead_id.",
+        format="email",
+        referenceCollection={"key": "leads"},
     ),
-    "lead_id": _s("Kartra's id of the lead. Wins over email when both are given.", isImplied=True),
+    "lead_id": _s("Kartra's id of the lead. Give this or email.", isImplied=True),
 }
 _STATUS: Schema = _s("Success or Error.", enum=["Success", "Error"])
 _MESSAGE: Schema = _s("What Kartra did, in words.")
@@ -646,4 +648,31 @@ CATALOG: tuple[ActionDef, ...] = (
 )
 
 BY_KEY: dict[str, ActionDef] = {action.key: action for action in CATALOG}
+
+
+def custom_action(spec: Mapping[str, Any]) -> ActionDef:
+    """An action a tenant added to Membrane themselves: any key, name and type, running one Kartra command.
+
+    `spec` is `{key, name?, description?, type?, cmd, params?: [names], lead?: bool}`; its input schema
+    has a string property per parameter (and email/lead_id when `lead` is true).
+    """
+    key, cmd = spec.get("key"), spec.get("cmd")
+    params = spec.get("params", [])
+    if not (isinstance(key, str) and key and isinstance(cmd, str) and cmd):
+        raise ValueError("a custom action needs a key and the Kartra cmd it runs")
+    if not (isinstance(params, list) and all(isinstance(p, str) for p in params)):
+        raise ValueError("params must be a list of parameter names")
+    lead = bool(spec.get("lead", False))
+    properties = {p: _s(p) for p in params} | (_LEAD_KEYS if lead else {})
+    return ActionDef(
+        key=key,
+        name=str(spec.get("name", key)),
+        description=str(spec.get("description", f"Custom action {key}.")),
+        type=str(spec.get("type", "connector-operation")),
+        build=(_lead_command if lead else _account_command)(cmd, *params),
+        pick=_slot(cmd),
+        input_schema=_obj(properties),
+    )
+
+
 BY_ID: dict[str, ActionDef] = {action.id: action for action in CATALOG}

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from kartra_mcp import phpform
 from kartra_mcp.errors import MembraneRefusal
 from kartra_mcp.sandbox.account import KartraAccount
-from kartra_mcp.sandbox.actions import BY_ID, BY_KEY, CATALOG, ActionDef, object_id
+from kartra_mcp.sandbox.actions import BY_ID, BY_KEY, CATALOG, ActionDef, custom_action, object_id
 from kartra_mcp.sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultRule, parse_rules
 from kartra_mcp.sandbox.kartra import KartraApi
 from kartra_mcp.sandbox.seed import DEFAULT_LEADS, DEFAULT_SEED, seed_account
@@ -138,6 +138,8 @@ class Sandbox:
         self.connection_requests: dict[str, dict[str, Any]] = {}
         self.run_logs: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
+        # Actions a tenant added to Membrane themselves, by key, listed after the built-in catalog.
+        self.custom_actions: dict[str, ActionDef] = {}
         self.routes = Starlette(
             routes=self._routes(),
             exception_handlers={
@@ -234,6 +236,7 @@ class Sandbox:
             Route(ADMIN_PREFIX + "reset", self.admin_reset, methods=["POST"]),
             Route(ADMIN_PREFIX + "faults", self.admin_faults, methods=["GET", "PUT", "POST", "DELETE"]),
             Route(ADMIN_PREFIX + "requests", self.admin_requests, methods=["GET", "DELETE"]),
+            Route(ADMIN_PREFIX + "actions", self.admin_actions, methods=["GET", "POST", "DELETE"]),
             Route(ADMIN_PREFIX + "connect/{request_id}", self.admin_connect, methods=["GET"]),
         ]
 
@@ -370,7 +373,8 @@ class Sandbox:
     def action(self, selector: str) -> ActionDef:
         """An action by id, key or `kartra.key`."""
         key = selector.removeprefix(INTEGRATION_KEY + ".")
-        found = BY_ID.get(selector) or BY_KEY.get(key)
+        found = BY_ID.get(selector) or BY_KEY.get(key) or self.custom_actions.get(key)
+        found = found or next((a for a in self.custom_actions.values() if a.id == selector), None)
         if found is None:
             raise MembraneRefusal(404, f"Action {selector!r} not found", key="not_found")
         return found
@@ -385,7 +389,7 @@ class Sandbox:
             self.integration["id"],
         ):
             return JSONResponse({"items": []})
-        actions: Iterable[ActionDef] = CATALOG
+        actions: Iterable[ActionDef] = [*CATALOG, *self.custom_actions.values()]
         if q.get("search"):
             needle = q["search"].casefold()
             actions = [a for a in actions if needle in a.key or needle in a.name.casefold()]
@@ -687,8 +691,27 @@ class Sandbox:
         self.connections = [self._connection(n) for n in range(self.config.connections)]
         self.connection_requests.clear()
         self.run_logs.clear()
+        self.custom_actions.clear()
         self.requests.clear()
         self.faults.reset(self._startup_faults())
+
+    async def admin_actions(self, request: Request) -> Response:
+        """Add (POST one `custom_action` spec), list or remove (DELETE) the tenant's own actions."""
+        if request.method == "POST":
+            try:
+                action = custom_action(await self._json(request))
+            except ValueError as exc:
+                raise MembraneRefusal(400, str(exc)) from None
+            self.add_action(action)
+        elif request.method == "DELETE":
+            self.custom_actions.clear()
+        return JSONResponse({"items": [self._action_json(a) for a in self.custom_actions.values()]})
+
+    def add_action(self, action: ActionDef) -> None:
+        """Add one of the tenant's own actions, as a person does in Membrane's console."""
+        if action.key in BY_KEY:
+            raise MembraneRefusal(409, f"Action {action.key!r} already exists", key="conflict")
+        self.custom_actions[action.key] = action
 
     async def admin_faults(self, request: Request) -> Response:
         if request.method in ("PUT", "POST"):

@@ -9,7 +9,7 @@ from kartra_mcp.schemas.normalize import (
     normalize_input_schema,
     normalize_output_schema,
 )
-from kartra_mcp.schemas.validate import argument_problems, check_arguments
+from kartra_mcp.schemas.validate import argument_problems, check_arguments, checked_arguments
 
 __all__ = [
     "MINIMAL_SCHEMA",
@@ -17,6 +17,7 @@ __all__ = [
     "NormalizedSchema",
     "argument_problems",
     "check_arguments",
+    "checked_arguments",
     "normalize_input_schema",
     "normalize_output_schema",
 ]

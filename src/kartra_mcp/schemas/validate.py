@@ -55,6 +55,38 @@ def check_arguments(tool: str, schema: Mapping[str, Any], arguments: Any) -> Non
         raise InvalidArgumentsError(tool, problems)
 
 
+def checked_arguments(tool: str, schema: Mapping[str, Any], arguments: Any) -> Any:
+    """The arguments with whole numbers sent for text taken as their digits, once they pass the schema.
+
+    Clients (the MCP Inspector, models) often send `700001` where the schema says `"700001"`. An
+    integer's decimal digits are exactly what was meant; a float (`1e20`, `1.5`) or a boolean is
+    not taken, because its text form would not be what the person typed.
+    """
+    coerced = integers_as_text(schema, arguments)
+    check_arguments(tool, schema, coerced)
+    return coerced
+
+
+def integers_as_text(schema: Any, value: Any) -> Any:
+    """`value` with every integer that stands where `schema` wants only text replaced by its digits."""
+    if not isinstance(schema, Mapping):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if _wants_only_text(schema.get("type")) else value
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        return {k: integers_as_text(properties.get(k, extra), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integers_as_text(schema.get("items"), v) for v in value]
+    return value
+
+
+def _wants_only_text(kind: Any) -> bool:
+    kinds = kind if isinstance(kind, list) else [kind]
+    return "string" in kinds and not {"integer", "number"} & set(kinds)
+
+
 def _path(parts: Iterable[Any]) -> str:
     text = ""
     for part in parts:
@@ -101,7 +133,11 @@ def _describe(error: ValidationError, root: Mapping[str, Any]) -> list[ArgumentP
         wanted = expected_value if isinstance(expected_value, list) else [expected_value]
         expected = " or ".join(_EXPECTED.get(str(w), str(w)) for w in wanted)
         got = _JSON_TYPES.get(type(instance), type(instance).__name__)
-        return [ArgumentProblem(here, f"expected {expected}, got {got} ({_show(instance)})")]
+        hint = ""
+        if "string" in wanted and isinstance(instance, (bool, float)):
+            # Whole numbers are taken as their digits; these have no one exact text form.
+            hint = "; send the exact text meant, in quotes (only whole numbers are taken as text)"
+        return [ArgumentProblem(here, f"expected {expected}, got {got} ({_show(instance)}){hint}")]
     if kind == "enum":
         options = ", ".join(json.dumps(v) for v in expected_value)
         return [ArgumentProblem(here, f"must be one of {options}; got {_show(instance)}")]

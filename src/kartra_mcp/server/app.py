@@ -3,48 +3,34 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from mcp import MCPError
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.server.subscriptions import ListenHandler
 from mcp.types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolRequestParams,
     CallToolResult,
     InputRequiredResult,
-    ListResourcesResult,
     ListToolsResult,
     PaginatedRequestParams,
-    ReadResourceRequestParams,
-    ReadResourceResult,
-    Resource,
     TextContent,
-    TextResourceContents,
     Tool,
     ToolAnnotations,
 )
-from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
-from kartra_mcp.errors import MembraneError, ToolCallError
+from kartra_mcp.errors import ToolCallError
 from kartra_mcp.schemas import check_arguments
-from kartra_mcp.server.apps import (
-    APP_MIME_TYPE,
-    APP_ONLY_META,
-    RESOURCE_META,
-    TOOL_UI_META,
-    VIEW_URI,
-    client_supports_apps,
-    view_html,
-)
+from kartra_mcp.server import logs, progress, prompts, resources
+from kartra_mcp.server.apps import APP_ONLY_META, TOOL_UI_META, ApprovalViewSource, client_supports_apps
 from kartra_mcp.server.confirmers import Deployment, confirmer_for
+from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.builtin import APP_ANSWER_SPEC, APP_TOOL, answer_from_app
 from kartra_mcp.tools.call import CallResult
@@ -54,7 +40,6 @@ from kartra_mcp.tools.spec import ToolSpec
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-_MAX_LEGACY_SESSIONS = 1000
 
 INSTRUCTIONS = (
     "Operate a Kartra account (leads, tags, lists, sequences, memberships, products, transactions, subscriptions) "
@@ -85,45 +70,6 @@ class KartraServer(Server[Any]):
         return super().create_initialization_options(
             notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
         )
-
-
-class ToolListNotifier:
-    """Tells clients of both eras that the tool list changed."""
-
-    def __init__(self) -> None:
-        self.bus = InMemorySubscriptionBus()
-        # One recent session per legacy connection: its standalone channel reaches that client.
-        self._legacy: OrderedDict[int, ServerSession] = OrderedDict()
-
-    def seen(self, ctx: ServerRequestContext[Any, Any]) -> None:
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return
-        key = id(ctx.session._connection)
-        self._legacy[key] = ctx.session
-        self._legacy.move_to_end(key)
-        while len(self._legacy) > _MAX_LEGACY_SESSIONS:
-            self._legacy.popitem(last=False)
-
-    async def changed(self) -> None:
-        await self.bus.publish(ToolsListChanged())
-        for key, session in list(self._legacy.items()):
-            try:
-                await session.send_tool_list_changed()
-            except Exception:  # a closed connection: forget it
-                self._legacy.pop(key, None)
-
-
-async def refresh_and_notify(runtime: Runtime, notifier: ToolListNotifier) -> bool:
-    """Fetch the catalog again (after a start from the cache) and tell clients if it changed."""
-    try:
-        changed = await runtime.catalog.refresh()
-    except MembraneError as exc:
-        logger.warning("could not refresh the action catalog (%s); serving the cached one", exc)
-        return False
-    if changed:
-        logger.info("the Kartra action catalog changed; telling clients")
-        await notifier.changed()
-    return changed
 
 
 def tool_for(spec: ToolSpec, description: str, meta: dict[str, Any] | None = None) -> Tool:
@@ -211,6 +157,8 @@ def build_server(
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
         notifier.seen(ctx)
+        if runtime.problem is not None:  # no connection to send anything to: say why, send nothing
+            return CallToolResult(content=[TextContent(type="text", text=runtime.problem)], is_error=True)
         if params.name == APP_TOOL and executor.approvals is not None and client_supports_apps(ctx):
             return await _answer_from_app(params.arguments or {})
         confirmer = confirmer_for(ctx, params, deployment)
@@ -226,25 +174,13 @@ def build_server(
         except ToolCallError as exc:
             return call_tool_result(CallResult(str(exc), {"error": type(exc).__name__}, is_error=True))
 
-    async def list_resources(
-        ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
-    ) -> ListResourcesResult:
-        if executor.approvals is None or not client_supports_apps(ctx):
-            return ListResourcesResult(resources=[])
-        view = Resource(uri=VIEW_URI, name="approval", title="Approve or decline a call", mime_type=APP_MIME_TYPE)
-        return ListResourcesResult(resources=[view])
-
-    async def read_resource(ctx: ServerRequestContext[Any], params: ReadResourceRequestParams) -> ReadResourceResult:
-        if str(params.uri) != VIEW_URI:
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown resource {params.uri}")
-        contents = TextResourceContents(uri=VIEW_URI, mime_type=APP_MIME_TYPE, text=view_html(), meta=RESOURCE_META)
-        return ReadResourceResult(contents=[contents])
-
     def input_schema(name: str) -> dict[str, Any] | None:
         spec = next((s for s in [*executor.tools(), APP_ANSWER_SPEC] if s.name == name), None)
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
+    if runtime.problem is not None:
+        instructions = f"AT START: {runtime.problem}\n\n{instructions}"
     server = KartraServer(
         "kartra-mcp",
         version=__version__,
@@ -255,9 +191,11 @@ def build_server(
         get_tool_input_schema=input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_read_resource=read_resource,
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)
+    resources.register(server, notifier, [*resources.default_sources(runtime), ApprovalViewSource()])
+    logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
+    progress.register(server)
+    prompts.register(server, runtime)
     return server, notifier

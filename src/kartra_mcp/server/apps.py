@@ -17,6 +17,7 @@ from typing import Any
 
 from mcp.server import ServerRequestContext
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID, client_supports_apps
+from mcp.types import ReadResourceResult, Resource, ResourceTemplate, TextResourceContents
 
 from kartra_mcp.tools.approval import Approvals, pending_result
 from kartra_mcp.tools.call import Answer, ChannelName, ConfirmationRequest, Pending, Unavailable
@@ -35,6 +36,7 @@ __all__ = [
     "TOOL_UI_META",
     "VIEW_URI",
     "AppChannel",
+    "ApprovalViewSource",
     "client_supports_apps",
     "view_html",
 ]
@@ -127,3 +129,23 @@ protocolVersion:"2026-01-26"}).then(function(){send({jsonrpc:"2.0",method:"ui/no
 def view_html() -> str:
     """The approval view: self-contained, no network, the preview rendered as text (never as HTML)."""
     return _VIEW
+
+
+class ApprovalViewSource:
+    """The `ui://` view as a resource source. It is not listed (the specification lets servers omit
+    UI-only resources; hosts find it through the tools' `_meta.ui`), only read."""
+
+    def resources(self) -> list[Resource]:
+        return []
+
+    def templates(self) -> list[ResourceTemplate]:
+        return []
+
+    async def read(self, uri: str) -> ReadResourceResult | None:
+        if uri != VIEW_URI:
+            return None
+        contents = TextResourceContents(uri=VIEW_URI, mime_type=APP_MIME_TYPE, text=view_html(), meta=RESOURCE_META)
+        return ReadResourceResult(contents=[contents])
+
+    def changed_by_calls(self) -> list[str]:
+        return []

@@ -8,6 +8,7 @@ go to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,14 +33,15 @@ from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
 from kartra_mcp.server.answers import AnswersEndWaits
-from kartra_mcp.server.app import build_server, refresh_and_notify
+from kartra_mcp.server.app import build_server
 from kartra_mcp.server.confirmers import Deployment
-from kartra_mcp.server.http import check_binding, is_loopback, serve_http
+from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
 from kartra_mcp.server.pages import serve_on_loopback
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
 from kartra_mcp.tools.approval import ApprovalPages
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.call import Accepted, Answer, ConfirmationRequest, Declined, Unavailable
+from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
 from kartra_mcp.tools.executor import BUILTIN_NAMES
 from kartra_mcp.tools.kartra_ops import ACTIONS
@@ -90,35 +92,41 @@ async def _serve(args: argparse.Namespace) -> int:
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
+    sock = None
     http = args.transport == "http"
     if http:
         check_binding(args.host, token)
+        sock = listen(args.host, args.port)
     approver = settings.approver_token.get_secret_value() if http and settings.approver_token else None
-    async with open_runtime(settings, sandbox=sandbox, approver_token=approver) as runtime:
-        approvals = runtime.executor.approvals
-        deployment = Deployment(
-            approvals=approvals, timeout=settings.approval_timeout, webhook=settings.approval_webhook
-        )
-        server, notifier = build_server(runtime, deployment=deployment)
-        async with anyio.create_task_group() as group:
-            if runtime.catalog.loaded_from_cache:
-                group.start_soon(refresh_and_notify, runtime, notifier)
-            if http:
-                pages = None
-                if approver and approvals is not None:
-                    approvals.base_url = (settings.public_url or f"http://{args.host}:{args.port}").rstrip("/")
-                    pages = ApprovalPages(approvals)
+    # Membrane down must not stop the server: it starts from the cache, or says why it has no tools.
+    with sock if sock is not None else contextlib.nullcontext():
+        async with open_runtime(
+            settings, sandbox=sandbox, start_timeout=settings.start_timeout, approver_token=approver
+        ) as runtime:
+            approvals = runtime.executor.approvals
+            assert approvals is not None
+            deployment = Deployment(
+                approvals=approvals, timeout=settings.approval_timeout, webhook=settings.approval_webhook
+            )
+            server, notifier = build_server(runtime, deployment=deployment)
+            async with anyio.create_task_group() as group:
+                group.start_soon(runtime.upkeep.keep_current, notifier.changed)
+                if sock is not None:
+                    pages = None
+                    if approver:
+                        base = settings.public_url or f"http://{args.host}:{sock.getsockname()[1]}"
+                        approvals.base_url = base.rstrip("/")
+                        pages = ApprovalPages(approvals)
+                    else:
+                        logger.warning(
+                            "no KARTRA_MCP_APPROVER_TOKEN: there is no approval inbox, so a call that needs "
+                            "confirmation from a client without form elicitation or MCP Apps is refused"
+                        )
+                    await serve_http(server, sock=sock, host=args.host, token=token, pages=pages)
                 else:
-                    logger.warning(
-                        "no KARTRA_MCP_APPROVER_TOKEN: there is no approval inbox, so a call that needs "
-                        "confirmation from a client without form elicitation or MCP Apps is refused"
-                    )
-                await serve_http(server, host=args.host, port=args.port, token=token, pages=pages)
-            else:
-                assert approvals is not None
-                async with serve_on_loopback(approvals), stdio_server() as (read, write):
-                    await server.run(AnswersEndWaits(read), write, server.create_initialization_options())
-            group.cancel_scope.cancel()
+                    async with serve_on_loopback(approvals), stdio_server() as (read, write):
+                        await server.run(AnswersEndWaits(read), write, server.create_initialization_options())
+                group.cancel_scope.cancel()
     return 0
 
 
@@ -188,13 +196,19 @@ def _sandbox(args: argparse.Namespace) -> int:
 # -- tools and call ---------------------------------------------------------------------------
 
 
+UNVOUCHED_NOTE = (
+    "* critical only because nothing vouches for a lower class (kartra-mcp's table, a Membrane read type); "
+    'a person can class their own actions in the policy\'s [risk] table, e.g. "lookup-order" = "read"'
+)
+
+
 async def _tools(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     async with open_runtime(settings, sandbox=sandbox) as runtime:
         executor = runtime.executor
-        rows = []
+        rows: list[dict[str, Any]] = []
         for spec in executor.tools():
             mode = (
                 executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
@@ -207,6 +221,8 @@ async def _tools(args: argparse.Namespace) -> int:
                 {
                     "name": spec.name,
                     "risk": spec.risk.value,
+                    # None: critical only because nothing (built-in table, read type, [risk]) vouches lower
+                    "vouched_by": spec.vouched_by if spec.kind == "action" else "built-in tool",
                     "policy": mode,
                     "title": spec.title,
                     "description": executor.describe(spec),
@@ -218,8 +234,13 @@ async def _tools(args: argparse.Namespace) -> int:
     else:
         width = max(len(r["name"]) for r in rows)
         for row in rows:
-            print(f"{row['name']:<{width}}  {row['risk']:<11}  {row['policy']:<7}  {row['title']}")
-        _say(f"{len(rows)} tools ({runtime.connection.name}, connection {runtime.connection.id})")
+            risk = row["risk"] + ("*" if row["vouched_by"] is None else "")
+            print(f"{row['name']:<{width}}  {risk:<11}  {row['policy']:<7}  {row['title']}")
+        if any(row["vouched_by"] is None for row in rows):
+            _say(UNVOUCHED_NOTE)
+        connection = runtime.connection
+        assert connection is not None  # a runtime opened without a start timeout has resolved it
+        _say(f"{len(rows)} tools ({connection.name}, connection {connection.id})")
     return 0
 
 
@@ -404,6 +425,17 @@ async def _doctor(args: argparse.Namespace) -> int:
             else:
                 checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
             if policy is not None:
+                unvouched = sorted(
+                    a.key or a.id
+                    for a in actions
+                    if classify(a.key or a.id, a.name, a.type, policy.risk).vouched_by is None
+                )
+                if unvouched:
+                    checks.ok(
+                        "classification",
+                        f"{len(unvouched)} critical only because nothing vouches for them "
+                        f"({', '.join(unvouched)}); {UNVOUCHED_NOTE.split('; ', 1)[1]}",
+                    )
                 known = {a.key for a in actions} | set(ACTIONS) | set(BUILTIN_NAMES)
                 unknown = policy.unknown_actions(known)
                 if unknown:

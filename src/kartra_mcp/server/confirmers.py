@@ -88,12 +88,15 @@ class Deployment:
 
 def question(request: ConfirmationRequest) -> str:
     """What the person reads: the preview, and what is at stake."""
+    preview = request.preview.text()
+    # A preview that already says it cannot be undone is not repeated.
+    final = "." if "cannot be undone" in preview.lower() else " and cannot be undone."
     stakes = {
-        Risk.CRITICAL: "This moves money or removes paid access and cannot be undone.",
+        Risk.CRITICAL: f"This moves money or removes paid access{final}",
         Risk.DESTRUCTIVE: "This removes something from the Kartra account.",
     }.get(request.risk, "This changes the Kartra account.")
     return (
-        f"An AI assistant wants to run {request.tool} on your Kartra account.\n\n{request.preview.text()}\n\n"
+        f"An AI assistant wants to run {request.tool} on your Kartra account.\n\n{preview}\n\n"
         f"{stakes} Confirm only if you want this done."
     )
 

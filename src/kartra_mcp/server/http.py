@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
@@ -117,10 +118,29 @@ def http_app(server: KartraServer, *, host: str, token: str | None, pages: Appro
     return BearerGuard(app, token) if token else app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts, so a taken port is one clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Another program may be using the port: "
+            "stop it, or pass another --port."
+        ) from None
+    return sock
+
+
 async def serve_http(
-    server: KartraServer, *, host: str, port: int, token: str | None, pages: ApprovalPages | None = None
+    server: KartraServer, *, sock: socket.socket, host: str, token: str | None, pages: ApprovalPages | None = None
 ) -> None:
+    """Serve on `sock` (from `listen`) until stopped; with `pages`, the approval inbox too."""
     app = http_app(server, host=host, token=token, pages=pages)
+    port = sock.getsockname()[1]
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
     logger.info(
         "MCP over streamable HTTP at http://%s:%d%s%s",
@@ -129,4 +149,4 @@ async def serve_http(
         MCP_PATH,
         " (bearer token required)" if token else "",
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[sock])

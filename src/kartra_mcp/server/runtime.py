@@ -18,10 +18,11 @@ from kartra_mcp.tools.approval import Approvals
 from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.connection import resolve_connection
+from kartra_mcp.tools.connection import ConnectionMemory
 from kartra_mcp.tools.executor import BUILTIN_NAMES, Executor
 from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.policy import Policy, load_policy
+from kartra_mcp.tools.upkeep import CatalogUpkeep
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +31,28 @@ SANDBOX_URL = "http://sandbox.kartra-mcp.invalid"
 
 @dataclass
 class Runtime:
-    """The open client, the resolved connection, the catalog and the call pipeline."""
+    """The open client, the catalog and its upkeep, and the call pipeline."""
 
     settings: Settings
     client: MembraneClient
-    connection: Connection
-    catalog: Catalog
+    upkeep: CatalogUpkeep
     executor: Executor
     audit: AuditLog
     sandbox: Sandbox | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.upkeep.catalog
+
+    @property
+    def connection(self) -> Connection | None:
+        """The Kartra connection, once Membrane has confirmed it (a start from the cache has not yet)."""
+        return self.upkeep.connection
+
+    @property
+    def problem(self) -> str | None:
+        """Why no call can run right now, and what to do; None when calls can go to Membrane."""
+        return self.upkeep.problem
 
 
 def load_effective_policy(settings: Settings) -> Policy:
@@ -94,11 +108,15 @@ async def open_runtime(
     policy: Policy | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    start_timeout: float | None = None,
     audit: AuditLog | None = None,
     approver_token: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools.
 
+    Without `start_timeout`, Membrane must answer (a command run once). With it (the server), a usable
+    cache is served at once, and a Membrane that does not answer within `start_timeout` seconds leaves
+    a runtime whose `problem` says so; the caller runs `upkeep.keep_current` to catch up.
     `audit` is a log the caller opened and closes; by default the one `audit_path` names.
     `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
     """
@@ -114,12 +132,18 @@ async def open_runtime(
     audit = audit or AuditLog(audit_path(settings, sandbox=sandbox is not None))
     try:
         async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
-            connection = await resolve_connection(client, settings.connection_id)
-            catalog = Catalog(
-                client, connection.id, cache_dir=None if sandbox else settings.cache_dir, reserved=BUILTIN_NAMES
-            )
-            await catalog.start()
-            for key in policy.unknown_actions(known_names(catalog)):
+            cache_dir = None if sandbox else settings.cache_dir
+            memory = ConnectionMemory(cache_dir, client.base_url) if cache_dir else None
+            known = settings.connection_id or (memory.recall() if memory else None)
+            catalog = Catalog(client, known or "", cache_dir=cache_dir, reserved=BUILTIN_NAMES, risks=policy.risk)
+            upkeep = CatalogUpkeep(client, catalog, connection_id=settings.connection_id, memory=memory)
+            if start_timeout is None:
+                await upkeep.resolve()
+                await catalog.start()
+            else:
+                await upkeep.start(start_timeout)
+            # Before the first catalog arrives, every custom action would look unknown.
+            for key in policy.unknown_actions(known_names(catalog)) if catalog.specs else ():
                 logger.warning(
                     "the policy (%s) names %r, which is neither a tool nor a Kartra action: check the "
                     "spelling; the entry does nothing",
@@ -138,14 +162,14 @@ async def open_runtime(
                 tool_mode=settings.tool_mode,
                 approvals=approvals,
             )
-            logger.info(
-                "Kartra connection %s (%s): %d tools%s",
-                connection.id,
-                connection.name,
-                len(executor.tools()),
-                " from the cache" if catalog.loaded_from_cache else "",
-            )
-            yield Runtime(settings, client, connection, catalog, executor, audit, sandbox)
+            if upkeep.problem is None:
+                logger.info(
+                    "Kartra connection %s: %d tools%s",
+                    upkeep.connection.name if upkeep.connection else catalog.connection_id,
+                    len(executor.tools()),
+                    " from the cache (checking with Membrane in the background)" if catalog.loaded_from_cache else "",
+                )
+            yield Runtime(settings, client, upkeep, executor, audit, sandbox)
     finally:
         if owned:
             audit.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import anyio
 from kartra_mcp.errors import MembraneError
 from kartra_mcp.membrane import Action, MembraneClient
 from kartra_mcp.schemas import normalize_input_schema, normalize_output_schema
-from kartra_mcp.tools.kartra_ops import classify_action
+from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.naming import tool_name
 from kartra_mcp.tools.spec import Risk, ToolSpec
 
@@ -30,11 +30,15 @@ _CACHE_VERSION = 1
 _DETAIL_FETCHES = 8
 
 
-def spec_for_action(action: Action, reserved: Iterable[str] = ()) -> ToolSpec:
-    """The tool for one action: its key as the name, its own words, a client-safe schema, its risk."""
+def spec_for_action(action: Action, reserved: Iterable[str] = (), risks: Mapping[str, Risk] | None = None) -> ToolSpec:
+    """The tool for one action: its key as the name, its own words, a client-safe schema, its risk.
+
+    `risks` are the person's own classes for actions (the policy's `[risk]` table), by action key.
+    """
     key = action.key or action.id
     normalized = normalize_input_schema(action.input_schema)
-    risk, idempotent = classify_action(key, action.name, action.type)
+    classed = classify(key, action.name or "", action.type, risks)
+    risk = classed.risk
     title = action.name or key
     description = (action.description or "").strip() or title
     for note in normalized.warnings:
@@ -51,8 +55,9 @@ def spec_for_action(action: Action, reserved: Iterable[str] = ()) -> ToolSpec:
         action_id=action.id,
         action_key=key,
         wrapped=normalized.wrapped,
-        idempotent=idempotent,
+        idempotent=classed.idempotent,
         warnings=tuple(normalized.warnings),
+        vouched_by=classed.vouched_by,
     )
 
 
@@ -66,18 +71,24 @@ class Catalog:
         *,
         cache_dir: Path | None = None,
         reserved: Iterable[str] = (),
+        risks: Mapping[str, Risk] | None = None,
     ) -> None:
         self._client = client
         self.connection_id = connection_id
         self._reserved = frozenset(reserved)
-        self._cache = cache_dir / f"catalog-{self._cache_key()}.json" if cache_dir else None
+        self._risks = dict(risks or {})
+        self._cache_dir = cache_dir
         self._specs: dict[str, ToolSpec] = {}
         self._by_key: dict[str, ToolSpec] = {}
         self._fingerprint = ""
         self.loaded_from_cache = False
 
-    def _cache_key(self) -> str:
-        return hashlib.sha256(f"{self._client.base_url}|{self.connection_id}".encode()).hexdigest()[:16]
+    @property
+    def _cache(self) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        key = hashlib.sha256(f"{self._client.base_url}|{self.connection_id}".encode()).hexdigest()[:16]
+        return self._cache_dir / f"catalog-{key}.json"
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -91,13 +102,31 @@ class Catalog:
 
     async def start(self) -> bool:
         """Load the tools: from the cache when there is one (True), else from Membrane (False)."""
-        cached = self._read_cache()
-        if cached is not None:
-            self._install(cached)
-            self.loaded_from_cache = True
+        if self.load_cache():
             return True
         await self.refresh()
         return False
+
+    def load_cache(self) -> bool:
+        """Serve the cached tools of this connection, if a usable cache holds them; never asks Membrane."""
+        cached = self._read_cache() if self.connection_id else None
+        if cached is None:
+            return False
+        self._install(cached)
+        self.loaded_from_cache = True
+        return True
+
+    def use_connection(self, connection_id: str) -> bool:
+        """Serve another connection's tools from now on; True when it is another one.
+
+        The tools of the old connection are dropped at once: they must not run on the new one.
+        """
+        if connection_id == self.connection_id:
+            return False
+        self.connection_id = connection_id
+        self._install([])
+        self.loaded_from_cache = False
+        return True
 
     async def refresh(self) -> bool:
         """Fetch the actions again; True when the tools changed."""
@@ -135,7 +164,7 @@ class Catalog:
             if action.is_deactivated:
                 continue
             try:
-                spec = spec_for_action(action, self._reserved)
+                spec = spec_for_action(action, self._reserved, self._risks)
             except Exception:  # one broken action must never take the others down
                 logger.exception(
                     "action %s (%s) skipped: its definition cannot be turned into a tool", action.key, action.id
@@ -166,19 +195,24 @@ class Catalog:
         return changed
 
     def _read_cache(self) -> list[Action] | None:
-        if self._cache is None or not self._cache.exists():
+        """The cached actions; a cache that cannot be used is treated as absent, never as a reason to stop."""
+        path = self._cache
+        if path is None or not path.exists():
             return None
         try:
-            data = json.loads(self._cache.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("actions"), list):
+                raise ValueError("it is not a catalog (an object with a list of actions)")
             if data.get("version") != _CACHE_VERSION or data.get("connection_id") != self.connection_id:
                 return None
             return [Action.model_validate(item) for item in data["actions"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring the catalog cache %s: %s", self._cache, exc)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            logger.warning("ignoring the catalog cache %s (it will be written again): %s", path, exc)
             return None
 
     def _write_cache(self, actions: Sequence[Action]) -> None:
-        if self._cache is None:
+        path = self._cache
+        if path is None:
             return
         payload: dict[str, Any] = {
             "version": _CACHE_VERSION,
@@ -186,9 +220,9 @@ class Catalog:
             "actions": [a.model_dump(by_alias=True, exclude_none=True) for a in actions],
         }
         try:
-            self._cache.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self._cache.with_suffix(".tmp")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(payload), encoding="utf-8")
-            temporary.replace(self._cache)
+            temporary.replace(path)
         except OSError as exc:
-            logger.warning("could not write the catalog cache %s: %s", self._cache, exc)
+            logger.warning("could not write the catalog cache %s: %s", path, exc)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 
@@ -15,6 +18,44 @@ logger = logging.getLogger(__name__)
 INTEGRATION_KEY = "kartra"
 
 UrlCallback = Callable[[ConnectionRequest], None]
+
+
+class ConnectionMemory:
+    """The last connection resolved through one Membrane, kept beside the catalog cache.
+
+    A start without `KARTRA_MCP_CONNECTION_ID` reads it to find its cached catalog without asking
+    Membrane first. It holds only ids and names, never a credential.
+    """
+
+    def __init__(self, cache_dir: Path, base_url: str) -> None:
+        key = hashlib.sha256(base_url.encode()).hexdigest()[:16]
+        self.path = cache_dir / f"connection-{key}.json"
+
+    def recall(self) -> str | None:
+        """The remembered connection id; anything unusable counts as nothing remembered."""
+        if not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            logger.warning("ignoring %s: %s", self.path, exc)
+            return None
+        found = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(found, str) or not found:
+            logger.warning("ignoring %s: it names no connection", self.path)
+            return None
+        return found
+
+    def remember(self, connection: Connection) -> None:
+        if connection.id == self.recall():
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps({"id": connection.id, "name": connection.name}), encoding="utf-8")
+            temporary.replace(self.path)
+        except OSError as exc:
+            logger.warning("could not remember the connection in %s: %s", self.path, exc)
 
 
 async def resolve_connection(client: MembraneClient, connection_id: str | None) -> Connection:

@@ -17,6 +17,7 @@ or says it cannot.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -47,7 +48,7 @@ from kartra_mcp.errors import (
     UnknownToolError,
 )
 from kartra_mcp.membrane import MembraneClient
-from kartra_mcp.schemas import argument_problems, check_arguments
+from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
 from kartra_mcp.tools.approval import CHECK_TOOL, CONFIRM_TOOL, Approval, Approvals, TokenChannel
 from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
@@ -66,11 +67,13 @@ from kartra_mcp.tools.call import (
 )
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action
+from kartra_mcp.tools.credentials import refuse_credentials, without_credentials
+from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
 from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
-from kartra_mcp.tools.preview import Preview, Previewer
+from kartra_mcp.tools.preview import Preview, Previewer, unchecked
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
+from kartra_mcp.tools.refund_ledger import MemoryRefundLedger, RefundLedger, hold_refund, refund_made, settling
 from kartra_mcp.tools.results import CHECK_WITH, describe_failure, kartra_failure, render
 from kartra_mcp.tools.spec import Risk, ToolSpec
 
@@ -115,14 +118,15 @@ class _Call:
 
 # -- the built-in tools ----------------------------------------------------------------------------
 
-_CONFIRMATION_NOTE = (
-    "Needs a person's confirmation before it runs: the server asks them itself (in this client, in an approval "
-    "view, in their browser or in the approval inbox) and the result says which; you cannot confirm it."
+_HOW_CONFIRMED = (
+    "the server asks them directly when the client can. Otherwise the result is a preview and a confirmation_id: "
+    "show the preview to the person, wait for their explicit yes, and only then call confirm-action. Never confirm "
+    "on their behalf."
 )
-_TOKEN_NOTE = (
-    "Needs a person's confirmation before it runs: the server asks them directly when it can. Otherwise the "
-    "result is a preview and a confirmation_id: show the preview to the person, wait for their explicit yes, "
-    "and only then call confirm-action. Never confirm on their behalf."
+# Without confirmation ids (the default), the model only waits for the person the server asks.
+_HOW_ASKED = (
+    "the server asks them itself (in this client, in an approval view, in their browser or in the approval inbox) "
+    "and the result says which; you cannot confirm it."
 )
 
 _CONFIRM_SPEC = ToolSpec(
@@ -207,6 +211,7 @@ class Executor:
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
         approvals: Approvals | None = None,
+        refunds: RefundLedger | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -215,9 +220,14 @@ class Executor:
         self.audit = audit
         self.tool_mode = tool_mode
         self._clock = clock
-        self.previewer = Previewer(self._read, max_refund_amount=policy.max_refund_amount)
+        self.refunds = refunds or MemoryRefundLedger()
+        self._counting = anyio.Lock()
+        self.previewer = Previewer(
+            self._read,
+            max_refund_amount=policy.max_refund_amount,
+            counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
+        )
         self._proxy = proxy_spec()
-        self._intent_lock = anyio.Lock()
         self.approvals = approvals
         if approvals is not None:
             approvals.settler = self._settle
@@ -232,7 +242,7 @@ class Executor:
         """The tools to list, in a stable order, under the policy."""
         policy = self.policy
         if self.tool_mode == "search":
-            listed = [_SEARCH_SPEC, _RUN_SPEC]
+            listed = [s for s in (_SEARCH_SPEC, _RUN_SPEC) if policy.actions.get(s.name) != "deny"]
         else:
             listed = [s for s in self.catalog.specs if policy.visible(s.name, s.risk, s.action_key)]
         if policy.actions.get(PROXY_TOOL) != "deny":
@@ -241,7 +251,7 @@ class Executor:
         if may_ask and not (policy.read_only or policy.kill_switch):
             if self.approvals is not None:
                 listed.append(CHECK_APPROVAL_SPEC)
-            if policy.on_unconfirmable == "token":
+            if policy.on_unconfirmable == "token" and policy.actions.get(CONFIRM_TOOL) != "deny":
                 listed.append(_CONFIRM_SPEC)
         return listed
 
@@ -249,18 +259,20 @@ class Executor:
         """The tool's description, with what the policy does to it, in words for the model."""
         if spec.kind in ("confirm", "search", "check", "app"):
             return spec.description
-        note = _TOKEN_NOTE if self.policy.on_unconfirmable == "token" else _CONFIRMATION_NOTE
+        how = _HOW_CONFIRMED if self.policy.on_unconfirmable == "token" else _HOW_ASKED
         notes: list[str] = []
         if spec.kind == "action":
             notes.append(f"Risk: {spec.risk.value}.")
+            if lead_note := one_lead_note(spec.action_key, spec.input_schema):
+                notes.append(lead_note)
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
-                notes.append(note)
+                notes.append("Needs a person's confirmation before it runs: " + how)
             if spec.risk is Risk.CRITICAL:
                 notes.append("Cannot be undone.")
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
-            notes.append("Calls that change or remove things may need a person's confirmation: " + note)
+            notes.append("Calls that change or remove things may need a person's confirmation before they run: " + how)
         return f"{spec.description}\n\n{' '.join(notes)}"
 
     # -- calling ------------------------------------------------------------------------------
@@ -285,7 +297,7 @@ class Executor:
 
     async def _call(self, name: str, arguments: dict[str, Any], confirmer: Confirmer) -> CallResult:
         spec = self._lookup(name, arguments)
-        self._check_arguments(spec, arguments)
+        arguments = self._check_arguments(spec, arguments)
         if spec.kind == "confirm":
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
@@ -294,7 +306,7 @@ class Executor:
             return check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
-            self._check_arguments(spec, arguments)
+            arguments = self._check_arguments(spec, arguments)
         call = self._prepare(spec, arguments)
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
@@ -319,14 +331,20 @@ class Executor:
             self._refuse_hidden(spec, arguments)
         raise UnknownToolError(name, difflib.get_close_matches(name, sorted(listed), n=3))
 
-    def _check_arguments(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
-        """Check the bounds, then the schema; a refused attempt at a tool that is not a read leaves a row."""
+    def _check_arguments(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments to send (whole numbers taken as text where the schema wants text), once they carry no
+        Kartra credential and pass the bounds and the schema; a refused attempt at a tool that is not a read
+        leaves a row."""
+        if spec.kind == "action":
+            refuse_credentials(spec, arguments, self._audit)
         try:
             check_bounds(spec.name, arguments)
-            check_arguments(spec.name, spec.input_schema, arguments)
+            checked: dict[str, Any] = checked_arguments(spec.name, spec.input_schema, arguments)
+            return checked
         except InvalidArgumentsError as exc:
             if spec.risk is not Risk.READ:
-                self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", str(exc))
+                shown = without_credentials(arguments)
+                self._audit(spec.name, spec.action_key, shown, spec.risk, "deny", None, "refused", str(exc))
             raise
 
     def _refuse_hidden(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> NoReturn:
@@ -334,7 +352,9 @@ class Executor:
         reason = self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).reason or (
             f"{spec.name} is not available under the current policy."
         )
-        self._audit(spec.name, spec.action_key, arguments, spec.risk, "deny", None, "refused", reason)
+        self._audit(
+            spec.name, spec.action_key, without_credentials(arguments), spec.risk, "deny", None, "refused", reason
+        )
         raise ActionDenied(reason)
 
     def _run_target(self, arguments: Mapping[str, Any]) -> tuple[ToolSpec, dict[str, Any]]:
@@ -365,7 +385,8 @@ class Executor:
             try:
                 request = build_request(arguments)
             except ProxyRequestRefused as exc:
-                self._audit(spec.name, None, arguments, Risk.CRITICAL, "deny", None, "refused", str(exc))
+                shown = without_credentials(arguments)
+                self._audit(spec.name, None, shown, Risk.CRITICAL, "deny", None, "refused", str(exc))
                 raise
             invocations = request.invocations
             targets = [Target(i.action, i.risk) for i in invocations]
@@ -456,10 +477,22 @@ class Executor:
                     "was sent. Try again shortly.",
                     rule="cap",
                 )
-            return Preview(
-                f"{call.spec.title} with {json.dumps(call.arguments, default=str)}",
-                warning=f"The details could not be fetched ({exc}); check them before confirming.",
-            )
+            return unchecked(call.spec.title, call.arguments, "The details could not be fetched.")
+
+    async def _hold_refund(self, call: _Call) -> None:
+        """Under a refund limit, reserve the refund against its transaction's limit until it is settled."""
+        refund = next((i for i in call.invocations if i.cmd == "refund_transaction"), None)
+        limit = self.policy.max_refund_amount
+        if limit is None or refund is None:
+            return
+        try:
+            facts = await self.previewer.refund_facts(refund)
+            hold = await hold_refund(self.refunds, self.connection_id, facts, limit)
+        except ActionDenied as exc:
+            self._refuse(call, exc.reason, rule=exc.rule)
+        except MembraneError as exc:
+            self._refuse(call, f"The refund could not be checked against the policy's limit ({exc}); nothing was sent.")
+        call.send = settling(self.refunds, hold, call.send, lambda sent: refund_made(sent.status, sent.data))
 
     def _check_targets(self, call: _Call) -> None:
         """A change names each target once, and a request holds at most one critical command."""
@@ -633,11 +666,14 @@ class Executor:
     # -- sending --------------------------------------------------------------------------------
 
     async def _execute(self, call: _Call, decision: Decision, how: str, *, by: str | None = None) -> CallResult:
-        row = None
-        # Checked again here, and under one lock with the intent row (both wait on the log's worker), so
-        # concurrent calls cannot all count the same rows and overrun the cap.
-        async with self._intent_lock:
+        await self._hold_refund(call)
+        # Checked again here, and the intent row written, under one lock: both wait for the audit log's
+        # worker, so without it concurrent calls could all count before any writes and overrun the cap.
+        # Only capped calls take it, so a slow audit log never holds up reads.
+        capped = call.risk is Risk.CRITICAL and self.policy.max_critical_calls_per_hour is not None
+        async with self._counting if capped else contextlib.nullcontext():
             await self._check_rate(call)
+            row = None
             if call.risk is not Risk.READ:
                 # Written before sending, and if it cannot be, nothing is sent.
                 row = await self.audit.intent(

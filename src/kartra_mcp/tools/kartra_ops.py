@@ -2,14 +2,15 @@
 which Kartra command, and which commands a raw API body would run.
 
 Kartra's API is one POST endpoint, so neither the HTTP method nor the path says whether a call
-reads or moves money: only the `actions[N][cmd]` values in the body do. Classification never
-guesses low: an action or command not known here, and not clearly a read by its Membrane type and
-name, is critical.
+reads or moves money: only the `actions[N][cmd]` values in the body do. A command not known here
+is critical; how actions not known here are classed is in `classify`.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,64 +68,80 @@ _COMMANDS = (
     Command("revoke_membership_access", C, action="revoke-membership-access"),
 )
 COMMANDS: dict[str, Command] = {c.cmd: c for c in _COMMANDS}
+# What each command does, in words a person confirming it reads.
+DOES: dict[str, str] = {
+    "get_lead": "Read a lead's details",
+    "search_lead": "Search for leads",
+    "retrieve_account_pages": "List the account's pages",
+    "retrieve_custom_fields": "List the account's custom fields",
+    "retrieve_account_sequences": "List the account's sequences",
+    "retrieve_account_tags": "List the account's tags",
+    "retrieve_account_lists": "List the account's lists",
+    "retrieve_account_products": "List the account's products",
+    "retrieve_account_memberships": "List the account's memberships",
+    "get_transaction_details": "Read a transaction",
+    "search_transaction": "Search transactions",
+    "retrieve_transactions_from_lead": "List a lead's transactions",
+    "get_subscription_details": "Read a subscription",
+    "search_subscription": "Search subscriptions",
+    "retrieve_subscriptions_from_lead": "List a lead's subscriptions",
+    "create_lead": "Create a lead",
+    "edit_lead": "Change a lead's details",
+    "assign_tag": "Add a tag to a lead",
+    "subscribe_lead_to_list": "Subscribe a lead to a list",
+    "subscribe_lead_to_sequence_at_step": "Start a sequence for a lead at a given step",
+    "give_points_to_lead": "Give points to a lead",
+    "create_custom_field": "Create a custom field",
+    "calendar_subscribe": "Book a lead into a calendar",
+    "grant_membership_access": "Give a lead access to a membership",
+    "unassign_tag": "Remove a tag from a lead",
+    "unsubscribe_lead_from_list": "Unsubscribe a lead from a list",
+    "unsubscribe_lead_from_sequence": "Stop a sequence for a lead; its progress is lost",
+    "remove_points_from_lead": "Take points away from a lead",
+    "calendar_cancel": "Cancel a lead's calendar booking",
+    "refund_transaction": "Refund a transaction",
+    "cancel_transaction": "Cancel a subscription; no further payments are taken",
+    "modify_subscription_status": "Pause, resume or cancel a subscription",
+    "edit_subscription": "Change a subscription's billing",
+    "revoke_membership_access": "Remove a lead's access to a membership",
+}
 ACTIONS: dict[str, Command] = {c.action: c for c in _COMMANDS if c.action}
 
-# Words in an unknown action's key or name, strongest first. Talking to customers cannot be undone
-# either, so sending counts with moving money.
-_CRITICAL_PARTS = ("refund", "chargeback", "cancel", "revoke", "terminate", "charge", "payment", "payout")
-_CRITICAL_WORDS = frozenset({"pay", "send", "notify", "broadcast"})
-_DESTRUCTIVE_WORDS = ("delete", "remove", "unsubscribe", "unassign", "archive", "erase", "purge", "clear", "reset")
-_WRITE_WORDS = frozenset(
-    {
-        "create", "add", "assign", "subscribe", "update", "edit", "give", "grant", "tag", "set", "put", "post",
-        "upsert", "import", "move", "copy", "change", "modify", "enable", "disable", "start", "stop", "trigger",
-        "run", "execute", "invite", "apply", "mark", "save", "write", "register", "attach", "link", "merge",
-    }
-)  # fmt: skip
-_READ_WORDS = frozenset({"get", "list", "retrieve", "search", "find", "fetch", "lookup", "read", "count", "check"})
-_READ_TYPES = frozenset({"list-data-records", "find-data-record-by-id", "match-data-record", "search-data-record"})
-_WRITE_TYPES = frozenset({"create-data-record", "find-or-create-data-record", "update-data-record"})
-_WORD = re.compile(r"[a-z0-9]+")
+
+# How Kartra spells every command: a name outside it (another case, a zero-width or full-width
+# letter, a NUL) is refused, since no one can tell which command Kartra would take it for.
+_WELL_FORMED = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def classify_action(key: str, name: str = "", action_type: str | None = None) -> tuple[Risk, bool]:
-    """An action's risk and idempotence: from the built-in table, else from its type, key and name.
-
-    A read needs both a read type or verb and no word of any other kind anywhere in its key or
-    name (`find-or-create-lead` is a write); what matches nothing is critical.
-    """
-    known = ACTIONS.get(key)
-    if known is not None:
-        return known.risk, known.idempotent
-    text = f"{key} {name}".casefold()
-    words = set(_WORD.findall(text))
-    if any(part in text for part in _CRITICAL_PARTS) or words & _CRITICAL_WORDS:
-        return C, False
-    if action_type == "delete-data-record" or any(word in text for word in _DESTRUCTIVE_WORDS):
-        return D, False
-    if action_type in _WRITE_TYPES or words & _WRITE_WORDS:
-        return W, False
-    if action_type in _READ_TYPES or (
-        words & _READ_WORDS and action_type in (None, "connector-operation", "api-request-to-external-app")
-    ):
-        return R, True
-    return C, False
+def command_problem(cmd: str) -> str | None:
+    """Why a command name in a request is refused, or None for a known or a plainly spelled unknown one."""
+    if cmd in COMMANDS:
+        return None
+    shown = json.dumps(cmd)  # escapes zero-width, control and non-ASCII characters, so the person sees them
+    if not cmd:
+        return "Every entry in 'actions' needs its 'cmd'."
+    if _WELL_FORMED.fullmatch(cmd):
+        return None
+    plain = "".join(c for c in unicodedata.normalize("NFKC", cmd).casefold() if c.isascii() and c.isprintable())
+    near = plain.strip() if plain.strip() in COMMANDS else None
+    hint = f" Did you mean {near}? Spell it exactly so." if near else ""
+    return (
+        f"The Kartra command {shown} is not spelled as any command is (lower-case letters, digits and "
+        f"underscores only), so it is refused rather than guessed at.{hint}"
+    )
 
 
 @dataclass(frozen=True)
 class Invocation:
     """One Kartra command a call would run, with its parameters and the lead it is about.
 
-    `cmd` is folded to lower case: classing `Refund_Transaction` as a refund errs on the safe side
-    whether or not Kartra reads command names case-blind.
+    `cmd` is kept exactly as given: the proxy refuses any name that is not spelled as Kartra's
+    commands are (`command_problem`), so what is classed is what Kartra reads.
     """
 
     cmd: str
     params: Mapping[str, Any]
     lead: Mapping[str, Any]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cmd", self.cmd.strip().casefold())
 
     @property
     def risk(self) -> Risk:
@@ -166,6 +183,20 @@ def ambiguity(invocation: Invocation) -> str | None:
         if len(named) > 1:
             return f"{invocation.cmd} names its target by {', '.join(named)}; give exactly one of {', '.join(group)}."
     return None
+
+
+def one_lead_note(action_key: str | None, schema: Mapping[str, Any]) -> str | None:
+    """For a known change that can name its lead more than one way: say that a call may use only one.
+
+    Reads are not held to it (Kartra takes the id, and nothing changes), so they get no note.
+    """
+    known = ACTIONS.get(action_key or "")
+    if known is None or known.risk is Risk.READ:
+        return None
+    named = [k for k in _LEAD_KEYS if k in schema.get("properties", {})]
+    if len(named) < 2:
+        return None
+    return f"Name the lead by {' or by '.join(named)}, never more than one: a call that gives both is refused."
 
 
 def invocations_for_action(key: str, arguments: Mapping[str, Any]) -> list[Invocation]:

