@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -62,8 +63,12 @@ def wait_for(driver: WebDriver, element_id: str) -> None:
 
 def press(driver: WebDriver, button_id: str) -> str:
     """Press a button on the page (as the keyboard or a click would) and return the outcome heading."""
+    try:
+        WebDriverWait(driver, 30).until(expected_conditions.element_to_be_clickable((By.ID, button_id)))
+    except TimeoutException:
+        pytest.fail(f"no {button_id!r} button on {driver.current_url}: {driver.page_source[-2000:]}")
     driver.find_element(By.ID, button_id).click()
-    WebDriverWait(driver, 20).until(expected_conditions.presence_of_element_located((By.ID, "outcome")))
+    WebDriverWait(driver, 30).until(expected_conditions.presence_of_element_located((By.ID, "outcome")))
     return driver.find_element(By.ID, "outcome").text
 
 

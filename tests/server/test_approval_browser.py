@@ -297,6 +297,6 @@ async def test_with_no_browser_to_open_the_call_is_refused(
     async with stdio_like(settings, sandbox, mode, opened) as (runtime, client):
         result = await client.call_tool(tool, arguments)
         rows = runtime.audit.rows(tool=tool)
-    assert result.is_error and "refused" in result_text(result)
+    assert result.is_error and "refuses it" in result_text(result)
     assert _refunds(sandbox, samples) == 0
     assert [r.outcome for r in rows] == ["refused"]

@@ -600,7 +600,8 @@ class Executor:
             call,
             f"{spec.name} needs a person's confirmation and no way to ask one is available here: the client "
             "offers neither elicitation nor MCP Apps, no browser could be opened for the approval page, and no "
-            "approval inbox is set up (KARTRA_MCP_APPROVER_TOKEN, over HTTP); so it is refused. Nothing was sent.",
+            "approval inbox is set up (KARTRA_MCP_APPROVER_TOKEN, over HTTP), so the policy refuses it. Nothing was "
+            "sent.",
         )
 
     async def _confirm_action(self, confirmation_id: str) -> CallResult:
