@@ -23,8 +23,19 @@ ALLOWED = {
     "membrane": {"config", "errors", "progress", "__init__"},
     "schemas": {"errors"},
     "sandbox": {"errors", "phpform", "schemas"},
-    "tools": {"membrane", "schemas", "errors", "phpform", "config", "progress"},
-    "server": {"tools", "membrane", "schemas", "sandbox", "errors", "config", "phpform", "progress", "__init__"},
+    "tools": {"membrane", "schemas", "errors", "phpform", "config", "progress", "_lazy"},
+    "server": {
+        "tools",
+        "membrane",
+        "schemas",
+        "sandbox",
+        "errors",
+        "config",
+        "phpform",
+        "progress",
+        "__init__",
+        "_lazy",
+    },
 }
 
 

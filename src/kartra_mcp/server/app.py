@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from mcp import MCPError
@@ -34,6 +36,7 @@ from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.builtin import APP_ANSWER_SPEC, APP_TOOL, answer_from_app
 from kartra_mcp.tools.call import CallResult
+from kartra_mcp.tools.executor import Executor
 from kartra_mcp.tools.policy import Target
 from kartra_mcp.tools.spec import ToolSpec
 
@@ -81,8 +84,8 @@ def tool_for(spec: ToolSpec, description: str, meta: dict[str, Any] | None = Non
         description=description,
         input_schema=spec.input_schema,
         output_schema=spec.output_schema,
+        # The title is the tool's own; repeating it in the annotations only lengthens the list.
         annotations=ToolAnnotations(
-            title=spec.title,
             read_only_hint=hints.read_only,
             destructive_hint=hints.destructive,
             idempotent_hint=hints.idempotent,
@@ -111,68 +114,22 @@ async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallN
         raise MCPError(code=INTERNAL_ERROR, message="Internal server error") from None
 
 
+ExecutorFor = Callable[[ServerRequestContext[Any, Any]], AbstractAsyncContextManager[Executor]]
+
+
 def build_server(
     runtime: Runtime, *, page_size: int = PAGE_SIZE, deployment: Deployment | None = None
 ) -> tuple[KartraServer, ToolListNotifier]:
-    """The MCP server over an open runtime, and the notifier to call when its tools change."""
+    """The MCP server over an open runtime, and the notifier to call when its tools change.
+
+    `deployment` says which approval channels the server offers beside the client's own (the browser
+    page for stdio, the inbox for HTTP); without it, only the client's channels.
+    """
     executor = runtime.executor
-    notifier = ToolListNotifier()
-    deployment = deployment or Deployment(approvals=executor.approvals)
 
-    def may_ask(spec: ToolSpec) -> bool:
-        if spec.kind in ("proxy", "run"):
-            return True
-        return (
-            spec.kind == "action"
-            and executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm"
-        )
-
-    def listed(ctx: ServerRequestContext[Any, Any]) -> list[Tool]:
-        """The tools for this client: an MCP Apps host also gets the approval view and its app-only tool."""
-        apps = executor.approvals is not None and client_supports_apps(ctx)
-        tools = [
-            tool_for(s, executor.describe(s), TOOL_UI_META if apps and may_ask(s) else None) for s in executor.tools()
-        ]
-        if apps:
-            tools.append(tool_for(APP_ANSWER_SPEC, APP_ANSWER_SPEC.description, APP_ONLY_META))
-        return tools
-
-    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
-        notifier.seen(ctx)
-        specs = listed(ctx)
-        try:
-            start = int(params.cursor) if params and params.cursor else 0
-        except ValueError:
-            raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start") from None
-        if not 0 <= start <= len(specs):
-            raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start")
-        page = specs[start : start + page_size]
-        following = start + page_size
-        return ListToolsResult(
-            tools=page,
-            next_cursor=str(following) if following < len(specs) else None,
-        )
-
-    async def call_tool(
-        ctx: ServerRequestContext[Any], params: CallToolRequestParams
-    ) -> CallToolResult | InputRequiredResult:
-        notifier.seen(ctx)
-        if runtime.problem is not None:  # no connection to send anything to: say why, send nothing
-            return CallToolResult(content=[TextContent(type="text", text=runtime.problem)], is_error=True)
-        if params.name == APP_TOOL and executor.approvals is not None and client_supports_apps(ctx):
-            return await _answer_from_app(params.arguments or {})
-        confirmer = confirmer_for(ctx, params, deployment)
-        result = await executor.call(params.name, params.arguments, confirmer)
-        if result.awaiting is not None:
-            return confirmer.input_required(result.awaiting)
-        return call_tool_result(result)
-
-    async def _answer_from_app(arguments: dict[str, Any]) -> CallToolResult:
-        try:
-            check_arguments(APP_TOOL, APP_ANSWER_SPEC.input_schema, arguments)
-            return call_tool_result(await answer_from_app(executor.approvals, arguments))
-        except ToolCallError as exc:
-            return call_tool_result(CallResult(str(exc), {"error": type(exc).__name__}, is_error=True))
+    @asynccontextmanager
+    async def the_one(ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[Executor]:
+        yield executor
 
     def input_schema(name: str) -> dict[str, Any] | None:
         spec = next((s for s in [*executor.tools(), APP_ANSWER_SPEC] if s.name == name), None)
@@ -181,6 +138,60 @@ def build_server(
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
     if runtime.problem is not None:
         instructions = f"AT START: {runtime.problem}\n\n{instructions}"
+    server, notifier = serve_executors(
+        the_one,
+        input_schema=input_schema,
+        instructions=instructions,
+        page_size=page_size,
+        problem=lambda: runtime.problem,
+        deployment=deployment,
+    )
+    resources.register(server, notifier, [*resources.default_sources(runtime), ApprovalViewSource()])
+    logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
+    progress.register(server)
+    prompts.register(server, runtime)
+    return server, notifier
+
+
+def serve_executors(
+    executor_for: ExecutorFor,
+    *,
+    input_schema: Callable[[str], Mapping[str, Any] | None],
+    instructions: str,
+    page_size: int = PAGE_SIZE,
+    problem: Callable[[], str | None] = lambda: None,
+    deployment: Deployment | None = None,
+) -> tuple[KartraServer, ToolListNotifier]:
+    """The MCP server over whichever executor `executor_for` gives each request (one, or the caller's tenant's).
+
+    While `problem()` says why nothing can be sent (no connection), calls return that and send nothing.
+    """
+    notifier = ToolListNotifier()
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
+        notifier.seen(ctx)
+        async with executor_for(ctx) as executor:
+            return _page_of(
+                executor, params, page_size, apps=executor.approvals is not None and client_supports_apps(ctx)
+            )
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        notifier.seen(ctx)
+        reason = problem()
+        if reason is not None:  # no connection to send anything to: say why, send nothing
+            return CallToolResult(content=[TextContent(type="text", text=reason)], is_error=True)
+        async with executor_for(ctx) as executor:
+            if params.name == APP_TOOL and executor.approvals is not None and client_supports_apps(ctx):
+                return await _answer_from_app(executor, params.arguments or {})
+            channels = Deployment(approvals=executor.approvals) if deployment is None else deployment
+            confirmer = confirmer_for(ctx, params, channels)
+            result = await executor.call(params.name, params.arguments, confirmer)
+        if result.awaiting is not None:
+            return confirmer.input_required(result.awaiting)
+        return call_tool_result(result)
+
     server = KartraServer(
         "kartra-mcp",
         version=__version__,
@@ -194,8 +205,46 @@ def build_server(
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)
-    resources.register(server, notifier, [*resources.default_sources(runtime), ApprovalViewSource()])
-    logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
-    progress.register(server)
-    prompts.register(server, runtime)
     return server, notifier
+
+
+async def _answer_from_app(executor: Executor, arguments: dict[str, Any]) -> CallToolResult:
+    """The approval view's button: the app-only tool, checked against the view's secret."""
+    try:
+        check_arguments(APP_TOOL, APP_ANSWER_SPEC.input_schema, arguments)
+        return call_tool_result(await answer_from_app(executor.approvals, arguments))
+    except ToolCallError as exc:
+        return call_tool_result(CallResult(str(exc), {"error": type(exc).__name__}, is_error=True))
+
+
+def _may_ask(executor: Executor, spec: ToolSpec) -> bool:
+    """Whether a call of this tool may need a person (so an MCP Apps host should render the view for it)."""
+    if spec.kind in ("proxy", "run"):
+        return True
+    decided = executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)])
+    return spec.kind == "action" and decided.mode == "confirm"
+
+
+def _page_of(
+    executor: Executor, params: PaginatedRequestParams | None, page_size: int, *, apps: bool = False
+) -> ListToolsResult:
+    """A page of the tools; an MCP Apps host also gets the approval view on those that ask, and its app-only tool."""
+    tools = [
+        tool_for(s, executor.describe(s), TOOL_UI_META if apps and _may_ask(executor, s) else None)
+        for s in executor.tools()
+    ]
+    if apps:
+        tools.append(tool_for(APP_ANSWER_SPEC, APP_ANSWER_SPEC.description, APP_ONLY_META))
+    specs = tools
+    try:
+        start = int(params.cursor) if params and params.cursor else 0
+    except ValueError:
+        raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start") from None
+    if not 0 <= start <= len(specs):
+        raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start")
+    page = specs[start : start + page_size]
+    following = start + page_size
+    return ListToolsResult(
+        tools=page,
+        next_cursor=str(following) if following < len(specs) else None,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -19,33 +20,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import anyio
-import jwt
-import uvicorn
-from mcp.server.stdio import stdio_server
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from kartra_mcp import __version__
-from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
-from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
-from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
-from kartra_mcp.server.answers import AnswersEndWaits
-from kartra_mcp.server.app import build_server
-from kartra_mcp.server.confirmers import Deployment
-from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
-from kartra_mcp.server.pages import serve_on_loopback
-from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
-from kartra_mcp.tools.approval import ApprovalPages
-from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
-from kartra_mcp.tools.call import Accepted, Answer, ConfirmationRequest, Declined, Unavailable
-from kartra_mcp.tools.classify import classify
-from kartra_mcp.tools.connection import connect_kartra, resolve_connection
-from kartra_mcp.tools.executor import BUILTIN_NAMES
-from kartra_mcp.tools.kartra_ops import ACTIONS
-from kartra_mcp.tools.policy import Policy, Target
+from kartra_mcp.tools.audit import OUTCOMES
+
+# Each command imports what it needs when it runs: `--help`, `--version` and `audit` must not pay
+# for the MCP SDK, the sandbox or the HTTP stack (a second of start on a small machine).
+if TYPE_CHECKING:
+    from kartra_mcp.config import Settings
+    from kartra_mcp.membrane import ConnectionRequest
+    from kartra_mcp.sandbox import Sandbox
+    from kartra_mcp.tools.call import Answer, ConfirmationRequest
+    from kartra_mcp.tools.policy import Policy
 
 logger = logging.getLogger("kartra_mcp")
 
@@ -61,6 +49,8 @@ def _setup_logging(level: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from kartra_mcp.config import Settings
+
     overrides: dict[str, Any] = {}
     for flag, field in (("policy", "policy"), ("tool_mode", "tool_mode")):
         value = getattr(args, flag, None)
@@ -68,18 +58,24 @@ def _settings(args: argparse.Namespace) -> Settings:
             overrides[field] = value
     if getattr(args, "read_only", False):
         overrides["read_only"] = True
+    if getattr(args, "auth", None):
+        overrides["auth"] = args.auth
     return Settings(**overrides)
 
 
 def _sandbox_for(args: argparse.Namespace) -> Sandbox | None:
     if not getattr(args, "sandbox", False):
         return None
+    from kartra_mcp.sandbox import Sandbox
+
     _say("kartra-mcp: using the embedded sandbox (a simulated Kartra account; nothing real is touched)")
     return Sandbox()
 
 
 def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
     """Stop before anything starts when neither credentials nor --sandbox are given (auth says what to set)."""
+    from kartra_mcp.membrane import auth_from_settings
+
     if sandbox is None:
         auth_from_settings(settings)
 
@@ -87,8 +83,26 @@ def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
 # -- serve ------------------------------------------------------------------------------------
 
 
+def _loop_options() -> dict[str, Any]:
+    """uvloop when it is installed: the event loop is most of a served call's CPU time on asyncio's own."""
+    return {"use_uvloop": True} if importlib.util.find_spec("uvloop") is not None else {}
+
+
 async def _serve(args: argparse.Namespace) -> int:
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    from kartra_mcp.server.answers import AnswersEndWaits
+    from kartra_mcp.server.app import build_server
+    from kartra_mcp.server.confirmers import Deployment
+    from kartra_mcp.server.http import check_binding, listen, serve_http
+    from kartra_mcp.server.pages import serve_on_loopback
+    from kartra_mcp.server.runtime import open_runtime
+    from kartra_mcp.tools.approval import ApprovalPages
+
     settings = _settings(args)
+    if settings.auth == "membrane":
+        return await _serve_hosted(args, settings)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
@@ -130,10 +144,37 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve_hosted(args: argparse.Namespace, settings: Settings) -> int:
+    """Each person signs in with Membrane; their token is used for their calls and nothing else."""
+    if args.transport != "http":
+        raise ConfigError(
+            "--auth membrane is for --transport http: over stdio there is one person, with MEMBRANE_TOKEN."
+        )
+    if args.sandbox:
+        raise ConfigError(
+            "--auth membrane signs people in with Membrane, which the embedded sandbox cannot be for a browser. Run "
+            "`kartra-mcp sandbox --tenants alice,bob` and set MEMBRANE_API_URL to its address instead."
+        )
+    from kartra_mcp.server.hosted import serve_hosted
+    from kartra_mcp.tools.audit import AuditLog
+
+    audit = AuditLog(settings.audit_db)
+    try:
+        await serve_hosted(settings, host=args.host, port=args.port, audit=audit)
+    finally:
+        audit.close()
+    return 0
+
+
 # -- sandbox ----------------------------------------------------------------------------------
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.tenants:
+        return _sandbox_tenants(args)
+    from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+    from kartra_mcp.server.http import is_loopback
+
     faults = []
     if args.faults:
         text = Path(args.faults[1:]).read_text(encoding="utf-8") if args.faults.startswith("@") else args.faults
@@ -150,23 +191,8 @@ def _sandbox(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         _say(f"kartra-mcp sandbox: listening on {args.host}, beyond this machine; every request needs the token.")
     sandbox = Sandbox(config)
-    # A hung request (an injected fault) must not hold a shutdown for long.
-    server = uvicorn.Server(
-        uvicorn.Config(
-            sandbox.app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            log_config=None,
-            timeout_graceful_shutdown=2,
-        )
-    )
 
-    async def announce_when_listening() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await anyio.sleep(0.02)
+    def announce() -> None:
         counts = sandbox.state()["counts"]
         print(f"Kartra sandbox (Membrane-compatible API) at http://{args.host}:{args.port}", flush=True)
         print(f"token: {sandbox.token}", flush=True)
@@ -180,17 +206,64 @@ def _sandbox(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    try:
+        _serve_sandbox(sandbox.app, args, announce)
+    finally:
+        sandbox.close()
+    return 0
+
+
+def _sandbox_tenants(args: argparse.Namespace) -> int:
+    """Several tenants, each with its own account, and Membrane's OAuth to sign in to them."""
+    from kartra_mcp.sandbox import Tenants
+
+    keys = [k.strip() for k in args.tenants.split(",") if k.strip()]
+    base = f"http://{args.host}:{args.port}"
+    tenants = Tenants(keys=keys, base_url=base, leads=args.leads)
+
+    def announce() -> None:
+        print(f"Membrane sandbox for tenants {', '.join(keys)} at {base}", flush=True)
+        for key in keys:
+            print(f"token for {key}: {tenants.mint(key)}", flush=True)
+        print(
+            f"use it: MEMBRANE_API_URL={base} kartra-mcp serve --transport http --auth membrane "
+            "(clients sign in at its /oauth/authorize)",
+            flush=True,
+        )
+
+    try:
+        _serve_sandbox(tenants, args, announce)
+    finally:
+        tenants.close()
+    return 0
+
+
+def _serve_sandbox(app: Any, args: argparse.Namespace, announce: Callable[[], None]) -> None:
+    """Serve `app` on --host/--port until stopped, calling `announce` once it listens."""
+    import anyio
+    import uvicorn
+
+    # A hung request (an injected fault) must not hold a shutdown for long.
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level="warning", log_config=None, timeout_graceful_shutdown=2
+        )
+    )
+
+    async def announce_when_listening() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.02)
+        announce()
+
     async def run() -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(announce_when_listening)
             await server.serve()
             group.cancel_scope.cancel()
 
-    try:
-        anyio.run(run)
-    finally:
-        sandbox.close()
-    return 0
+    anyio.run(run)
 
 
 # -- tools and call ---------------------------------------------------------------------------
@@ -203,6 +276,9 @@ UNVOUCHED_NOTE = (
 
 
 async def _tools(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import open_runtime
+    from kartra_mcp.tools.policy import Target
+
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
@@ -253,6 +329,8 @@ def _ask_on_stderr(prompt: str) -> str:
 
 async def _ask_on_terminal(prompt: str) -> str:
     """As `_ask_on_stderr`, but waiting on the event loop, so Ctrl-C cancels at once instead of after Enter."""
+    import anyio
+
     if os.name != "posix":
         return await anyio.to_thread.run_sync(_ask_on_stderr, prompt, abandon_on_cancel=True)
     sys.stderr.write(prompt)
@@ -271,6 +349,10 @@ class TerminalConfirmer:
         self.refused_for_want_of_terminal = False
 
     async def confirm(self, request: ConfirmationRequest) -> Answer:
+        import anyio
+
+        from kartra_mcp.tools.call import Accepted, Declined, Unavailable
+
         if self._yes:
             _say(f"{request.preview.text()}\n(--yes given: going ahead)")
             return Accepted("cli --yes")
@@ -289,6 +371,8 @@ class TerminalConfirmer:
 
 
 async def _call(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import load_effective_policy, open_runtime
+
     try:
         arguments = json.loads(args.arguments) if args.arguments else {}
     except ValueError as exc:
@@ -333,6 +417,10 @@ class _Checks:
 
 
 def _token_check(settings: Settings, checks: _Checks) -> None:
+    import jwt
+
+    from kartra_mcp.membrane import WorkspaceCredentials, auth_from_settings
+
     if settings.membrane_token is None:
         try:
             auth = auth_from_settings(settings)
@@ -369,6 +457,14 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
 
 
 async def _doctor(args: argparse.Namespace) -> int:
+    from kartra_mcp.membrane import auth_from_settings
+    from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client
+    from kartra_mcp.tools.audit import AuditLog, fix_for
+    from kartra_mcp.tools.classify import classify
+    from kartra_mcp.tools.connection import resolve_connection
+    from kartra_mcp.tools.executor import BUILTIN_NAMES
+    from kartra_mcp.tools.kartra_ops import ACTIONS
+
     checks = _Checks()
     settings = _settings(args)
     sandbox = _sandbox_for(args)
@@ -474,7 +570,11 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    path = audit_path(_settings(args), sandbox=args.sandbox)
+    from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
+
+    settings = _settings(args)
+    # What server.runtime.audit_path says, without loading the runtime and its HTTP client.
+    path = sandbox_audit_path(settings.audit_db) if args.sandbox else settings.audit_db
     if not path.exists():
         _say(f"No audit log yet at {path}.")
         return 0
@@ -484,6 +584,7 @@ def _audit(args: argparse.Namespace) -> int:
             since=parse_since(args.since) if args.since else None,
             tool=args.tool,
             outcome=args.outcome,
+            tenant=args.tenant,
             limit=args.limit,
         )
     finally:
@@ -503,6 +604,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 async def _connect(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import membrane_client
+    from kartra_mcp.tools.connection import connect_kartra
+
     settings = _settings(args)
     _require_credentials(settings, None)
 
@@ -544,6 +648,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--auth",
+        choices=["token", "membrane"],
+        help="HTTP: one shared KARTRA_MCP_HTTP_TOKEN (default), or each person signs in with Membrane",
+    )
 
     sandbox = commands.add_parser("sandbox", help="run the sandbox: a Membrane-compatible API over a Kartra account")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -553,6 +662,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--leads", type=int, default=120, help="how many leads to generate (default 120)")
     sandbox.add_argument("--db", type=Path, help="keep the account in this SQLite file across restarts")
     sandbox.add_argument("--faults", help="fault rules as JSON, or @FILE")
+    sandbox.add_argument("--tenants", help="several tenants (comma-separated keys), each its own account, with OAuth")
 
     tools = commands.add_parser("tools", help="list the tools with their risk and policy")
     common(tools)
@@ -573,6 +683,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)
+    audit.add_argument("--tenant", help="hosted: only this Membrane tenant's rows")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
 
@@ -582,6 +693,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from kartra_mcp.config import Settings
+
     try:
         level = Settings().log_level
     except ValidationError:
@@ -593,7 +708,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args)
         runner = {"serve": _serve, "tools": _tools, "call": _call, "doctor": _doctor, "connect": _connect}
-        return anyio.run(runner[args.command], args)
+        import anyio
+
+        options = _loop_options() if args.command == "serve" else {}
+        return anyio.run(runner[args.command], args, backend_options=options)
     except ConfigError as exc:
         _say(f"kartra-mcp: {exc}")
         return 2

@@ -118,10 +118,10 @@ class _Call:
 
 # -- the built-in tools ----------------------------------------------------------------------------
 
+# Repeated on every tool that needs confirming, so it is kept short (tools/list is read on every turn).
 _HOW_CONFIRMED = (
-    "the server asks them directly when the client can. Otherwise the result is a preview and a confirmation_id: "
-    "show the preview to the person, wait for their explicit yes, and only then call confirm-action. Never confirm "
-    "on their behalf."
+    "the server asks them when it can; else the result is a preview and a confirmation_id: show it, wait for "
+    "their explicit yes, then call confirm-action. Never confirm for them."
 )
 # Without confirmation ids (the default), the model only waits for the person the server asks.
 _HOW_ASKED = (
@@ -262,18 +262,19 @@ class Executor:
         how = _HOW_CONFIRMED if self.policy.on_unconfirmable == "token" else _HOW_ASKED
         notes: list[str] = []
         if spec.kind == "action":
-            notes.append(f"Risk: {spec.risk.value}.")
+            if spec.risk is not Risk.READ:  # a read is the unremarkable case, and says so in its readOnlyHint
+                notes.append(f"Risk: {spec.risk.value}.")
             if lead_note := one_lead_note(spec.action_key, spec.input_schema):
                 notes.append(lead_note)
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
-                notes.append("Needs a person's confirmation before it runs: " + how)
+                notes.append("Needs a person's confirmation: " + how)
             if spec.risk is Risk.CRITICAL:
                 notes.append("Cannot be undone.")
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
             notes.append("Calls that change or remove things may need a person's confirmation before they run: " + how)
-        return f"{spec.description}\n\n{' '.join(notes)}"
+        return f"{spec.description}\n\n{' '.join(notes)}" if notes else spec.description
 
     # -- calling ------------------------------------------------------------------------------
 
