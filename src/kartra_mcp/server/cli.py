@@ -98,7 +98,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from kartra_mcp.server.http import check_binding, listen, serve_http
     from kartra_mcp.server.pages import serve_on_loopback
     from kartra_mcp.server.runtime import open_runtime
-    from kartra_mcp.tools.approval import ApprovalPages
+    from kartra_mcp.tools.approval.page import ApprovalPages
 
     settings = _settings(args)
     if settings.auth == "membrane":

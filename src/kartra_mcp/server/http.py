@@ -17,8 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kartra_mcp.errors import ConfigError
 from kartra_mcp.server.app import KartraServer
-from kartra_mcp.tools.approval import ApprovalPages
-from kartra_mcp.tools.approval.page import PREFIX as APPROVALS_PATH
+from kartra_mcp.tools.approval.page import PREFIX as APPROVALS_PATH, ApprovalPages
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp
 
-from kartra_mcp.tools.approval import ApprovalPages, Approvals
+from kartra_mcp.tools.approval import Approvals
+from kartra_mcp.tools.approval.page import ApprovalPages
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 

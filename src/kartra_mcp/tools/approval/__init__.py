@@ -2,12 +2,12 @@
 
 The pipeline asks a `Confirmer` "confirm this preview" and gets yes (`Accepted`), no (`Declined`),
 pending (`Pending`, `Deferred`) or unavailable. Each channel is one module; `FirstAvailable` tries
-them in order. Channels that need MCP (form and URL elicitation, MCP Apps) live in `server/`.
+them in order. Channels that need MCP (form and URL elicitation, MCP Apps) live in `server/`. The
+page itself (`approval.page`, Starlette) is imported only where it is served.
 """
 
 from kartra_mcp.tools.approval.browser import BrowserChannel, open_in_browser
 from kartra_mcp.tools.approval.inbox import CHECK_TOOL, InboxChannel, pending_result
-from kartra_mcp.tools.approval.page import ApprovalPages
 from kartra_mcp.tools.approval.service import Approvals
 from kartra_mcp.tools.approval.store import Approval, ApprovalStore, MemoryApprovalStore
 from kartra_mcp.tools.approval.token import CONFIRM_TOOL, TokenChannel
@@ -33,7 +33,6 @@ __all__ = [
     "CHECK_TOOL",
     "CONFIRM_TOOL",
     "Approval",
-    "ApprovalPages",
     "ApprovalStore",
     "Approvals",
     "BrowserChannel",
