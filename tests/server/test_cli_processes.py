@@ -72,7 +72,8 @@ async def test_serving_logs_one_line_per_tool_call_with_no_arguments(tmp_path: P
     ]
     assert [re.sub(r" \d+ ms$", "", line) for line in calls] == [
         "get-lead class=read decision=allow outcome=success",
-        "refund-transaction class=critical decision=confirm outcome=awaiting_confirmation",
+        # This client cannot ask the person, and nothing else can here: refused, as the audit log says.
+        "refund-transaction class=critical decision=deny outcome=refused",
     ], errors.read_text()
     assert "henry.jones" not in errors.read_text() and "700001" not in errors.read_text()
 

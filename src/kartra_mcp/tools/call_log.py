@@ -58,8 +58,11 @@ def _outcome(result: _Result | None) -> str:
 
 
 class CallRecord:
+    """The call's result, or its outcome where there is no result to read it from."""
+
     def __init__(self) -> None:
         self.result: _Result | None = None
+        self.outcome: str | None = None
 
 
 @contextmanager
@@ -78,6 +81,6 @@ def logged(tool: str) -> Iterator[CallRecord]:
             outline.tool,
             outline.risk,
             outline.decision,
-            outline.outcome or _outcome(record.result),
+            outline.outcome or record.outcome or _outcome(record.result),
             (time.perf_counter() - started) * 1000,
         )
