@@ -78,8 +78,11 @@ def test_call_with_yes_confirms_on_the_persons_behalf_and_says_so(
     assert [(r.outcome, r.confirmation) for r in _rows(sandbox_audit_path(audit_db))] == [("success", "cli --yes")]
 
 
-@pytest.mark.parametrize(("reply", "done"), [("yes", True), ("YES ", True), ("y", False), ("no", False)])
-async def test_the_terminal_asks_and_only_a_plain_yes_goes_ahead(runtime: Runtime, reply: str, done: bool) -> None:
+@pytest.mark.parametrize(
+    ("reply", "done"),
+    [("yes", True), ("YES ", True), ("y", True), ("Y\n", True), ("no", False), ("", False), ("yes please", False)],
+)
+async def test_the_terminal_asks_and_only_y_or_yes_goes_ahead(runtime: Runtime, reply: str, done: bool) -> None:
     shown: list[str] = []
 
     def ask(prompt: str) -> str:
@@ -125,7 +128,7 @@ def test_ctrl_c_at_the_confirmation_prompt_cancels_at_once(tmp_path: Path) -> No
 
 def _prompted(fd: int, seen: list[bytes]) -> bool:
     seen.append(_read(fd))
-    return b"Type 'yes'" in b"".join(seen)
+    return b"[y/N]" in b"".join(seen)
 
 
 def _read(fd: int) -> bytes:

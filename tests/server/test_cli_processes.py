@@ -142,7 +142,7 @@ REFUND = ["refund-transaction", json.dumps({"transaction_id": "700001"})]
 def test_a_no_at_the_terminal_is_answered_in_words_for_the_person(tmp_path: Path) -> None:
     with Terminal([*KARTRA_MCP, "call", "--sandbox", *REFUND], env=_env(tmp_path)) as terminal:
         terminal.wait_for("Refund 67.00 USD", timeout=60)
-        terminal.wait_for(": ", timeout=30)
+        terminal.wait_for("[y/N] ", timeout=30)
         terminal.send("no\n")
         status = terminal.wait(timeout=60)
     assert status == 1, terminal.output
@@ -164,3 +164,14 @@ def test_connect_says_plainly_when_membrane_refuses_the_token(tmp_path: Path) ->
         done = run([*KARTRA_MCP, "connect", "--timeout", "30"], env=env, timeout=60)
     assert done.returncode == 1, done.explain()
     assert done.stderr.startswith("kartra-mcp: ") and "Traceback" not in done.stderr, done.explain()
+
+
+def test_a_y_at_the_terminal_goes_ahead_and_the_prompt_speaks_to_the_person(tmp_path: Path) -> None:
+    with Terminal([*KARTRA_MCP, "call", "--sandbox", "--json", *REFUND], env=_env(tmp_path)) as terminal:
+        terminal.wait_for("[y/N] ", timeout=60)
+        terminal.send("Y\n")
+        status = terminal.wait(timeout=60)
+    assert status == 0, terminal.output
+    assert '"transaction_refunded": "700001"' in terminal.output
+    prompt = terminal.output.split("This cannot be undone.", 1)[1].split("[y/N]", 1)[0]
+    assert "y or yes" in prompt and "nothing is sent" in prompt, prompt

@@ -363,12 +363,12 @@ class TerminalConfirmer:
             self.refused_for_want_of_terminal = True
             return Unavailable()
         _say(f"\n{request.preview.text()}\n")
-        prompt = "Type 'yes' to go ahead, anything else to stop: "
+        prompt = "Go ahead? y or yes goes ahead; anything else stops here, and nothing is sent. [y/N] "
         if self._ask is None:
             reply = await _ask_on_terminal(prompt)
         else:
             reply = await anyio.to_thread.run_sync(self._ask, prompt, abandon_on_cancel=True)
-        if reply.strip().lower() == "yes":
+        if reply.strip().lower() in ("y", "yes"):
             return Accepted("terminal", by="person at the terminal")
         return Declined("decline", how="terminal", by="person at the terminal")
 
