@@ -8,9 +8,10 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # The pinned, hash-checked dependencies first, so a source change reuses this layer.
-COPY requirements/main.txt requirements/main.txt
+# The hosted set (main plus the Redis and PostgreSQL drivers), so the image also runs as a replica.
+COPY requirements/hosted.txt requirements/hosted.txt
 RUN python -m venv /opt/kartra-mcp \
-    && /opt/kartra-mcp/bin/pip install --require-hashes --no-deps -r requirements/main.txt
+    && /opt/kartra-mcp/bin/pip install --require-hashes --no-deps -r requirements/hosted.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN /opt/kartra-mcp/bin/pip install --no-deps . && /opt/kartra-mcp/bin/pip check

@@ -58,7 +58,14 @@ def test_src_reaches_into_no_private_attribute_of_the_sdk() -> None:
     assert found == []
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("requirements/main.txt", ()), ("requirements/dev.txt", ("dev",))])
+@pytest.mark.parametrize(
+    ("lock", "extras"),
+    [
+        ("requirements/main.txt", ()),
+        ("requirements/hosted.txt", ("hosted",)),
+        ("requirements/dev.txt", ("dev",)),
+    ],
+)
 def test_the_lock_files_agree_with_pyproject(lock: str, extras: tuple[str, ...]) -> None:
     result = _lockcheck(ROOT, lock, *extras)
     assert result.returncode == 0, result.stderr
@@ -89,4 +96,5 @@ def test_the_dockerfile_lints_clean_and_runs_the_http_server_unprivileged_with_a
     assert re.search(r"^USER 10001", final, re.M)
     assert f":8000{HEALTH_PATH}" in final and "HEALTHCHECK" in final
     assert '"--transport", "http"' in final
-    assert "--require-hashes --no-deps -r requirements/main.txt" in dockerfile
+    # The image carries the hosted extra, so one image serves alone or as a replica beside Redis and PostgreSQL.
+    assert "--require-hashes --no-deps -r requirements/hosted.txt" in dockerfile

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     kill_switch: bool = False
     audit_db: Path = Field(default_factory=lambda: _platform_dir("state") / "audit.sqlite3")
     cache_dir: Path = Field(default_factory=lambda: _platform_dir("cache"))
+    # Replicas sharing state: confirmations, caps and refund holds in Redis; the audit log in PostgreSQL.
+    # Secret, since either may carry a password.
+    redis_url: SecretStr | None = None
+    audit_dsn: SecretStr | None = None
     http_token: SecretStr | None = None
     request_timeout: float = Field(65.0, gt=0, le=600)
     # How long `serve` waits for Membrane at a start without a cached catalog before serving anyway.

@@ -34,6 +34,7 @@ from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
+from kartra_mcp.state import reading_audit
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
@@ -438,11 +439,13 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    path = audit_path(_settings(args), sandbox=args.sandbox)
-    if not path.exists():
+    settings = _settings(args)
+    path = audit_path(settings, sandbox=args.sandbox)
+    log = reading_audit(settings, path, sandbox=args.sandbox)
+    where = "PostgreSQL (KARTRA_MCP_AUDIT_DSN)" if settings.audit_dsn is not None else str(path)
+    if log is None:
         _say(f"No audit log yet at {path}.")
         return 0
-    log = AuditLog(path, check_writable=False)
     try:
         rows = log.rows(
             since=parse_since(args.since) if args.since else None,
@@ -462,7 +465,7 @@ def _audit(args: argparse.Namespace) -> int:
             f"{row.confirmation or '-':<12} {json.dumps(row.arguments, ensure_ascii=False)[:60]}"
             + (f"  ! {row.error[:80]}" if row.error else "")
         )
-    _say(f"{len(rows)} row(s) from {path}")
+    _say(f"{len(rows)} row(s) from {where}")
     return 0
 
 

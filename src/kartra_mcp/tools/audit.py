@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
@@ -144,6 +144,55 @@ def fix_for(path: Path | None, exc: BaseException) -> str:
     else:
         cause = "check the file"
     return f"{cause}, or set KARTRA_MCP_AUDIT_DB to a file in a writable directory"
+
+
+class AuditTrail(Protocol):
+    """What the pipeline and `kartra-mcp audit` need of an audit log: this SQLite one, or a shared one
+    (PostgreSQL, `kartra_mcp.state.postgres`) with the same rows and the same rules."""
+
+    clock: Callable[[], float]
+
+    async def intent(
+        self,
+        *,
+        tool: str,
+        action: str | None,
+        arguments: Any,
+        risk: str,
+        decision: str,
+        confirmation: str | None,
+        connection: str | None,
+        outcome: Outcome = "unknown",
+        error: str | None = None,
+        at: float | None = None,
+    ) -> int:
+        """Write a row before a call is sent; raises `AuditUnavailable` when it cannot (then nothing is sent)."""
+        ...
+
+    async def finish(
+        self, row: int, outcome: Outcome, *, upstream_status: int | None = None, error: str | None = None
+    ) -> str | None:
+        """Complete a row; never raises: a failure comes back as a sentence for the result."""
+        ...
+
+    async def count_since(
+        self,
+        since: float,
+        *,
+        risk: str,
+        connection: str | None = None,
+        outcomes: Sequence[str] = ("success", "unknown", "failed"),
+    ) -> int:
+        """Calls of `risk` since `since` that may have run; raises `AuditUnavailable` when it cannot count."""
+        ...
+
+    def rows(
+        self, *, since: float | None = None, tool: str | None = None, outcome: str | None = None, limit: int = 1000
+    ) -> list[AuditRow]:
+        """The newest rows first (for the CLI and tests; blocks)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class AuditLog:
@@ -350,7 +399,7 @@ class Journal:
     ends, so a refusal never waits on the database and every path leaves its row.
     """
 
-    log: AuditLog
+    log: AuditTrail
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _finishes: list[tuple[int, Outcome, int | None, str | None]] = field(default_factory=list)
 

@@ -50,10 +50,11 @@ from kartra_mcp.errors import (
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
-from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
+from kartra_mcp.tools.audit import AuditTrail, Journal, Outcome, redact
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.credentials import refuse_credentials, without_credentials
+from kartra_mcp.tools.critical_cap import AuditCountedCap, CriticalCap
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
 from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
@@ -254,10 +255,11 @@ class Executor:
         catalog: Catalog,
         policy: Policy,
         book: ConfirmationBook,
-        audit: AuditLog,
+        audit: AuditTrail,
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
         refunds: RefundLedger | None = None,
+        critical_cap: CriticalCap | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -267,7 +269,7 @@ class Executor:
         self.tool_mode = tool_mode
         self._clock = clock
         self.refunds = refunds or MemoryRefundLedger()
-        self._counting = anyio.Lock()
+        self.critical_cap = critical_cap or AuditCountedCap(audit, clock=clock)
         self.previewer = Previewer(
             self._read,
             max_refund_amount=policy.max_refund_amount,
@@ -556,19 +558,20 @@ class Executor:
             )
 
     async def _check_rate(self, call: _Call) -> None:
+        """Refuse a critical call the cap already excludes, before anyone is asked about it."""
         cap = self.policy.max_critical_calls_per_hour
-        if cap is None or call.risk is not Risk.CRITICAL:
-            return
-        done = await self.audit.count_since(
-            self._clock() - 3600, risk=Risk.CRITICAL.value, connection=self.connection_id
+        if cap is not None and call.risk is Risk.CRITICAL:
+            done = await self.critical_cap.used(self.connection_id)
+            if done >= cap:
+                self._refuse_rate(call, cap, done)
+
+    def _refuse_rate(self, call: _Call, cap: int, done: int) -> NoReturn:
+        self._refuse(
+            call,
+            f"The policy allows {cap} critical call(s) per hour and {done} ran in the last hour. "
+            "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
+            rule="cap",
         )
-        if done >= cap:
-            self._refuse(
-                call,
-                f"The policy allows {cap} critical call(s) per hour and {done} ran in the last hour. "
-                "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
-                rule="cap",
-            )
 
     def _refuse(self, call: _Call, reason: str, *, rule: str = "policy") -> NoReturn:
         self._record(call, "deny", None, "refused", error=reason)
@@ -605,7 +608,7 @@ class Executor:
 
     async def _ask(self, call: _Call, decision: Decision, preview: Preview, confirmer: Confirmer) -> CallResult:
         spec, book, connection = call.spec, self.book, self.connection_id
-        asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
+        asked, expires_at = await book.issue(spec.name, call.arguments, connection, channel="elicitation")
         request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
         answer = await confirmer.confirm(request)
         if isinstance(answer, Deferred):
@@ -613,17 +616,17 @@ class Executor:
             return CallResult("Waiting for the person's answer.", awaiting=request)
         if isinstance(answer, Accepted):
             try:
-                book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
+                await book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
             except ConfirmationInvalid as exc:
                 self._record(call, "confirm", answer.how, "refused", error=str(exc))
                 raise
             finally:
-                book.discard(asked)
+                await book.discard(asked)
             return await self._execute(call, decision, answer.how)
-        book.discard(asked)
+        await book.discard(asked)
         if isinstance(answer, Declined):
             if answer.echoed_id:
-                book.discard(answer.echoed_id)
+                await book.discard(answer.echoed_id)
             self._record(call, "confirm", "elicitation", "declined", error=f"person chose {answer.action}")
             raise ConfirmationDeclined(answer.action)
         if self.policy.on_unconfirmable == "refuse":
@@ -633,7 +636,7 @@ class Executor:
                 'no elicitation), so the policy (on_unconfirmable = "refuse") refuses it. Nothing was '
                 "sent.",
             )
-        confirmation_id, expires_at = book.issue(spec.name, call.arguments, connection, channel="token")
+        confirmation_id, expires_at = await book.issue(spec.name, call.arguments, connection, channel="token")
         self._record(call, "confirm", "token", "awaiting_confirmation")
         until = time.strftime("%H:%M:%S UTC", time.gmtime(expires_at))
         text = (
@@ -654,7 +657,7 @@ class Executor:
 
     async def _confirm_action(self, confirmation_id: str) -> CallResult:
         try:
-            pending = self.book.redeem(confirmation_id, self.connection_id)
+            pending = await self.book.redeem(confirmation_id, self.connection_id)
         except ConfirmationInvalid as exc:
             self._audit(
                 CONFIRM_TOOL,
@@ -683,12 +686,13 @@ class Executor:
 
     async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
         await self._hold_refund(call)
-        # Checked again here, and the intent row written, under one lock: both wait for the audit log's
-        # worker, so without it concurrent calls could all count before any writes and overrun the cap.
-        # Only capped calls take it, so a slow audit log never holds up reads.
-        capped = call.risk is Risk.CRITICAL and self.policy.max_critical_calls_per_hour is not None
-        async with self._counting if capped else contextlib.nullcontext():
-            await self._check_rate(call)
+        # A place under the hourly cap is taken, and the intent row written, in one step (see `CriticalCap`).
+        # Only capped calls take one, so a slow audit log or shared store never holds up reads.
+        cap = self.policy.max_critical_calls_per_hour if call.risk is Risk.CRITICAL else None
+        reserving = self.critical_cap.reserve(self.connection_id, cap) if cap is not None else contextlib.nullcontext()
+        async with reserving as done:
+            if cap is not None and done is not None:
+                self._refuse_rate(call, cap, done)
             row = None
             if call.risk is not Risk.READ:
                 # Written before sending, and if it cannot be, nothing is sent.

@@ -16,7 +16,7 @@ from typing import Any
 
 from kartra_mcp.errors import MembraneError
 from kartra_mcp.membrane import MembraneClient
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditTrail
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.policy import Policy, Target
 
@@ -55,7 +55,7 @@ class Suggester:
         client: MembraneClient,
         catalog: Catalog,
         policy: Policy,
-        audit: AuditLog,
+        audit: AuditTrail,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client

@@ -1,0 +1,91 @@
+"""Where state lives: in this process (the default), or shared by replicas in Redis and PostgreSQL.
+
+Chosen at start from the settings. The drivers (`redis`, `psycopg`: the `hosted` extra) are imported
+only when their setting is set, so one process on one machine needs neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kartra_mcp.config import Settings
+from kartra_mcp.tools.audit import AuditLog, AuditTrail
+from kartra_mcp.tools.confirm import PendingStore
+from kartra_mcp.tools.critical_cap import CriticalCap
+from kartra_mcp.tools.refund_ledger import RefundLedger
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "kartra-mcp:"
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """The shared stores, or None for each where this process keeps its own."""
+
+    pending: PendingStore | None = None
+    refunds: RefundLedger | None = None
+    critical_cap: CriticalCap | None = None
+
+
+@asynccontextmanager
+async def shared_state(settings: Settings, *, sandbox: bool) -> AsyncIterator[SharedState]:
+    """Redis when `KARTRA_MCP_REDIS_URL` is set (the sandbox's play under keys of its own), else nothing shared.
+
+    A Redis that does not answer at start is logged, not fatal: reads work, and whatever needs it is refused.
+    """
+    if settings.redis_url is None:
+        yield SharedState()
+        return
+    from kartra_mcp.state.redis_store import (  # only when configured
+        RedisCriticalCap,
+        RedisPendingStore,
+        RedisRefundLedger,
+        RedisState,
+        redis_client,
+    )
+
+    client = redis_client(settings.redis_url.get_secret_value())
+    try:
+        state = RedisState(client, NAMESPACE + ("sandbox:" if sandbox else ""))
+        pending = RedisPendingStore(state)
+        try:
+            await pending.secret()
+        except Exception as exc:  # any failure here only means "not yet"
+            logger.warning("the shared state (Redis) does not answer yet: %s; writes are refused until it does", exc)
+        yield SharedState(pending, RedisRefundLedger(state), RedisCriticalCap(state))
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def audit_trail(settings: Settings, path: Path, *, sandbox: bool) -> AsyncIterator[AuditTrail]:
+    """PostgreSQL when `KARTRA_MCP_AUDIT_DSN` is set (the sandbox in a table of its own), else SQLite at `path`."""
+    if settings.audit_dsn is None:
+        log = AuditLog(path)
+        try:
+            yield log
+        finally:
+            log.close()
+        return
+    from kartra_mcp.state.postgres_audit import PostgresAuditLog  # only when configured
+
+    shared = PostgresAuditLog(settings.audit_dsn.get_secret_value(), table="sandbox_calls" if sandbox else "calls")
+    await shared.start()
+    try:
+        yield shared
+    finally:
+        await shared.aclose()
+
+
+def reading_audit(settings: Settings, path: Path, *, sandbox: bool) -> AuditTrail | None:
+    """The log `kartra-mcp audit` reads: PostgreSQL when configured, else the SQLite file (None: none yet)."""
+    if settings.audit_dsn is not None:
+        from kartra_mcp.state.postgres_audit import PostgresAuditLog
+
+        return PostgresAuditLog(settings.audit_dsn.get_secret_value(), table="sandbox_calls" if sandbox else "calls")
+    return AuditLog(path, check_writable=False) if path.exists() else None
