@@ -166,9 +166,10 @@ class ConfirmationBook:
 
     async def _verify(self, confirmation_id: str, connection: str, channel: Channel) -> PendingCall:
         nonce, _, mac = confirmation_id.strip().partition(".")
-        if await self.store.was_spent(nonce):
-            raise ConfirmationInvalid(_SPENT)
         call = await self.store.get(nonce)
+        # Asked after the read: an id spent elsewhere in between is gone from pending and marked spent.
+        if call is None and await self.store.was_spent(nonce):
+            raise ConfirmationInvalid(_SPENT)
         if call is None or not mac:
             raise ConfirmationInvalid(
                 "Unknown confirmation id; nothing was run. It may be mistyped, or the server "
