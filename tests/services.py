@@ -49,6 +49,7 @@ def _answers(port: int) -> bool:
 @dataclass
 class RedisServer:
     url: str
+    port: int
     server: Server
 
     def kill(self) -> None:
@@ -57,20 +58,20 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(logs: Path) -> Iterator[RedisServer]:
-    """`redis-server` on a free loopback port, without persistence."""
+def redis_server(logs: Path, port: int | None = None) -> Iterator[RedisServer]:
+    """`redis-server` on a loopback port (a free one by default), without persistence."""
     binary = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
     )
     if binary is None:
         _missing("redis-server")
     assert binary is not None
-    port = _free_port()
+    port = port or _free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     server = Server([*argv, "--dir", str(logs)], env=local_env(), logs=logs)
     try:
         wait_until(lambda: server.alive() and _answers(port), timeout=30, what=f"redis-server:\n{server.explain()}")
-        yield RedisServer(f"redis://127.0.0.1:{port}/0", server)
+        yield RedisServer(f"redis://127.0.0.1:{port}/0", port, server)
     finally:
         server.stop()
 

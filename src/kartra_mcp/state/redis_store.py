@@ -132,22 +132,19 @@ class RedisPendingStore:
     def __init__(self, state: RedisState, *, clock: Callable[[], float] = time.time) -> None:
         self._state = state
         self._clock = clock
-        self._secret: bytes | None = None
 
     async def secret(self) -> bytes:
-        if self._secret is None:
-            client, key = self._state.client, self._state.key("confirm-secret")
+        client, key = self._state.client, self._state.key("confirm-secret")
 
-            async def shared() -> bytes:
-                # The first replica's random key wins; every replica then signs with it.
-                await client.set(key, secrets.token_hex(32), nx=True)
-                value = await client.get(key)
-                if value is None:
-                    raise RedisError("the signing key vanished")
-                return bytes.fromhex(value.decode() if isinstance(value, bytes) else str(value))
+        async def shared() -> bytes:
+            # The first replica's random key wins and every replica signs with it. Read every time, not
+            # kept: a Redis that restarted empty gets a new key, and all replicas move to it together.
+            candidate = secrets.token_hex(32)
+            found = await client.set(key, candidate, nx=True, get=True)
+            value = candidate if found is None else found.decode() if isinstance(found, bytes) else str(found)
+            return bytes.fromhex(value)
 
-            self._secret = await self._state.run("read the key that signs confirmation ids", shared)
-        return self._secret
+        return await self._state.run("read the key that signs confirmation ids", shared)
 
     def _ttl_ms(self, until: float) -> int:
         # A minute's slack: the book checks the expiry itself, against its own clock.

@@ -44,6 +44,7 @@ from kartra_mcp.errors import (
     MembraneNotFound,
     MembraneRateLimited,
     ProxyRequestRefused,
+    StateUnavailable,
     ToolCallError,
     UnknownToolError,
 )
@@ -358,14 +359,19 @@ class Executor:
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
         self._check_targets(call)
-        await self._check_rate(call)
-        preview: Preview | None = None
-        if decision.mode == "confirm" or self._refund_capped(call):
-            preview = await self._preview(call)
-        if decision.mode == "allow":
-            return await self._execute(call, decision, "policy")
-        assert preview is not None
-        return await self._ask(call, decision, preview, confirmer)
+        try:
+            await self._check_rate(call)
+            preview: Preview | None = None
+            if decision.mode == "confirm" or self._refund_capped(call):
+                preview = await self._preview(call)
+            if decision.mode == "allow":
+                return await self._execute(call, decision, "policy")
+            assert preview is not None
+            return await self._ask(call, decision, preview, confirmer)
+        except StateUnavailable as exc:
+            # Raised only before anything is sent: the refusal keeps its row like any other.
+            self._record(call, decision.mode, None, "refused", error=str(exc))
+            raise
 
     def _lookup(self, name: str, arguments: Mapping[str, Any]) -> ToolSpec:
         builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC)}
@@ -658,7 +664,7 @@ class Executor:
     async def _confirm_action(self, confirmation_id: str) -> CallResult:
         try:
             pending = await self.book.redeem(confirmation_id, self.connection_id)
-        except ConfirmationInvalid as exc:
+        except (ConfirmationInvalid, StateUnavailable) as exc:
             self._audit(
                 CONFIRM_TOOL,
                 None,
