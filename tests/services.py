@@ -137,3 +137,24 @@ def postgres_server() -> Iterator[PostgresServer]:
             server.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def haproxy_entry(config: Path, backends: dict[str, str], logs: Path) -> Iterator[str]:
+    """HAProxy with the project's `config`, its servers pointed at `backends` (name -> host:port); its URL."""
+    binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if binary is None:
+        _missing("haproxy")
+    assert binary is not None
+    port = _free_port()
+    text = config.read_text().replace("bind :8000", f"bind 127.0.0.1:{port}")
+    for name, address in backends.items():
+        text = text.replace(f"{name}:8000", address)
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "haproxy.cfg").write_text(text)
+    server = Server([binary, "-db", "-f", str(logs / "haproxy.cfg")], env=local_env(), logs=logs)
+    try:
+        wait_until(lambda: server.alive() and _answers(port), timeout=30, what=f"haproxy:\n{server.explain()}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -24,9 +24,11 @@ from mcp.types import CallToolResult
 
 from tests.processes import Server, StandaloneSandbox, free_port, local_env, run, standalone_sandbox
 from tests.server.conftest import text_of
-from tests.services import RedisServer, redis_server
+from tests.services import RedisServer, haproxy_entry, redis_server
 
 pytestmark = pytest.mark.hosted
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HTTP_TOKEN = "a-long-random-http-token-for-the-replicas"
 POLICY = """
@@ -155,6 +157,15 @@ async def test_two_replicas_spend_an_id_once_hold_the_cap_together_and_log_to_po
         assert all("per hour" in text_of(r) for r in results if r.is_error)
         assert two.sandbox.state()["counts"]["transactions"] == transactions + 3
 
+        # Behind the entry point of compose.yaml: a 2025-11-25 session keeps reaching the replica that
+        # holds it (round robin alone would send every other request to the other one), 2026-07-28 goes anywhere.
+        backends = {"replica-a": two.urls[0].removeprefix("http://"), "replica-b": two.urls[1].removeprefix("http://")}
+        with haproxy_entry(ROOT / "deploy" / "haproxy.cfg", backends, tmp_path / "entry") as entry:
+            for mode in ("legacy", "auto"):
+                async with client(entry, mode) as through:
+                    for _ in range(4):
+                        listed = await through.call_tool("retrieve-account-listed", {})
+                        assert not listed.is_error, text_of(listed)
         rows = _audit_rows(two.env)
     assert not list(tmp_path.glob("*/unused.sqlite3"))  # nothing went to a local file
     tags = [r for r in rows if r["tool"] == "assign-tag"]
