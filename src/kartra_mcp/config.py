@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     audit_dsn: SecretStr | None = None
     http_token: SecretStr | None = None
+    auth: Literal["token", "membrane"] = "token"
+    public_url: str | None = None
+    token_cache_ttl: float = Field(30.0, ge=0, le=3600)
+    tenant_ttl: float = Field(900.0, gt=0)
+    max_tenants: int = Field(256, ge=1)
     request_timeout: float = Field(65.0, gt=0, le=600)
     # How long `serve` waits for Membrane at a start without a cached catalog before serving anyway.
     start_timeout: float = Field(10.0, gt=0, le=600)

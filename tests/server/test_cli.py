@@ -177,6 +177,24 @@ def test_doctor_flags_policy_entries_that_match_no_action(
     assert "FAIL  policy actions: revoke-membership-acess" in capsys.readouterr().out
 
 
+async def test_audit_reads_one_tenant_s_rows_when_asked(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = AuditLog(audit_db)
+    for tenant in ("t-alice", "t-bob"):
+        await log.for_tenant(tenant).intent(
+            tool=f"tool-of-{tenant}",
+            action=None,
+            arguments={},
+            risk="write",
+            decision="allow",
+            confirmation="policy",
+            connection="c",
+        )
+    log.close()
+    assert main(["audit", "--tenant", "t-bob", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["tool"], r["tenant"]) for r in rows] == [("tool-of-t-bob", "t-bob")]
+
+
 def test_tools_and_doctor_show_which_actions_are_critical_only_because_nothing_vouches_for_them(
     audit_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

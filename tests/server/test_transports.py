@@ -15,7 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.processes import Server, free_port, local_env
+from tests.processes import Server, free_port, local_env, wait_until
 from tests.server.conftest import Person
 
 
@@ -142,3 +142,66 @@ async def test_a_server_on_any_loopback_address_refuses_foreign_host_headers(tmp
             local = await http.post(f"{url}/mcp", json=body, headers=headers)
     assert foreign.status_code == 421
     assert local.status_code == 200
+
+
+async def test_serve_with_membrane_auth_acts_for_each_token_s_tenant_of_a_standalone_team_sandbox(
+    tmp_path: Path,
+) -> None:
+    membrane_port, mcp_port = free_port(), free_port()
+    membrane = f"http://127.0.0.1:{membrane_port}"
+    argv = [sys.executable, "-m", "kartra_mcp"]
+    sandbox = Server(
+        [*argv, "sandbox", "--tenants", "alice,bob", "--port", str(membrane_port), "--leads", "20"],
+        env=local_env(PYTHONUNBUFFERED="1"),
+        logs=tmp_path / "sandbox",
+    )
+
+    def printed() -> dict[str, str]:
+        lines = sandbox.output().splitlines()
+        return dict(line.removeprefix("token for ").split(": ", 1) for line in lines if line.startswith("token for "))
+
+    def posts(token: str) -> int:
+        seen = httpx2.get(
+            f"{membrane}/_sandbox/requests", headers={"Authorization": f"Bearer {token}"}, trust_env=False
+        ).json()["requests"]
+        return sum(1 for r in seen if r["method"] == "POST")
+
+    try:
+        wait_until(lambda: sandbox.alive() and len(printed()) == 2, timeout=60, what=sandbox.explain())
+        tokens = printed()
+        server = Server(
+            [*argv, "serve", "--transport", "http", "--auth", "membrane", "--port", str(mcp_port)],
+            env=local_env(None, **_env(tmp_path, MEMBRANE_API_URL=membrane)),
+            logs=tmp_path / "hosted",
+        )
+        try:
+            server.wait_http(f"http://127.0.0.1:{mcp_port}/healthz")
+            url = f"http://127.0.0.1:{mcp_port}/mcp"
+            async with httpx2.AsyncClient(trust_env=False) as raw:
+                refused = await raw.post(url, json={}, headers={"Authorization": "Bearer forged"})
+            assert refused.status_code == 401 and "resource_metadata=" in refused.headers["www-authenticate"]
+            for who, other in (("alice", "bob"), ("bob", "alice")):
+                headers = {"Authorization": f"Bearer {tokens[who]}"}
+                before = posts(tokens[other])
+                async with (
+                    httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30), trust_env=False) as http,
+                    Client(streamable_http_client(url, http_client=http), mode="auto") as client,
+                ):
+                    found = await client.call_tool("get-lead", {"email": "nobody@example.com"})
+                assert found.is_error  # Kartra's answer: no such lead in this tenant's account
+                assert posts(tokens[who]) >= 1 and posts(tokens[other]) == before
+        finally:
+            server.stop()
+    finally:
+        sandbox.stop()
+
+
+def test_membrane_auth_over_stdio_does_not_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kartra_mcp", "serve", "--auth", "membrane"],
+        env={**os.environ, **_env(tmp_path)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"--transport http" in result.stderr

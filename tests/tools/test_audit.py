@@ -157,3 +157,49 @@ def test_arguments_nested_past_the_bound_are_not_stored_but_said_to_be() -> None
     for _ in range(5000):
         deep = {"a": deep}
     assert "not stored: nested deeper" in json.loads(stored_arguments({"x": deep}))
+
+
+def test_a_log_written_before_hosted_mode_gains_a_tenant_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,"
+            " tool TEXT NOT NULL, action TEXT, arguments TEXT NOT NULL, risk TEXT NOT NULL, decision TEXT NOT NULL,"
+            " confirmation TEXT, outcome TEXT NOT NULL, upstream_status INTEGER, duration_ms REAL, error TEXT,"
+            " connection TEXT)"
+        )
+        old.execute(
+            "INSERT INTO calls (started_at, tool, arguments, risk, decision, outcome) VALUES (1, 'old', '{}', 'write',"
+            " 'allow', 'success')"
+        )
+    reader = AuditLog(path, check_writable=False)
+    assert [(r.tool, r.tenant) for r in reader.rows()] == [("old", None)]
+    assert reader.rows(tenant="t1") == []
+    reader.close()
+    log = AuditLog(path)
+    assert [(r.tool, r.tenant) for r in log.rows()] == [("old", None)]
+    log.close()
+    with sqlite3.connect(path) as migrated:
+        assert "tenant" in {row[1] for row in migrated.execute("PRAGMA table_info(calls)")}
+
+
+async def test_a_tenant_s_view_stamps_its_rows_and_counts_only_them_for_caps(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    alice, bob = log.for_tenant("alice"), log.for_tenant("bob")
+    for view in (alice, alice, bob):
+        await view.intent(
+            tool="refund-transaction",
+            action="refund-transaction",
+            arguments={},
+            risk="critical",
+            decision="confirm",
+            confirmation="token",
+            connection="same-connection",
+            outcome="success",
+        )
+    assert await alice.count_since(0, risk="critical", connection="same-connection") == 2
+    assert await bob.count_since(0, risk="critical", connection="same-connection") == 1
+    assert await log.count_since(0, risk="critical", connection="same-connection") == 3
+    assert {r.tenant for r in bob.rows()} == {"bob"}
+    assert len(log.rows()) == 3
+    log.close()

@@ -1,6 +1,12 @@
 """The HTTP boundary to Membrane: credentials, the client, and the shapes of its answers."""
 
-from kartra_mcp.membrane.auth import BearerToken, WorkspaceCredentials, auth_from_settings
+from kartra_mcp.membrane.auth import (
+    BearerToken,
+    RequestToken,
+    WorkspaceCredentials,
+    auth_from_settings,
+    person_token,
+)
 from kartra_mcp.membrane.client import MembraneClient
 from kartra_mcp.membrane.models import Action, ActionRun, Connection, ConnectionRequest, Integration, ProxyResponse
 from kartra_mcp.membrane.retry import NO_RETRY, RetryPolicy
@@ -15,7 +21,9 @@ __all__ = [
     "Integration",
     "MembraneClient",
     "ProxyResponse",
+    "RequestToken",
     "RetryPolicy",
     "WorkspaceCredentials",
     "auth_from_settings",
+    "person_token",
 ]

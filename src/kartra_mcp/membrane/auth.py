@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import httpx2
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from kartra_mcp.config import Settings
-from kartra_mcp.errors import ConfigError
+from kartra_mcp.errors import ConfigError, MembraneNotAuthenticated
 
 TOKEN_LIFETIME = 3600
 # Re-mint when fewer than this many seconds remain, as the SDK does.
@@ -31,6 +33,36 @@ class BearerToken(httpx2.Auth):
 
     def __repr__(self) -> str:
         return "BearerToken(<redacted>)"
+
+
+_REQUEST_TOKEN: ContextVar[str | None] = ContextVar("membrane_request_token", default=None)
+
+
+@contextmanager
+def person_token(token: str) -> Iterator[None]:
+    """Send `token` with every Membrane request made inside this block (by `RequestToken`)."""
+    reset = _REQUEST_TOKEN.set(token)
+    try:
+        yield
+    finally:
+        _REQUEST_TOKEN.reset(reset)
+
+
+class RequestToken(httpx2.Auth):
+    """Sends the token of the person being served (hosted mode): one client, each call its own token.
+
+    Outside `person_token` there is no one to act for, so nothing is sent: never another's token.
+    """
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        token = _REQUEST_TOKEN.get()
+        if not token:
+            raise MembraneNotAuthenticated(401, "No person's Membrane token is bound to this request; nothing was sent")
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "RequestToken()"
 
 
 class WorkspaceCredentials(httpx2.Auth):

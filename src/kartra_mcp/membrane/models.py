@@ -30,6 +30,7 @@ class Connection(_Model):
     state: str | None = None
     integration_id: str | None = None
     integration: Integration | None = None
+    tenant_id: str | None = None
 
     @property
     def is_connected(self) -> bool:

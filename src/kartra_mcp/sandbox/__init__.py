@@ -10,12 +10,14 @@ import httpx2
 
 from kartra_mcp.sandbox.app import INTEGRATION_KEY, Sandbox, SandboxConfig, mint_tenant_token
 from kartra_mcp.sandbox.faults import FaultRule, parse_rules
+from kartra_mcp.sandbox.oauth import Tenants
 
 __all__ = [
     "INTEGRATION_KEY",
     "FaultRule",
     "Sandbox",
     "SandboxConfig",
+    "Tenants",
     "asgi_transport",
     "mint_tenant_token",
     "parse_rules",

@@ -243,8 +243,10 @@ class Sandbox:
     # -- connections -------------------------------------------------------------------------
 
     def _connection(self, index: int) -> dict[str, Any]:
+        # Connection ids are Membrane-wide, so each tenant's differ (the default tenant keeps its old ones).
+        owner = "" if self.config.tenant_key == SandboxConfig.tenant_key else f"{self.config.tenant_key}/"
         return {
-            "id": object_id("connection", f"kartra-{index}"),
+            "id": object_id("connection", f"{owner}kartra-{index}"),
             "name": "Kartra" if index == 0 else f"Kartra ({index + 1})",
             "userId": object_id("user", self.config.tenant_key),
             "tenantId": object_id("tenant", self.config.tenant_key),

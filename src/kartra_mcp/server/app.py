@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from mcp import MCPError
@@ -29,7 +31,7 @@ from kartra_mcp.server import logs, progress, prompts, resources
 from kartra_mcp.server.confirmers import confirmer_for, input_required
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
-from kartra_mcp.tools.executor import CallResult
+from kartra_mcp.tools.executor import CallResult, Executor
 from kartra_mcp.tools.spec import ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -103,37 +105,16 @@ async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallN
         raise MCPError(code=INTERNAL_ERROR, message="Internal server error") from None
 
 
+ExecutorFor = Callable[[ServerRequestContext[Any, Any]], AbstractAsyncContextManager[Executor]]
+
+
 def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[KartraServer, ToolListNotifier]:
     """The MCP server over an open runtime, and the notifier to call when its tools change."""
     executor = runtime.executor
-    notifier = ToolListNotifier()
 
-    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
-        notifier.seen(ctx)
-        specs = executor.tools()
-        try:
-            start = int(params.cursor) if params and params.cursor else 0
-        except ValueError:
-            raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start") from None
-        if not 0 <= start <= len(specs):
-            raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start")
-        page = specs[start : start + page_size]
-        following = start + page_size
-        return ListToolsResult(
-            tools=[tool_for(s, executor.describe(s)) for s in page],
-            next_cursor=str(following) if following < len(specs) else None,
-        )
-
-    async def call_tool(
-        ctx: ServerRequestContext[Any], params: CallToolRequestParams
-    ) -> CallToolResult | InputRequiredResult:
-        notifier.seen(ctx)
-        if runtime.problem is not None:  # no connection to send anything to: say why, send nothing
-            return CallToolResult(content=[TextContent(type="text", text=runtime.problem)], is_error=True)
-        result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
-        if result.awaiting is not None:
-            return input_required(result.awaiting)
-        return call_tool_result(result)
+    @asynccontextmanager
+    async def the_one(ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[Executor]:
+        yield executor
 
     def input_schema(name: str) -> dict[str, Any] | None:
         spec = next((s for s in executor.tools() if s.name == name), None)
@@ -142,6 +123,52 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
     if runtime.problem is not None:
         instructions = f"AT START: {runtime.problem}\n\n{instructions}"
+    server, notifier = serve_executors(
+        the_one,
+        input_schema=input_schema,
+        instructions=instructions,
+        page_size=page_size,
+        problem=lambda: runtime.problem,
+    )
+    resources.register(server, notifier, resources.default_sources(runtime))
+    logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
+    progress.register(server)
+    prompts.register(server, runtime)
+    return server, notifier
+
+
+def serve_executors(
+    executor_for: ExecutorFor,
+    *,
+    input_schema: Callable[[str], Mapping[str, Any] | None],
+    instructions: str,
+    page_size: int = PAGE_SIZE,
+    problem: Callable[[], str | None] = lambda: None,
+) -> tuple[KartraServer, ToolListNotifier]:
+    """The MCP server over whichever executor `executor_for` gives each request (one, or the caller's tenant's).
+
+    While `problem()` says why nothing can be sent (no connection), calls return that and send nothing.
+    """
+    notifier = ToolListNotifier()
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
+        notifier.seen(ctx)
+        async with executor_for(ctx) as executor:
+            return _page_of(executor, params, page_size)
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        notifier.seen(ctx)
+        reason = problem()
+        if reason is not None:  # no connection to send anything to: say why, send nothing
+            return CallToolResult(content=[TextContent(type="text", text=reason)], is_error=True)
+        async with executor_for(ctx) as executor:
+            result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
+        if result.awaiting is not None:
+            return input_required(result.awaiting)
+        return call_tool_result(result)
+
     server = KartraServer(
         "kartra-mcp",
         version=__version__,
@@ -155,8 +182,20 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)
-    resources.register(server, notifier, resources.default_sources(runtime))
-    logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
-    progress.register(server)
-    prompts.register(server, runtime)
     return server, notifier
+
+
+def _page_of(executor: Executor, params: PaginatedRequestParams | None, page_size: int) -> ListToolsResult:
+    specs = executor.tools()
+    try:
+        start = int(params.cursor) if params and params.cursor else 0
+    except ValueError:
+        raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start") from None
+    if not 0 <= start <= len(specs):
+        raise MCPError(code=INVALID_PARAMS, message="Unknown cursor; list the tools from the start")
+    page = specs[start : start + page_size]
+    following = start + page_size
+    return ListToolsResult(
+        tools=[tool_for(s, executor.describe(s)) for s in page],
+        next_cursor=str(following) if following < len(specs) else None,
+    )

@@ -30,11 +30,12 @@ from kartra_mcp import __version__
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
 from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
-from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+from kartra_mcp.sandbox import Sandbox, SandboxConfig, Tenants, parse_rules
 from kartra_mcp.server.app import build_server
+from kartra_mcp.server.hosted import serve_hosted
 from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
-from kartra_mcp.state import reading_audit
+from kartra_mcp.state import audit_trail, reading_audit, shared_state
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
@@ -70,6 +71,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             overrides[field] = value
     if getattr(args, "read_only", False):
         overrides["read_only"] = True
+    if getattr(args, "auth", None):
+        overrides["auth"] = args.auth
     return Settings(**overrides)
 
 
@@ -91,6 +94,8 @@ def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if settings.auth == "membrane":
+        return await _serve_hosted(args, settings)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
@@ -113,10 +118,31 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve_hosted(args: argparse.Namespace, settings: Settings) -> int:
+    """Each person signs in with Membrane; their token is used for their calls and nothing else."""
+    if args.transport != "http":
+        raise ConfigError(
+            "--auth membrane is for --transport http: over stdio there is one person, with MEMBRANE_TOKEN."
+        )
+    if args.sandbox:
+        raise ConfigError(
+            "--auth membrane signs people in with Membrane, which the embedded sandbox cannot be for a browser. Run "
+            "`kartra-mcp sandbox --tenants alice,bob` and set MEMBRANE_API_URL to its address instead."
+        )
+    async with (
+        audit_trail(settings, settings.audit_db, sandbox=False) as audit,
+        shared_state(settings, sandbox=False) as shared,
+    ):
+        await serve_hosted(settings, host=args.host, port=args.port, audit=audit, shared=shared)
+    return 0
+
+
 # -- sandbox ----------------------------------------------------------------------------------
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.tenants:
+        return _sandbox_tenants(args)
     faults = []
     if args.faults:
         text = Path(args.faults[1:]).read_text(encoding="utf-8") if args.faults.startswith("@") else args.faults
@@ -133,23 +159,8 @@ def _sandbox(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         _say(f"kartra-mcp sandbox: listening on {args.host}, beyond this machine; every request needs the token.")
     sandbox = Sandbox(config)
-    # A hung request (an injected fault) must not hold a shutdown for long.
-    server = uvicorn.Server(
-        uvicorn.Config(
-            sandbox.app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            log_config=None,
-            timeout_graceful_shutdown=2,
-        )
-    )
 
-    async def announce_when_listening() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await anyio.sleep(0.02)
+    def announce() -> None:
         counts = sandbox.state()["counts"]
         print(f"Kartra sandbox (Membrane-compatible API) at http://{args.host}:{args.port}", flush=True)
         print(f"token: {sandbox.token}", flush=True)
@@ -163,17 +174,59 @@ def _sandbox(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    try:
+        _serve_sandbox(sandbox.app, args, announce)
+    finally:
+        sandbox.close()
+    return 0
+
+
+def _sandbox_tenants(args: argparse.Namespace) -> int:
+    """Several tenants, each with its own account, and Membrane's OAuth to sign in to them."""
+    keys = [k.strip() for k in args.tenants.split(",") if k.strip()]
+    base = f"http://{args.host}:{args.port}"
+    tenants = Tenants(keys=keys, base_url=base, leads=args.leads)
+
+    def announce() -> None:
+        print(f"Membrane sandbox for tenants {', '.join(keys)} at {base}", flush=True)
+        for key in keys:
+            print(f"token for {key}: {tenants.mint(key)}", flush=True)
+        print(
+            f"use it: MEMBRANE_API_URL={base} kartra-mcp serve --transport http --auth membrane "
+            "(clients sign in at its /oauth/authorize)",
+            flush=True,
+        )
+
+    try:
+        _serve_sandbox(tenants, args, announce)
+    finally:
+        tenants.close()
+    return 0
+
+
+def _serve_sandbox(app: Any, args: argparse.Namespace, announce: Callable[[], None]) -> None:
+    """Serve `app` on --host/--port until stopped, calling `announce` once it listens."""
+    # A hung request (an injected fault) must not hold a shutdown for long.
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level="warning", log_config=None, timeout_graceful_shutdown=2
+        )
+    )
+
+    async def announce_when_listening() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.02)
+        announce()
+
     async def run() -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(announce_when_listening)
             await server.serve()
             group.cancel_scope.cancel()
 
-    try:
-        anyio.run(run)
-    finally:
-        sandbox.close()
-    return 0
+    anyio.run(run)
 
 
 # -- tools and call ---------------------------------------------------------------------------
@@ -451,6 +504,7 @@ def _audit(args: argparse.Namespace) -> int:
             since=parse_since(args.since) if args.since else None,
             tool=args.tool,
             outcome=args.outcome,
+            tenant=args.tenant,
             limit=args.limit,
         )
     finally:
@@ -511,6 +565,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--auth",
+        choices=["token", "membrane"],
+        help="HTTP: one shared KARTRA_MCP_HTTP_TOKEN (default), or each person signs in with Membrane",
+    )
 
     sandbox = commands.add_parser("sandbox", help="run the sandbox: a Membrane-compatible API over a Kartra account")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -520,6 +579,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--leads", type=int, default=120, help="how many leads to generate (default 120)")
     sandbox.add_argument("--db", type=Path, help="keep the account in this SQLite file across restarts")
     sandbox.add_argument("--faults", help="fault rules as JSON, or @FILE")
+    sandbox.add_argument("--tenants", help="several tenants (comma-separated keys), each its own account, with OAuth")
 
     tools = commands.add_parser("tools", help="list the tools with their risk and policy")
     common(tools)
@@ -540,6 +600,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="e.g. 24h, 30m, 7d, or an ISO date")
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)
+    audit.add_argument("--tenant", help="hosted: only this Membrane tenant's rows")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true")
 

@@ -7,16 +7,17 @@ only when their setting is set, so one process on one machine needs neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from kartra_mcp.config import Settings
 from kartra_mcp.tools.audit import AuditLog, AuditTrail
-from kartra_mcp.tools.confirm import PendingStore
+from kartra_mcp.tools.confirm import ConfirmationBook, PendingStore
 from kartra_mcp.tools.critical_cap import CriticalCap
 from kartra_mcp.tools.refund_ledger import RefundLedger
+from kartra_mcp.tools.tenants import TenantState
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,20 @@ NAMESPACE = "kartra-mcp:"
 
 @dataclass(frozen=True)
 class SharedState:
-    """The shared stores, or None for each where this process keeps its own."""
+    """The shared stores, or None for each where this process keeps its own.
+
+    `tenant_state`, when shared, gives each hosted tenant stores under keys of its own.
+    """
 
     pending: PendingStore | None = None
     refunds: RefundLedger | None = None
     critical_cap: CriticalCap | None = None
+    tenant_state: Callable[[str, float], TenantState] | None = None
+
+    def state_for(self, confirmation_ttl: float) -> Callable[[str], TenantState] | None:
+        """What `TenantRuntimes(state_for=...)` takes: None keeps each tenant's state in this process."""
+        make = self.tenant_state
+        return None if make is None else lambda tenant: make(tenant, confirmation_ttl)
 
 
 @asynccontextmanager
@@ -57,7 +67,13 @@ async def shared_state(settings: Settings, *, sandbox: bool) -> AsyncIterator[Sh
             await pending.secret()
         except Exception as exc:  # any failure here only means "not yet"
             logger.warning("the shared state (Redis) does not answer yet: %s; writes are refused until it does", exc)
-        yield SharedState(pending, RedisRefundLedger(state), RedisCriticalCap(state))
+
+        def tenant_state(tenant: str, ttl: float) -> TenantState:
+            scoped = state.scoped(f"tenant:{tenant}")
+            book = ConfirmationBook(ttl=ttl, store=RedisPendingStore(scoped))
+            return TenantState(book, RedisRefundLedger(scoped), RedisCriticalCap(scoped))
+
+        yield SharedState(pending, RedisRefundLedger(state), RedisCriticalCap(state), tenant_state)
     finally:
         await client.aclose()
 

@@ -9,10 +9,12 @@ Imported only when `KARTRA_MCP_AUDIT_DSN` is set; `psycopg` comes with the `host
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5
 _COLUMNS = (
     "id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
-    " duration_ms, error, connection"
+    " duration_ms, error, connection, tenant"
 )
 _FIX = "check that PostgreSQL is running and KARTRA_MCP_AUDIT_DSN reaches it (host, port, database, user)"
 
@@ -47,16 +49,28 @@ CREATE TABLE IF NOT EXISTS {table} (
     upstream_status INTEGER,
     duration_ms DOUBLE PRECISION,
     error TEXT,
-    connection TEXT
+    connection TEXT,
+    tenant TEXT
 );
 CREATE INDEX IF NOT EXISTS {table}_started ON {table} (started_at);
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tenant TEXT;
 """
+
+
+@dataclass
+class _Link:
+    """The one connection a log and its tenant views share, used one statement at a time."""
+
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    db: psycopg.AsyncConnection[Any] | None = None
 
 
 class PostgresAuditLog:
     """The `AuditTrail` in a PostgreSQL table (`calls`, or `sandbox_calls` for the sandbox's play).
 
-    One connection, used one statement at a time, reopened after a failure.
+    One connection, used one statement at a time, reopened after a failure. Hosted, each person's
+    calls go through `for_tenant(key)`: a view on the same connection that stamps their tenant on
+    every row and counts caps over their rows only.
     """
 
     def __init__(self, dsn: str, *, table: str = "calls", clock: Callable[[], float] = time.time) -> None:
@@ -65,13 +79,18 @@ class PostgresAuditLog:
         self._dsn = dsn
         self.table = table
         self.clock = clock
-        self._lock = anyio.Lock()
-        self._db: psycopg.AsyncConnection[Any] | None = None
+        self.tenant: str | None = None
+        self._link = _Link()
+
+    def for_tenant(self, tenant: str) -> PostgresAuditLog:
+        view = copy.copy(self)
+        view.tenant = tenant
+        return view
 
     async def start(self) -> None:
         """Connect and make the table now if the database answers; if not, say so and go on."""
         try:
-            async with self._lock:
+            async with self._link.lock:
                 await self._connection()
         except psycopg.Error as exc:
             logger.warning(
@@ -79,17 +98,17 @@ class PostgresAuditLog:
             )
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._db is None or self._db.closed:
+        if self._link.db is None or self._link.db.closed:
             db = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
             # Two replicas starting at once must not both create the table.
             async with db.transaction():
                 await db.execute("SELECT pg_advisory_xact_lock(hashtext('kartra-mcp audit schema'))")
                 await db.execute(_schema(self.table))
-            self._db = db
-        return self._db
+            self._link.db = db
+        return self._link.db
 
     async def _execute(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        async with self._lock:
+        async with self._link.lock:
             try:
                 db = await self._connection()
                 cursor = await db.execute(query, params)
@@ -100,7 +119,7 @@ class PostgresAuditLog:
                 raise
 
     async def _drop(self) -> None:
-        db, self._db = self._db, None
+        db, self._link.db = self._link.db, None
         if db is not None:
             try:
                 await db.close()
@@ -132,11 +151,13 @@ class PostgresAuditLog:
             outcome,
             error,
             connection,
+            self.tenant,
         )
         try:
             found = await self._execute(
                 f"INSERT INTO {self.table} (started_at, tool, action, arguments, risk, decision, confirmation,"
-                " outcome, error, connection) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " outcome, error, connection, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id",
                 values,
             )
         except psycopg.Error as exc:
@@ -180,6 +201,9 @@ class PostgresAuditLog:
         if connection is not None:
             query += " AND connection = %s"
             params.append(connection)
+        if self.tenant is not None:
+            query += " AND tenant = %s"
+            params.append(self.tenant)
         try:
             found = await self._execute(query, params)
         except psycopg.Error as exc:
@@ -191,10 +215,18 @@ class PostgresAuditLog:
         return int(found[0][0])
 
     def rows(
-        self, *, since: float | None = None, tool: str | None = None, outcome: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        tool: str | None = None,
+        outcome: str | None = None,
+        tenant: str | None = None,
+        limit: int = 1000,
     ) -> list[AuditRow]:
         clauses, params = [], []
-        for clause, value in (("started_at >= %s", since), ("tool = %s", tool), ("outcome = %s", outcome)):
+        tenant = tenant if tenant is not None else self.tenant
+        filters = (("started_at >= %s", since), ("tool = %s", tool), ("outcome = %s", outcome), ("tenant = %s", tenant))
+        for clause, value in filters:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
@@ -209,5 +241,5 @@ class PostgresAuditLog:
         """Nothing to do here: the serving connection is closed by `aclose`."""
 
     async def aclose(self) -> None:
-        async with self._lock:
+        async with self._link.lock:
             await self._drop()

@@ -10,6 +10,7 @@ Imported only when `KARTRA_MCP_REDIS_URL` is set; the `redis` package comes with
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import secrets
@@ -110,6 +111,12 @@ class RedisState:
         self.reserve = client.register_script(_RESERVE)
         self.hold = client.register_script(_HOLD)
         self.settle = client.register_script(_SETTLE)
+
+    def scoped(self, scope: str) -> RedisState:
+        """The same client and scripts under keys of `scope` alone (a tenant's)."""
+        view = copy.copy(self)
+        view.namespace = f"{self.namespace}{scope}:"
+        return view
 
     def key(self, *parts: str) -> str:
         return self.namespace + ":".join(parts)

@@ -12,6 +12,7 @@ cannot be written, the outcome is still reported and the failure is logged and r
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -77,6 +78,7 @@ class AuditRow:
     duration_ms: float | None
     error: str | None
     connection: str | None
+    tenant: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,7 @@ class AuditRow:
             "duration_ms": self.duration_ms,
             "error": self.error,
             "connection": self.connection,
+            "tenant": self.tenant,
         }
 
 
@@ -111,7 +114,8 @@ CREATE TABLE IF NOT EXISTS calls (
     upstream_status INTEGER,
     duration_ms REAL,
     error TEXT,
-    connection TEXT
+    connection TEXT,
+    tenant TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 """
@@ -151,6 +155,12 @@ class AuditTrail(Protocol):
     (PostgreSQL, `kartra_mcp.state.postgres`) with the same rows and the same rules."""
 
     clock: Callable[[], float]
+    # Hosted: the tenant this view stamps on its rows and counts caps over; None for the whole log.
+    tenant: str | None
+
+    def for_tenant(self, tenant: str) -> AuditTrail:
+        """This log as one tenant sees it: its rows stamped with `tenant`, caps counted over them only."""
+        ...
 
     async def intent(
         self,
@@ -187,9 +197,15 @@ class AuditTrail(Protocol):
         ...
 
     def rows(
-        self, *, since: float | None = None, tool: str | None = None, outcome: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        tool: str | None = None,
+        outcome: str | None = None,
+        tenant: str | None = None,
+        limit: int = 1000,
     ) -> list[AuditRow]:
-        """The newest rows first (for the CLI and tests; blocks)."""
+        """The newest rows first, of `tenant` (or this view's) when given (for the CLI and tests; blocks)."""
         ...
 
     def close(self) -> None: ...
@@ -203,6 +219,9 @@ class AuditLog:
 
     `intent`, `finish` and `count_since` are awaited while serving and run in a worker thread;
     `rows` and `close` are for the CLI and tests. A lock serialises the one connection.
+
+    Hosted, each person's calls go through `for_tenant(key)`: a view of the same log that stamps
+    their tenant on every row and counts only their rows for caps.
     """
 
     def __init__(
@@ -215,6 +234,7 @@ class AuditLog:
     ) -> None:
         self.path = path
         self.clock = clock
+        self.tenant: str | None = None
         self._lock = threading.Lock()
         # One worker at a time: calls waiting on a locked file queue here, not in the shared thread pool.
         self._limiter = anyio.CapacityLimiter(1)
@@ -229,11 +249,31 @@ class AuditLog:
             # An intent row must survive a crash of the machine too, not only of the process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._has_tenant = self._migrate(writable=check_writable)
             if check_writable:
                 self._check_writable()
         except (OSError, sqlite3.Error) as exc:
             # The cause stays attached, so `doctor` can put the fix on a line of its own.
             raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from exc
+
+    def _migrate(self, *, writable: bool) -> bool:
+        """Add the `tenant` column to a log written before hosted mode; whether the column exists."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "tenant" in columns:
+            return True
+        if not writable:
+            return False  # read as it is: every row is the one local tenant's
+        self._db.execute("ALTER TABLE calls ADD COLUMN tenant TEXT")
+        return True
+
+    def for_tenant(self, tenant: str) -> AuditLog:
+        """This log, as seen by one tenant: rows stamped with `tenant`, caps counted over its rows only.
+
+        The view shares the connection and its lock; close the log it came from, not the view.
+        """
+        view = copy.copy(self)
+        view.tenant = tenant
+        return view
 
     def _check_writable(self) -> None:
         """Write once and roll back, so a read-only file or directory is found at start, not at a call."""
@@ -288,12 +328,13 @@ class AuditLog:
             outcome,
             error,
             connection,
+            self.tenant,
         )
 
         def insert() -> int:
             cursor = self._db.execute(
                 "INSERT INTO calls (started_at, tool, action, arguments, risk, decision, confirmation, outcome, error,"
-                " connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " connection, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             return int(cursor.lastrowid or 0)
@@ -340,7 +381,7 @@ class AuditLog:
         connection: str | None = None,
         outcomes: Sequence[str] = ("success", "unknown", "failed"),
     ) -> int:
-        """Calls of `risk` since `since` (of one connection, when given) that may have run.
+        """Calls of `risk` since `since` (of one connection, when given; of this view's tenant) that may have run.
 
         Raises:
             AuditUnavailable: the log cannot be read, so a cap cannot be checked.
@@ -351,6 +392,9 @@ class AuditLog:
         if connection is not None:
             query += " AND connection = ?"
             params = (*params, connection)
+        if self.tenant is not None:
+            query += " AND tenant = ?"
+            params = (*params, self.tenant)
 
         def count() -> int:
             return int(self._db.execute(query, params).fetchone()[0])
@@ -370,17 +414,23 @@ class AuditLog:
         since: float | None = None,
         tool: str | None = None,
         outcome: str | None = None,
+        tenant: str | None = None,
         limit: int = 1000,
     ) -> list[AuditRow]:
         clauses, params = [], []
-        for clause, value in (("started_at >= ?", since), ("tool = ?", tool), ("outcome = ?", outcome)):
+        tenant = tenant if tenant is not None else self.tenant
+        if tenant is not None and not self._has_tenant:
+            return []  # a log from before hosted mode has no tenant's rows
+        filters = (("started_at >= ?", since), ("tool = ?", tool), ("outcome = ?", outcome), ("tenant = ?", tenant))
+        for clause, value in filters:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         query = (
             "SELECT id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
-            f" duration_ms, error, connection FROM calls {where} ORDER BY id DESC LIMIT ?"
+            f" duration_ms, error, connection, {'tenant' if self._has_tenant else 'NULL'} FROM calls {where}"
+            " ORDER BY id DESC LIMIT ?"
         )
         with self._lock:
             found = self._db.execute(query, (*params, limit)).fetchall()
