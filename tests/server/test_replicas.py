@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from tests.processes import Server, StandaloneSandbox, free_port, local_env, run, standalone_sandbox
+from tests.processes import Server, StandaloneSandbox, free_port, local_env, run, standalone_sandbox, wait_until
 from tests.server.conftest import text_of
 from tests.services import RedisServer, haproxy_entry, redis_server
 
@@ -55,13 +55,12 @@ class Replicas:
         return count
 
 
-def _env(tmp_path: Path, sandbox: StandaloneSandbox, redis_url: str, audit_dsn: str, name: str) -> dict[str, str]:
+def _env(tmp_path: Path, membrane: dict[str, str], redis_url: str, audit_dsn: str, name: str) -> dict[str, str]:
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     return local_env(
-        MEMBRANE_API_URL=sandbox.url,
-        MEMBRANE_TOKEN=sandbox.token,
-        KARTRA_MCP_HTTP_TOKEN=HTTP_TOKEN,
+        None,
+        **membrane,
         KARTRA_MCP_REDIS_URL=redis_url,
         KARTRA_MCP_AUDIT_DSN=audit_dsn,
         KARTRA_MCP_POLICY=str(policy),
@@ -72,16 +71,15 @@ def _env(tmp_path: Path, sandbox: StandaloneSandbox, redis_url: str, audit_dsn: 
 
 
 @contextmanager
-def replicas(tmp_path: Path, redis_url: str, audit_dsn: str) -> Iterator[Replicas]:
-    """A standalone sandbox and two `kartra-mcp serve --transport http` processes in front of it."""
+def two_servers(tmp_path: Path, env: Callable[[str], dict[str, str]], *args: str) -> Iterator[tuple[str, str]]:
+    """Two `kartra-mcp serve --transport http` processes, each with `env(its name)`; their URLs."""
     with ExitStack() as stack:
-        sandbox = stack.enter_context(standalone_sandbox(tmp_path / "sandbox"))
         servers, urls = [], []
         for name in ("a", "b"):
             port = free_port()
             server = Server(
-                [sys.executable, "-m", "kartra_mcp", "serve", "--transport", "http", "--port", str(port)],
-                env=_env(tmp_path, sandbox, redis_url, audit_dsn, name),
+                [sys.executable, "-m", "kartra_mcp", "serve", "--transport", "http", "--port", str(port), *args],
+                env=env(name),
                 logs=tmp_path / name,
             )
             stack.callback(server.stop)
@@ -89,14 +87,33 @@ def replicas(tmp_path: Path, redis_url: str, audit_dsn: str) -> Iterator[Replica
             urls.append(f"http://127.0.0.1:{port}")
         for server, url in zip(servers, urls, strict=True):
             server.wait_http(f"{url}/healthz")
-        yield Replicas((urls[0], urls[1]), sandbox, _env(tmp_path, sandbox, redis_url, audit_dsn, "cli"))
+        yield urls[0], urls[1]
+
+
+@contextmanager
+def replicas(tmp_path: Path, redis_url: str, audit_dsn: str) -> Iterator[Replicas]:
+    """A standalone sandbox and two replicas in front of it, clients authenticated by one HTTP token."""
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        membrane = {
+            "MEMBRANE_API_URL": sandbox.url,
+            "MEMBRANE_TOKEN": sandbox.token,
+            "KARTRA_MCP_HTTP_TOKEN": HTTP_TOKEN,
+        }
+
+        def env(name: str) -> dict[str, str]:
+            return _env(tmp_path, membrane, redis_url, audit_dsn, name)
+
+        with two_servers(tmp_path, env) as urls:
+            yield Replicas(urls, sandbox, env("cli"))
 
 
 @asynccontextmanager
-async def client(url: str, mode: str) -> AsyncIterator[Client]:
+async def client(url: str, mode: str, token: str = HTTP_TOKEN) -> AsyncIterator[Client]:
     """A client that cannot ask a person in its own window, so confirmations come back as ids."""
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {HTTP_TOKEN}"}, timeout=httpx2.Timeout(60)) as http,
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(60), trust_env=False
+        ) as http,
         Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as connected,
     ):
         yield connected
@@ -164,7 +181,7 @@ async def test_two_replicas_spend_an_id_once_hold_the_cap_together_and_log_to_po
             for mode in ("legacy", "auto"):
                 async with client(entry, mode) as through:
                     for _ in range(4):
-                        listed = await through.call_tool("retrieve-account-listed", {})
+                        listed = await through.call_tool("retrieve-account-tags", {})
                         assert not listed.is_error, text_of(listed)
         rows = _audit_rows(two.env)
     assert not list(tmp_path.glob("*/unused.sqlite3"))  # nothing went to a local file
@@ -215,3 +232,53 @@ async def test_killing_redis_mid_run_refuses_writes_keeps_reads_and_sends_nothin
         ("assign-tag", "awaiting_confirmation"),
     ]
     assert ["Redis" in r["error"] for r in rows if r["outcome"] == "refused"] == [False, True, True, True]
+
+
+async def test_hosted_replicas_keep_each_persons_ids_apart_spend_them_once_and_stamp_their_rows(
+    tmp_path: Path, redis: RedisServer, audit_dsn: str
+) -> None:
+    port = free_port()
+    membrane = f"http://127.0.0.1:{port}"
+    team = Server(
+        [sys.executable, "-m", "kartra_mcp", "sandbox", "--tenants", "alice,bob", "--port", str(port), "--leads", "20"],
+        env=local_env(PYTHONUNBUFFERED="1"),
+        logs=tmp_path / "team",
+    )
+
+    def printed() -> dict[str, str]:
+        lines = team.output().splitlines()
+        return dict(line.removeprefix("token for ").split(": ", 1) for line in lines if line.startswith("token for "))
+
+    def env(name: str) -> dict[str, str]:
+        return _env(tmp_path, {"MEMBRANE_API_URL": membrane}, redis.url, audit_dsn, name)
+
+    try:
+        wait_until(lambda: team.alive() and len(printed()) == 2, timeout=60, what=team.explain())
+        tokens = printed()
+        with two_servers(tmp_path, env, "--auth", "membrane") as (a, b), anyio.fail_after(120):
+            async with client(a, "auto", tokens["alice"]) as alice:
+                lead = await alice.call_tool("retrieve-account-tags", {})
+                assert not lead.is_error, text_of(lead)
+                asked = await alice.call_tool("assign-tag", {"email": "nobody@example.com", "tag_name": "VIP"})
+                confirmation = _confirmation_id(asked)
+            async with client(b, "auto", tokens["bob"]) as bob:
+                stolen = await bob.call_tool("confirm-action", {"confirmation_id": confirmation})
+            assert stolen.is_error and "Unknown confirmation id" in text_of(stolen)
+            answers: list[CallToolResult] = []
+            async with client(a, "legacy", tokens["alice"]) as on_a, client(b, "auto", tokens["alice"]) as on_b:
+
+                async def confirm(on: Client) -> None:
+                    answers.append(await on.call_tool("confirm-action", {"confirmation_id": confirmation}))
+
+                async with anyio.create_task_group() as tasks:
+                    for on in (on_a, on_b, on_a, on_b):
+                        tasks.start_soon(confirm, on)
+            # Run once (Kartra's own answer about the unknown lead is this tenant's, not an id refusal).
+            assert sum("already used" not in text_of(r) for r in answers) == 1, [text_of(r) for r in answers]
+            rows = _audit_rows(env("cli"))
+    finally:
+        team.stop()
+    tenants = {r["tenant"] for r in rows}
+    assert len(tenants) == 2 and None not in tenants  # alice's and bob's rows, each stamped
+    (bobs,) = {r["tenant"] for r in rows if r["tool"] == "confirm-action" and "Unknown" in (r["error"] or "")}
+    assert {r["tenant"] for r in rows if r["tool"] == "assign-tag"} == tenants - {bobs}

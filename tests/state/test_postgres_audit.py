@@ -115,3 +115,24 @@ async def test_a_dropped_connection_is_reopened_for_the_next_row(audit_dsn: str)
     )
     assert [r.id for r in log.rows()] == [row]
     await log.aclose()
+
+
+async def test_a_tenants_view_stamps_its_rows_and_counts_its_own_calls_only(audit_dsn: str) -> None:
+    log = PostgresAuditLog(audit_dsn)
+    for tenant in ("alice", "bob", "bob"):
+        await log.for_tenant(tenant).intent(
+            tool="refund-transaction",
+            action=None,
+            arguments={},
+            risk="critical",
+            decision="allow",
+            confirmation=None,
+            connection="conn",
+            outcome="success",
+        )
+    assert [r.tenant for r in log.rows()] == ["bob", "bob", "alice"]
+    assert [r.tenant for r in log.rows(tenant="alice")] == ["alice"]
+    assert [r.tenant for r in log.for_tenant("bob").rows()] == ["bob", "bob"]
+    assert await log.for_tenant("alice").count_since(0, risk="critical", connection="conn") == 1
+    assert await log.count_since(0, risk="critical", connection="conn") == 3
+    await log.aclose()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import SecretStr
 
+from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfirmationInvalid, StateUnavailable
+from kartra_mcp.state import shared_state
 from kartra_mcp.state.redis_store import RedisCriticalCap, RedisPendingStore, RedisState, redis_client
 from kartra_mcp.tools.confirm import ConfirmationBook
 from tests.services import RedisServer
@@ -109,3 +113,31 @@ async def test_a_redis_that_is_gone_refuses_with_what_to_do(redis: RedisServer) 
             await reserve()
     finally:
         await client.aclose()
+
+
+async def test_each_tenant_keeps_its_ids_refund_holds_and_cap_apart_on_every_replica(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=SecretStr(redis.url), audit_db=tmp_path / "audit.sqlite3")
+    async with shared_state(settings, sandbox=False) as one, shared_state(settings, sandbox=False) as other:
+        on_one, on_other = one.state_for(300), other.state_for(300)
+        assert on_one is not None and on_other is not None
+        alice, bob, alice_elsewhere = on_one("alice"), on_one("bob"), on_other("alice")
+
+        confirmation, _ = await alice.book.issue("t", {}, "conn")
+        with pytest.raises(ConfirmationInvalid, match="Unknown confirmation id"):
+            await bob.book.redeem(confirmation, "conn")
+        assert (await alice_elsewhere.book.redeem(confirmation, "conn")).tool == "t"
+
+        assert alice.critical_cap is not None and bob.critical_cap is not None
+        assert alice_elsewhere.critical_cap is not None
+        async with alice.critical_cap.reserve("conn", 1) as done:
+            assert done is None
+        async with bob.critical_cap.reserve("conn", 1) as done:
+            assert done is None
+        async with alice_elsewhere.critical_cap.reserve("conn", 1) as done:
+            assert done == 1
+
+        assert await alice.refunds.hold("conn", "7", 30.0, seen=0.0, limit=50.0) is not None
+        assert await bob.refunds.hold("conn", "7", 30.0, seen=0.0, limit=50.0) is not None
+        assert await alice_elsewhere.refunds.hold("conn", "7", 30.0, seen=0.0, limit=50.0) is None
