@@ -22,6 +22,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from kartra_mcp.state.postgres_audit import PostgresAuditLog
 from tests.processes import Server, StandaloneSandbox, free_port, local_env, run, standalone_sandbox, wait_until
 from tests.server.conftest import text_of
 from tests.services import RedisServer, haproxy_entry, redis_server
@@ -125,6 +126,11 @@ def _confirmation_id(result: CallToolResult) -> str:
     return found
 
 
+def _rows_in(audit_dsn: str) -> list[dict[str, Any]]:
+    """The rows in PostgreSQL, newest first, read directly (`kartra-mcp audit` reads the same, see above)."""
+    return [row.as_dict() for row in PostgresAuditLog(audit_dsn).rows(limit=500)]
+
+
 def _audit_rows(env: dict[str, str]) -> list[dict[str, Any]]:
     """What `kartra-mcp audit --json` reads from PostgreSQL."""
     done = run([sys.executable, "-m", "kartra_mcp", "audit", "--json", "--limit", "500"], env=env, timeout=60)
@@ -219,7 +225,7 @@ async def test_killing_redis_mid_run_refuses_writes_keeps_reads_and_sends_nothin
                 done = await b.call_tool("confirm-action", {"confirmation_id": fresh})
                 assert not done.is_error, text_of(done)
             assert two.runs() == before + 2
-        rows = _audit_rows(two.env)
+        rows = _rows_in(audit_dsn)
     # Newest first: each refusal while Redis was gone has its row, and nothing is left `unknown`.
     outcomes = [(r["tool"], r["outcome"]) for r in rows]
     assert outcomes == [
@@ -275,7 +281,7 @@ async def test_hosted_replicas_keep_each_persons_ids_apart_spend_them_once_and_s
                         tasks.start_soon(confirm, on)
             # Run once (Kartra's own answer about the unknown lead is this tenant's, not an id refusal).
             assert sum("already used" not in text_of(r) for r in answers) == 1, [text_of(r) for r in answers]
-            rows = _audit_rows(env("cli"))
+            rows = _rows_in(audit_dsn)
     finally:
         team.stop()
     tenants = {r["tenant"] for r in rows}
