@@ -35,7 +35,7 @@ from kartra_mcp.server.app import build_server
 from kartra_mcp.server.hosted import serve_hosted
 from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
 from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
-from kartra_mcp.state import audit_trail, reading_audit, shared_state
+from kartra_mcp.state import audit_trail, reading_audit, shared_problems, shared_state
 from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
 from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.connection import connect_kartra, resolve_connection
@@ -415,12 +415,25 @@ async def _doctor(args: argparse.Namespace) -> int:
             "policy", str(exc), "fix the policy file (see schemas/policy.schema.json) or unset KARTRA_MCP_POLICY"
         )
     log_path = audit_path(settings, sandbox=sandbox is not None)
-    try:
-        AuditLog(log_path).close()
-        checks.ok("audit log", f"{log_path} (writable)")
-    except ConfigError as exc:
-        cause = exc.__cause__ or exc
-        checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
+    shared = await shared_problems(settings, sandbox=sandbox is not None)
+    if "PostgreSQL" in shared:
+        problem = shared.pop("PostgreSQL")
+        if problem is None:
+            checks.ok("audit log", "PostgreSQL (KARTRA_MCP_AUDIT_DSN), writable")
+        else:
+            checks.fail("audit log", problem, "start PostgreSQL, or correct KARTRA_MCP_AUDIT_DSN")
+    else:
+        try:
+            AuditLog(log_path).close()
+            checks.ok("audit log", f"{log_path} (writable)")
+        except ConfigError as exc:
+            cause = exc.__cause__ or exc
+            checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
+    for store, problem in shared.items():
+        if problem is None:
+            checks.ok("shared state", f"{store} (KARTRA_MCP_REDIS_URL) answers")
+        else:
+            checks.fail("shared state", problem, "start Redis, or correct KARTRA_MCP_REDIS_URL")
     try:
         async with membrane_client(settings, sandbox=sandbox) as client:
             started = time.perf_counter()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kartra_mcp.config import Settings
+from kartra_mcp.errors import StateUnavailable
 from kartra_mcp.tools.audit import AuditLog, AuditTrail
 from kartra_mcp.tools.confirm import ConfirmationBook, PendingStore
 from kartra_mcp.tools.critical_cap import CriticalCap
@@ -105,3 +106,23 @@ def reading_audit(settings: Settings, path: Path, *, sandbox: bool) -> AuditTrai
 
         return PostgresAuditLog(settings.audit_dsn.get_secret_value(), table="sandbox_calls" if sandbox else "calls")
     return AuditLog(path, check_writable=False) if path.exists() else None
+
+
+async def shared_problems(settings: Settings, *, sandbox: bool) -> dict[str, str | None]:
+    """For `doctor`: each configured shared store ("Redis", "PostgreSQL") and why it cannot be used (None: it can)."""
+    found: dict[str, str | None] = {}
+    if settings.redis_url is not None:
+        async with shared_state(settings, sandbox=sandbox) as shared:
+            assert shared.pending is not None
+            try:
+                await shared.pending.secret()
+                found["Redis"] = None
+            except StateUnavailable as exc:
+                found["Redis"] = str(exc)
+    if settings.audit_dsn is not None:
+        from kartra_mcp.state.postgres_audit import PostgresAuditLog  # only when configured
+
+        log = PostgresAuditLog(settings.audit_dsn.get_secret_value(), table="sandbox_calls" if sandbox else "calls")
+        found["PostgreSQL"] = await log.problem()
+        await log.aclose()
+    return found

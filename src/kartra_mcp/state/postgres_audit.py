@@ -89,13 +89,18 @@ class PostgresAuditLog:
 
     async def start(self) -> None:
         """Connect and make the table now if the database answers; if not, say so and go on."""
+        problem = await self.problem()
+        if problem is not None:
+            logger.warning("%s; writes are refused until it answers", problem)
+
+    async def problem(self) -> str | None:
+        """Why the log cannot be written now, with the fix; None when it can (the table is made)."""
         try:
             async with self._link.lock:
                 await self._connection()
         except psycopg.Error as exc:
-            logger.warning(
-                "the audit log in PostgreSQL is unreachable (%s): %s; writes are refused until it is", exc, _FIX
-            )
+            return f"the audit log in PostgreSQL is unreachable ({type(exc).__name__}: {exc}): {_FIX}"
+        return None
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._link.db is None or self._link.db.closed:
