@@ -98,6 +98,18 @@ def test_the_inspector_lists_every_tool_with_annotations_over_stdio(
     _assert_listed_with_annotations(result["tools"])
 
 
+def test_the_inspectors_strict_schema_check_finds_nothing_to_flag(inspector: Inspector, tmp_path: Path) -> None:
+    done = inspector(
+        "--method", "tools/list", "--strict", "--format", "json", "-q", target=_stdio_server(tmp_path)
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.explain()
+    envelope = json.loads(done.stdout)
+    assert "schemaFindings" not in envelope, json.dumps(envelope.get("schemaFindings"), indent=1)[:4000]
+    assert envelope["result"]["tools"]
+    assert "Warning:" not in done.stderr and "Error:" not in done.stderr, done.explain()
+
+
 def test_the_inspector_calls_get_lead_over_stdio_and_gets_the_lead(
     inspector: Inspector, mode: str, tmp_path: Path, samples: dict[str, Any]
 ) -> None:

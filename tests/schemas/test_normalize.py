@@ -187,7 +187,56 @@ def test_an_output_schema_describes_without_constraining() -> None:
     assert schema is not None
     validator = Draft202012Validator(schema)
     assert validator.is_valid({"id": "17", "tags": [{"tag_id": "1"}], "status": "Error", "extra": 1})
-    assert not validator.is_valid({"id": {"not": "a scalar"}})
+    assert validator.is_valid({"id": None, "tags": [], "status": 3})
+
+
+def _type_arrays(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        here = [node["type"]] if isinstance(node.get("type"), list) else []
+        return here + [t for value in node.values() for t in _type_arrays(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _type_arrays(value)]
+    return []
+
+
+def test_output_scalars_leave_no_type_arrays_and_keep_their_descriptions_in_the_container() -> None:
+    raw = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "description": "Success or Error.", "enum": ["Success", "Error"]},
+            "lead": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "City."},
+                    "score": {"type": "integer", "description": "Points."},
+                    "tags": {"type": "array", "description": "Tags: tag_id, tag_name."},
+                    "note": {"type": "string", "nullable": True},
+                },
+            },
+        },
+    }
+
+    schema = normalize_output_schema(raw)
+
+    assert schema == {
+        "type": "object",
+        "description": "status (Success or Error)",
+        "properties": {
+            "lead": {
+                "type": "object",
+                "description": "city; score (Points); tags (list: Tags: tag_id, tag_name)",
+                # a declared nullable stays checked, spelled as single-type branches
+                "properties": {"note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+            }
+        },
+    }
+
+
+def test_no_output_schema_of_the_sandbox_catalog_has_a_type_array() -> None:
+    schemas = [normalize_output_schema(action.output_schema) for action in CATALOG]
+
+    assert any(schemas)
+    assert [t for schema in schemas for t in _type_arrays(schema)] == []
 
 
 @pytest.mark.parametrize("raw", [None, {"type": "array"}, {"type": "string"}, "text"])

@@ -231,3 +231,14 @@ class _Stop(Exception):
 
 async def _stop_after_one_wait() -> None:
     raise _Stop
+
+
+async def test_a_closed_2025_session_is_not_kept_for_notifications(settings: Settings, sandbox: Sandbox) -> None:
+    async with _runtime(settings, sandbox) as runtime:
+        server, notifier = build_server(runtime)
+        for _ in range(3):
+            async with Client(server, mode="legacy") as client:
+                await client.list_tools()
+                assert notifier.held() == 1
+
+        assert notifier.held() == 0  # a server open for days must not keep every session it ever had

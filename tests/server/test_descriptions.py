@@ -21,7 +21,7 @@ async def test_no_tool_says_an_id_wins_over_an_email_and_a_call_giving_both_is_r
         )
         read = await client.call_tool("get-lead", {"email": lead["email"], "lead_id": str(lead["id"])})
     assert not any("wins over" in (t.description or "") for t in tools.values())
-    assert "never more than one: a call that gives both is refused" in (tools["assign-tag"].description or "")
+    assert "never both: a call that gives both is refused" in (tools["assign-tag"].description or "")
     assert result.is_error and result.structured_content is not None
     assert result.structured_content["error"] == "ActionDenied"
     # A read giving both is answered (Kartra takes the id), and says nothing of a refusal.

@@ -99,11 +99,77 @@ def normalize_output_schema(raw: Any) -> Schema | None:
         return None
     schema = _clean(root, "$", notes, strict=False)
     schema["type"] = "object"
+    _fold_scalars(schema)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError:
         return None
     return schema
+
+
+def _is_any_scalar(node: Any) -> bool:
+    return isinstance(node, Mapping) and node.get("type") == _SCALARS
+
+
+def _fold_scalars(node: Schema) -> None:
+    """Take the loosened scalars out of an output schema; their descriptions join their container's.
+
+    Kartra answers a scalar as text, a number or null alike, so no single type fits, and a type
+    array is not portable (clients mapping schemas to a one-type dialect, such as Gemini's, reject
+    it). The container accepts any field it does not list, so validation is unchanged, and the model
+    still reads what each field means; the list is a fraction of the size.
+    """
+    fields: list[str] = []
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for name in list(properties):
+            child = properties[name]
+            if _is_any_scalar(child):
+                del properties[name]
+                fields.append(_field(name, child.get("description")))
+            elif child.keys() <= {"type", "description"} and child.get("type") == "array":
+                # A list of anything says no more as a schema than as a word beside its description.
+                del properties[name]
+                fields.append(_field(name, child.get("description"), kind="list"))
+            else:
+                _fold_scalars(child)
+        if not properties:
+            del node["properties"]
+    items = node.get("items")
+    if isinstance(items, dict) and _is_any_scalar(items):
+        del node["items"]
+        if items.get("description"):
+            fields.append(f"each item: {items['description']}")
+    elif isinstance(items, dict):
+        _fold_scalars(items)
+    for union in ("anyOf", "oneOf"):
+        branches = node.get(union)
+        if isinstance(branches, list):
+            node[union] = [{"anyOf": [{"type": t} for t in _SCALARS]} if _is_any_scalar(b) else b for b in branches]
+            for branch in branches:
+                if isinstance(branch, dict) and not _is_any_scalar(branch):
+                    _fold_scalars(branch)
+    if isinstance(node.get("additionalProperties"), dict):
+        _fold_scalars(node["additionalProperties"])
+        if _is_any_scalar(node["additionalProperties"]):
+            node["additionalProperties"] = True
+    if isinstance(node.get("type"), list):  # nullable and the like: one single-type branch each
+        node["anyOf"] = [{"type": t} for t in node.pop("type")]
+    if fields:
+        lead = node.get("description", "")
+        node["description"] = f"{lead} {'; '.join(fields)}".strip()
+
+
+def _field(name: str, description: Any, *, kind: str = "") -> str:
+    """`name (description)`, or the name alone where the description only spells it out ("city": "City.")."""
+    said = [kind] if kind else []
+    if isinstance(description, str) and _words(description) != _words(name):
+        said.append(description.rstrip("."))
+    return f"{name} ({': '.join(said)})" if said else name
+
+
+def _words(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
 
 
 def _is_object(node: Mapping[str, Any]) -> bool:

@@ -76,8 +76,8 @@ def tool_for(spec: ToolSpec, description: str) -> Tool:
         description=description,
         input_schema=spec.input_schema,
         output_schema=spec.output_schema,
+        # The title is the tool's own; repeating it in the annotations only lengthens the list.
         annotations=ToolAnnotations(
-            title=spec.title,
             read_only_hint=hints.read_only,
             destructive_hint=hints.destructive,
             idempotent_hint=hints.idempotent,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import re
@@ -18,37 +19,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import anyio
-import jwt
-import uvicorn
-from mcp.server.stdio import stdio_server
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from kartra_mcp import __version__
-from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, KartraMCPError, MembraneError
-from kartra_mcp.membrane import ConnectionRequest, WorkspaceCredentials, auth_from_settings
-from kartra_mcp.sandbox import Sandbox, SandboxConfig, Tenants, parse_rules
-from kartra_mcp.server.app import build_server
-from kartra_mcp.server.hosted import serve_hosted
-from kartra_mcp.server.http import check_binding, is_loopback, listen, serve_http
-from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client, open_runtime
-from kartra_mcp.state import audit_trail, reading_audit, shared_problems, shared_state
-from kartra_mcp.tools.audit import OUTCOMES, AuditLog, fix_for
-from kartra_mcp.tools.classify import classify
-from kartra_mcp.tools.connection import connect_kartra, resolve_connection
-from kartra_mcp.tools.executor import (
-    BUILTIN_NAMES,
-    Accepted,
-    Answer,
-    ConfirmationRequest,
-    Declined,
-    Unavailable,
-)
-from kartra_mcp.tools.kartra_ops import ACTIONS
-from kartra_mcp.tools.policy import Policy, Target
+from kartra_mcp.tools.audit import OUTCOMES
+
+# Each command imports what it needs when it runs: `--help`, `--version` and `audit` must not pay
+# for the MCP SDK, the sandbox or the HTTP stack (a second of start on a small machine).
+if TYPE_CHECKING:
+    from kartra_mcp.config import Settings
+    from kartra_mcp.membrane import ConnectionRequest
+    from kartra_mcp.sandbox import Sandbox
+    from kartra_mcp.tools.executor import Answer, ConfirmationRequest
+    from kartra_mcp.tools.policy import Policy
 
 logger = logging.getLogger("kartra_mcp")
 
@@ -64,6 +48,8 @@ def _setup_logging(level: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from kartra_mcp.config import Settings
+
     overrides: dict[str, Any] = {}
     for flag, field in (("policy", "policy"), ("tool_mode", "tool_mode")):
         value = getattr(args, flag, None)
@@ -79,12 +65,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _sandbox_for(args: argparse.Namespace) -> Sandbox | None:
     if not getattr(args, "sandbox", False):
         return None
+    from kartra_mcp.sandbox import Sandbox
+
     _say("kartra-mcp: using the embedded sandbox (a simulated Kartra account; nothing real is touched)")
     return Sandbox()
 
 
 def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
     """Stop before anything starts when neither credentials nor --sandbox are given (auth says what to set)."""
+    from kartra_mcp.membrane import auth_from_settings
+
     if sandbox is None:
         auth_from_settings(settings)
 
@@ -92,7 +82,19 @@ def _require_credentials(settings: Settings, sandbox: Sandbox | None) -> None:
 # -- serve ------------------------------------------------------------------------------------
 
 
+def _loop_options() -> dict[str, Any]:
+    """uvloop when it is installed: the event loop is most of a served call's CPU time on asyncio's own."""
+    return {"use_uvloop": True} if importlib.util.find_spec("uvloop") is not None else {}
+
+
 async def _serve(args: argparse.Namespace) -> int:
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    from kartra_mcp.server.app import build_server
+    from kartra_mcp.server.http import check_binding, listen, serve_http
+    from kartra_mcp.server.runtime import open_runtime
+
     settings = _settings(args)
     if settings.auth == "membrane":
         return await _serve_hosted(args, settings)
@@ -129,6 +131,9 @@ async def _serve_hosted(args: argparse.Namespace, settings: Settings) -> int:
             "--auth membrane signs people in with Membrane, which the embedded sandbox cannot be for a browser. Run "
             "`kartra-mcp sandbox --tenants alice,bob` and set MEMBRANE_API_URL to its address instead."
         )
+    from kartra_mcp.server.hosted import serve_hosted
+    from kartra_mcp.state import audit_trail, shared_state
+
     async with (
         audit_trail(settings, settings.audit_db, sandbox=False) as audit,
         shared_state(settings, sandbox=False) as shared,
@@ -143,6 +148,9 @@ async def _serve_hosted(args: argparse.Namespace, settings: Settings) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     if args.tenants:
         return _sandbox_tenants(args)
+    from kartra_mcp.sandbox import Sandbox, SandboxConfig, parse_rules
+    from kartra_mcp.server.http import is_loopback
+
     faults = []
     if args.faults:
         text = Path(args.faults[1:]).read_text(encoding="utf-8") if args.faults.startswith("@") else args.faults
@@ -183,6 +191,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def _sandbox_tenants(args: argparse.Namespace) -> int:
     """Several tenants, each with its own account, and Membrane's OAuth to sign in to them."""
+    from kartra_mcp.sandbox import Tenants
+
     keys = [k.strip() for k in args.tenants.split(",") if k.strip()]
     base = f"http://{args.host}:{args.port}"
     tenants = Tenants(keys=keys, base_url=base, leads=args.leads)
@@ -206,6 +216,9 @@ def _sandbox_tenants(args: argparse.Namespace) -> int:
 
 def _serve_sandbox(app: Any, args: argparse.Namespace, announce: Callable[[], None]) -> None:
     """Serve `app` on --host/--port until stopped, calling `announce` once it listens."""
+    import anyio
+    import uvicorn
+
     # A hung request (an injected fault) must not hold a shutdown for long.
     server = uvicorn.Server(
         uvicorn.Config(
@@ -239,6 +252,9 @@ UNVOUCHED_NOTE = (
 
 
 async def _tools(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import open_runtime
+    from kartra_mcp.tools.policy import Target
+
     settings = _settings(args)
     sandbox = _sandbox_for(args)
     _require_credentials(settings, sandbox)
@@ -295,6 +311,10 @@ class TerminalConfirmer:
         self.refused_for_want_of_terminal = False
 
     async def confirm(self, request: ConfirmationRequest) -> Answer:
+        import anyio
+
+        from kartra_mcp.tools.executor import Accepted, Declined, Unavailable
+
         if self._yes:
             _say(f"{request.preview.text()}\n(--yes given: going ahead)")
             return Accepted("cli --yes")
@@ -307,6 +327,8 @@ class TerminalConfirmer:
 
 
 async def _call(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import load_effective_policy, open_runtime
+
     try:
         arguments = json.loads(args.arguments) if args.arguments else {}
     except ValueError as exc:
@@ -351,6 +373,10 @@ class _Checks:
 
 
 def _token_check(settings: Settings, checks: _Checks) -> None:
+    import jwt
+
+    from kartra_mcp.membrane import WorkspaceCredentials, auth_from_settings
+
     if settings.membrane_token is None:
         try:
             auth = auth_from_settings(settings)
@@ -387,6 +413,15 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
 
 
 async def _doctor(args: argparse.Namespace) -> int:
+    from kartra_mcp.membrane import auth_from_settings
+    from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client
+    from kartra_mcp.state import shared_problems
+    from kartra_mcp.tools.audit import AuditLog, fix_for
+    from kartra_mcp.tools.classify import classify
+    from kartra_mcp.tools.connection import resolve_connection
+    from kartra_mcp.tools.executor import BUILTIN_NAMES
+    from kartra_mcp.tools.kartra_ops import ACTIONS
+
     checks = _Checks()
     settings = _settings(args)
     sandbox = _sandbox_for(args)
@@ -505,8 +540,12 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from kartra_mcp.state import reading_audit
+    from kartra_mcp.tools.audit import sandbox_audit_path
+
     settings = _settings(args)
-    path = audit_path(settings, sandbox=args.sandbox)
+    # What server.runtime.audit_path says, without loading the runtime and its HTTP client.
+    path = sandbox_audit_path(settings.audit_db) if args.sandbox else settings.audit_db
     log = reading_audit(settings, path, sandbox=args.sandbox)
     where = "PostgreSQL (KARTRA_MCP_AUDIT_DSN)" if settings.audit_dsn is not None else str(path)
     if log is None:
@@ -537,6 +576,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 async def _connect(args: argparse.Namespace) -> int:
+    from kartra_mcp.server.runtime import membrane_client
+    from kartra_mcp.tools.connection import connect_kartra
+
     settings = _settings(args)
     _require_credentials(settings, None)
 
@@ -623,6 +665,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from kartra_mcp.config import Settings
+
     try:
         level = Settings().log_level
     except ValidationError:
@@ -634,7 +680,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args)
         runner = {"serve": _serve, "tools": _tools, "call": _call, "doctor": _doctor, "connect": _connect}
-        return anyio.run(runner[args.command], args)
+        import anyio
+
+        options = _loop_options() if args.command == "serve" else {}
+        return anyio.run(runner[args.command], args, backend_options=options)
     except ConfigError as exc:
         _say(f"kartra-mcp: {exc}")
         return 2

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,12 @@ class ToolListNotifier:
         entry = self._legacy.get(key)
         if entry is None:
             entry = self._legacy[key] = _Legacy(ctx.session, anchor)
+            # Forget the connection when it closes: a server up for days must not hold every session it
+            # ever had (up to the cap, ~17 KB each) until a notification to it fails. The SDK unwinds a
+            # connection's exit stack on close; the lowlevel context reaches it only through the session.
+            stack = getattr(getattr(ctx.session, "_connection", None), "exit_stack", None)
+            if isinstance(stack, AsyncExitStack):
+                stack.callback(self._legacy.pop, key, None)
         entry.session = ctx.session
         self._legacy.move_to_end(key)
         while len(self._legacy) > _MAX_LEGACY_SESSIONS:
@@ -55,6 +62,10 @@ class ToolListNotifier:
 
     def seen(self, ctx: ServerRequestContext[Any, Any]) -> None:
         self._entry(ctx)
+
+    def held(self) -> int:
+        """How many handshake connections would hear of a change (closed ones are forgotten)."""
+        return len(self._legacy)
 
     def watch(self, ctx: ServerRequestContext[Any, Any], uri: str, *, on: bool = True) -> None:
         """`resources/subscribe` (or unsubscribe) on a handshake connection."""

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx2
 
 from kartra_mcp.config import Settings
 from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
-from kartra_mcp.sandbox import Sandbox, asgi_transport
 from kartra_mcp.state import audit_trail, shared_state
 from kartra_mcp.tools.audit import AuditTrail, sandbox_audit_path
 from kartra_mcp.tools.catalog import Catalog
@@ -22,6 +22,9 @@ from kartra_mcp.tools.executor import BUILTIN_NAMES, Executor
 from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.policy import Policy, load_policy
 from kartra_mcp.tools.upkeep import CatalogUpkeep
+
+if TYPE_CHECKING:
+    from kartra_mcp.sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ def membrane_client(
 ) -> MembraneClient:
     """A client for the real Membrane, or for the in-process sandbox."""
     if sandbox is not None:
+        from kartra_mcp.sandbox import asgi_transport  # a served real account never loads the sandbox
+
         return MembraneClient(
             base_url=SANDBOX_URL,
             auth=BearerToken(sandbox.token),

@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import StateUnavailable
 from kartra_mcp.tools.audit import AuditLog, AuditTrail
-from kartra_mcp.tools.confirm import ConfirmationBook, PendingStore
-from kartra_mcp.tools.critical_cap import CriticalCap
-from kartra_mcp.tools.refund_ledger import RefundLedger
-from kartra_mcp.tools.tenants import TenantState
+
+# Only the types at import: `kartra-mcp audit` reads the log without loading the call pipeline.
+if TYPE_CHECKING:
+    from kartra_mcp.tools.confirm import PendingStore
+    from kartra_mcp.tools.critical_cap import CriticalCap
+    from kartra_mcp.tools.refund_ledger import RefundLedger
+    from kartra_mcp.tools.tenants import TenantState
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,8 @@ async def shared_state(settings: Settings, *, sandbox: bool) -> AsyncIterator[Sh
             await pending.secret()
         except Exception as exc:  # any failure here only means "not yet"
             logger.warning("the shared state (Redis) does not answer yet: %s; writes are refused until it does", exc)
+        from kartra_mcp.tools.confirm import ConfirmationBook
+        from kartra_mcp.tools.tenants import TenantState
 
         def tenant_state(tenant: str, ttl: float) -> TenantState:
             scoped = state.scoped(f"tenant:{tenant}")

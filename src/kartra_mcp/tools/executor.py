@@ -171,12 +171,12 @@ class _Call:
 
 # -- the built-in tools ----------------------------------------------------------------------------
 
+# Repeated on every tool that needs confirming, so it is kept short (tools/list is read on every turn).
 _HOW_CONFIRMED = (
-    "the server asks them directly when the client can. Otherwise the result is a preview and a confirmation_id: "
-    "show the preview to the person, wait for their explicit yes, and only then call confirm-action. Never confirm "
-    "on their behalf."
+    "the server asks them when it can; else the result is a preview and a confirmation_id: show it, wait for "
+    "their explicit yes, then call confirm-action. Never confirm for them."
 )
-_CONFIRMATION_NOTE = "Needs a person's confirmation before it runs: " + _HOW_CONFIRMED
+_CONFIRMATION_NOTE = "Needs a person's confirmation: " + _HOW_CONFIRMED
 
 _CONFIRM_SPEC = ToolSpec(
     name=CONFIRM_TOOL,
@@ -309,7 +309,8 @@ class Executor:
             return spec.description
         notes: list[str] = []
         if spec.kind == "action":
-            notes.append(f"Risk: {spec.risk.value}.")
+            if spec.risk is not Risk.READ:  # a read is the unremarkable case, and says so in its readOnlyHint
+                notes.append(f"Risk: {spec.risk.value}.")
             if lead_note := one_lead_note(spec.action_key, spec.input_schema):
                 notes.append(lead_note)
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
@@ -322,7 +323,7 @@ class Executor:
             notes.append(
                 "Calls that change or remove things may need a person's confirmation before they run: " + _HOW_CONFIRMED
             )
-        return f"{spec.description}\n\n{' '.join(notes)}"
+        return f"{spec.description}\n\n{' '.join(notes)}" if notes else spec.description
 
     # -- calling ------------------------------------------------------------------------------
 

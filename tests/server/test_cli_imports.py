@@ -1,0 +1,53 @@
+"""The light commands load only what they need: run as real processes, their imports read from `-X importtime`.
+
+`--help`, `--version`, `audit` and `tools --json` from the catalog cache must not pay for the MCP
+SDK (most of a start), the sandbox, or the web server stack.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.processes import local_env, run, standalone_sandbox
+
+HEAVY = ("mcp", "mcp_types", "kartra_mcp.sandbox", "uvicorn", "starlette")
+
+
+def _imported(argv: list[str], env: dict[str, str]) -> tuple[set[str], str]:
+    done = run([sys.executable, "-X", "importtime", "-m", "kartra_mcp", *argv], env=env, timeout=120)
+    assert done.returncode == 0, done.explain()
+    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return modules, done.stdout
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["audit"], ["audit", "--json"]])
+def test_help_version_and_audit_import_neither_the_sdk_nor_the_sandbox(tmp_path: Path, argv: list[str]) -> None:
+    env = local_env(KARTRA_MCP_AUDIT_DB=str(tmp_path / "audit.sqlite3"))
+
+    modules, _ = _imported(argv, env)
+
+    assert "kartra_mcp.server.cli" in modules
+    assert _heavy(modules) == []
+
+
+def test_tools_from_the_cache_imports_neither_the_sdk_nor_the_sandbox(tmp_path: Path) -> None:
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        env = local_env(
+            MEMBRANE_API_URL=sandbox.url,
+            MEMBRANE_TOKEN=sandbox.token,
+            KARTRA_MCP_AUDIT_DB=str(tmp_path / "audit.sqlite3"),
+            KARTRA_MCP_CACHE_DIR=str(tmp_path / "cache"),
+        )
+        _imported(["tools", "--json"], env)  # fills the catalog cache
+
+        modules, listed = _imported(["tools", "--json"], env)
+
+    assert '"get-lead"' in listed
+    assert _heavy(modules) == []
