@@ -10,7 +10,6 @@ Imported only when `KARTRA_MCP_AUDIT_DSN` is set; `psycopg` comes with the `host
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ import anyio
 import psycopg
 
 from kartra_mcp.errors import AuditUnavailable
-from kartra_mcp.tools.audit import AuditRow, Outcome, stored_arguments
+from kartra_mcp.tools.audit import AuditRow, Outcome, row_filters, stored_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -228,19 +227,13 @@ class PostgresAuditLog:
         tenant: str | None = None,
         limit: int = 1000,
     ) -> list[AuditRow]:
-        clauses, params = [], []
         tenant = tenant if tenant is not None else self.tenant
-        filters = (("started_at >= %s", since), ("tool = %s", tool), ("outcome = %s", outcome), ("tenant = %s", tenant))
-        for clause, value in filters:
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = row_filters("%s", since=since, tool=tool, outcome=outcome, tenant=tenant)
         query = f"SELECT {_COLUMNS} FROM {self.table} {where} ORDER BY id DESC LIMIT %s"
         with psycopg.connect(self._dsn, connect_timeout=CONNECT_TIMEOUT) as db:
             exists = db.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()
             found = db.execute(query, (*params, limit)).fetchall() if exists and exists[0] else []
-        return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]
+        return [AuditRow.from_record(r) for r in found]
 
     def close(self) -> None:
         """Nothing to do here: the serving connection is closed by `aclose`."""

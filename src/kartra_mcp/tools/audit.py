@@ -80,6 +80,11 @@ class AuditRow:
     connection: str | None
     tenant: str | None = None
 
+    @classmethod
+    def from_record(cls, record: Sequence[Any]) -> AuditRow:
+        """A row from its columns in table order (arguments as stored JSON text)."""
+        return cls(record[0], record[1], record[2], record[3], json.loads(record[4]), *record[5:])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -119,6 +124,14 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 """
+
+
+def row_filters(mark: str, **values: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause (with the driver's parameter `mark`) for the given filters that are set, and its values."""
+    clause = {"since": "started_at >= {}", "tool": "tool = {}", "outcome": "outcome = {}", "tenant": "tenant = {}"}
+    used = [(clause[name].format(mark), value) for name, value in values.items() if value is not None]
+    where = f"WHERE {' AND '.join(c for c, _ in used)}" if used else ""
+    return where, [v for _, v in used]
 
 
 def sandbox_audit_path(path: Path) -> Path:
@@ -417,16 +430,10 @@ class AuditLog:
         tenant: str | None = None,
         limit: int = 1000,
     ) -> list[AuditRow]:
-        clauses, params = [], []
         tenant = tenant if tenant is not None else self.tenant
         if tenant is not None and not self._has_tenant:
             return []  # a log from before hosted mode has no tenant's rows
-        filters = (("started_at >= ?", since), ("tool = ?", tool), ("outcome = ?", outcome), ("tenant = ?", tenant))
-        for clause, value in filters:
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = row_filters("?", since=since, tool=tool, outcome=outcome, tenant=tenant)
         query = (
             "SELECT id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
             f" duration_ms, error, connection, {'tenant' if self._has_tenant else 'NULL'} FROM calls {where}"
@@ -434,7 +441,7 @@ class AuditLog:
         )
         with self._lock:
             found = self._db.execute(query, (*params, limit)).fetchall()
-        return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]
+        return [AuditRow.from_record(r) for r in found]
 
     def close(self) -> None:
         with self._lock:
