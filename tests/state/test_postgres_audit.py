@@ -133,6 +133,7 @@ async def test_a_tenants_view_stamps_its_rows_and_counts_its_own_calls_only(audi
     assert [r.tenant for r in log.rows()] == ["bob", "bob", "alice"]
     assert [r.tenant for r in log.rows(tenant="alice")] == ["alice"]
     assert [r.tenant for r in log.for_tenant("bob").rows()] == ["bob", "bob"]
+    assert [r.tenant for r in await log.for_tenant("alice").read_rows()] == ["alice"]  # while serving
     assert await log.for_tenant("alice").count_since(0, risk="critical", connection="conn") == 1
     assert await log.count_since(0, risk="critical", connection="conn") == 3
     await log.aclose()

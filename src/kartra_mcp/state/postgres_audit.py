@@ -235,6 +235,16 @@ class PostgresAuditLog:
             found = db.execute(query, (*params, limit)).fetchall() if exists and exists[0] else []
         return [AuditRow.from_record(r) for r in found]
 
+    async def read_rows(self, *, since: float | None = None, limit: int = 1000) -> list[AuditRow]:
+        where, params = row_filters("%s", since=since, tenant=self.tenant)
+        query = f"SELECT {_COLUMNS} FROM {self.table} {where} ORDER BY id DESC LIMIT %s"
+        try:
+            found = await self._execute(query, (*params, limit))
+        except psycopg.Error as exc:
+            logger.error("the audit log in PostgreSQL could not be read: %s", exc)
+            raise AuditUnavailable(f"The audit log in PostgreSQL could not be read ({exc}): {_FIX}.") from None
+        return [AuditRow.from_record(r) for r in found]
+
     def close(self) -> None:
         """Nothing to do here: the serving connection is closed by `aclose`."""
 
