@@ -29,7 +29,7 @@ from tests.processes import Server, free_port, local_env, standalone_sandbox  # 
 from tests.services import postgres_server, redis_server  # noqa: E402
 
 TOKEN = "bench-http-token"
-POLICY = '[actions]\n"assign-tag" = "confirm"\n'
+POLICY = 'on_unconfirmable = "token"\n\n[actions]\n"assign-tag" = "confirm"\n'
 
 Work = Callable[[Client, int], Awaitable[int]]
 

@@ -15,7 +15,8 @@ KartraMCPError
 │       ├── MembraneAccessDenied      403
 │       ├── MembraneNotFound          404
 │       ├── MembraneRateLimited       429
-│       └── MembraneServerError       5xx
+│       ├── MembraneServerError       5xx
+│       └── MembraneRunFailed         a raw request's run started (it has an actionRunId), then failed
 ├── KartraError                  Kartra refused the call (HTTP 200, status "Error", a type code)
 ├── ToolCallError                the model can act on it: becomes a tool result with isError
 │   ├── UnknownToolError
@@ -144,6 +145,13 @@ class MembraneServerError(MembraneApiError):
     may_have_executed = True
 
 
+class MembraneRunFailed(MembraneApiError):
+    """A raw request `/act` started as a run (its error names an actionRunId) failed without saying
+    what the upstream answered: a write may have reached Kartra."""
+
+    may_have_executed = True
+
+
 class KartraError(KartraMCPError):
     """Kartra refused the call: HTTP 200 with `status: "Error"` and a numeric type code."""
 
@@ -207,10 +215,14 @@ class ActionDenied(ToolCallError):
 class ConfirmationDeclined(ToolCallError):
     """The person declined or dismissed the confirmation; nothing was sent."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, note: str = "") -> None:
         self.action = action
         verb = "declined" if action == "decline" else "dismissed the question without confirming"
-        super().__init__(f"The person {verb}; nothing was sent. Do not retry unless they ask you to.")
+        if note:
+            verb = "did not confirm"
+        super().__init__(
+            f"The person {verb}; nothing was sent.{f' {note}' if note else ''} Do not retry unless they ask you to."
+        )
 
 
 class ConfirmationInvalid(ToolCallError):

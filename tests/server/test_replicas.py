@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 HTTP_TOKEN = "a-long-random-http-token-for-the-replicas"
 POLICY = """
+# These clients cannot ask a person, so confirmations come back as ids (the test plays the person).
+on_unconfirmable = "token"
+
 [classes]
 critical = "allow"
 

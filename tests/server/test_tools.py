@@ -15,6 +15,7 @@ from kartra_mcp.sandbox.actions import CATALOG
 from kartra_mcp.server.app import _sanitize_errors, build_server
 from kartra_mcp.server.runtime import Runtime, open_runtime
 from tests.conftest import FAST_RETRY
+from tests.routes import run_rule
 from tests.server.conftest import all_tools, connect, text_of
 
 
@@ -29,7 +30,8 @@ async def test_every_sandbox_action_is_listed_with_its_words_schema_and_annotati
     async with connect(runtime, mode, page_size=10) as client:
         tools = {t.name: t for t in await all_tools(client)}
     assert {a.key for a in CATALOG} <= set(tools)
-    assert {"kartra-api-request", "confirm-action"} <= set(tools)
+    assert {"kartra-api-request", "check-approval"} <= set(tools)
+    assert "confirm-action" not in tools  # only when a person chose confirmation ids in the policy
     for action in CATALOG:
         tool = tools[action.key]
         assert tool.title == action.name
@@ -135,7 +137,7 @@ async def test_a_kartra_refusal_is_an_error_with_kartras_message_and_code(
 async def test_a_membrane_error_is_an_error_result_not_a_protocol_error(
     runtime: Runtime, mode: str, sandbox: Sandbox
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", status=403)]
+    sandbox.faults.rules = [FaultRule(route=run_rule("act"), status=403)]
     async with connect(runtime, mode) as client:
         result = await client.call_tool("retrieve-account-tags", {})
     assert result.is_error
@@ -171,7 +173,7 @@ async def test_search_mode_lists_two_tools_that_reach_every_action(
         connect(runtime, mode) as client,
     ):
         names = [t.name for t in await all_tools(client)]
-        assert names == ["search-actions", "run-action", "kartra-api-request", "confirm-action"]
+        assert names == ["search-actions", "run-action", "kartra-api-request", "check-approval"]
         found = _data(await client.call_tool("search-actions", {"query": "refund a payment", "limit": 3}))
         assert found["actions"][0]["name"] == "refund-transaction"
         assert found["actions"][0]["needs_confirmation"] is True

@@ -15,6 +15,7 @@ import httpx2
 from kartra_mcp.config import Settings
 from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
 from kartra_mcp.state import audit_trail, shared_state
+from kartra_mcp.tools.approval import Approvals
 from kartra_mcp.tools.audit import AuditTrail, sandbox_audit_path
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
@@ -122,6 +123,7 @@ async def open_runtime(
     retry: RetryPolicy | None = None,
     start_timeout: float | None = None,
     audit: AuditTrail | None = None,
+    approver_token: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools.
 
@@ -130,8 +132,16 @@ async def open_runtime(
     a runtime whose `problem` says so; the caller runs `upkeep.keep_current` to catch up.
     `audit` is a log the caller opened and closes; by default the one the settings name (see `audit_trail`).
     Confirmations, the hourly cap and refund holds live in Redis when the settings name one.
+    `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
     """
     policy = policy or load_effective_policy(settings)
+    if policy.on_unconfirmable == "token":
+        logger.warning(
+            'the policy (%s) sets on_unconfirmable = "token": where no person can be asked, calls return a '
+            "confirmation id that the model itself can redeem with confirm-action. Use it only where a person "
+            "watches every call.",
+            policy.source,
+        )
     async with AsyncExitStack() as stack:
         if audit is None:
             path = audit_path(settings, sandbox=sandbox is not None)
@@ -161,6 +171,7 @@ async def open_runtime(
             )
         # Without Redis, pending confirmations live in this process only, and so does the secret that signs them.
         book = ConfirmationBook(ttl=policy.confirmation_ttl, store=shared.pending)
+        approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token)
         executor = Executor(
             client=client,
             catalog=catalog,
@@ -168,6 +179,7 @@ async def open_runtime(
             book=book,
             audit=audit,
             tool_mode=settings.tool_mode,
+            approvals=approvals,
             refunds=shared.refunds,
             critical_cap=shared.critical_cap,
         )

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5
 _COLUMNS = (
     "id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
-    " duration_ms, error, connection, tenant"
+    " duration_ms, error, connection, tenant, answered_by"
 )
 _FIX = "check that PostgreSQL is running and KARTRA_MCP_AUDIT_DSN reaches it (host, port, database, user)"
 
@@ -49,10 +49,12 @@ CREATE TABLE IF NOT EXISTS {table} (
     duration_ms DOUBLE PRECISION,
     error TEXT,
     connection TEXT,
-    tenant TEXT
+    tenant TEXT,
+    answered_by TEXT
 );
 CREATE INDEX IF NOT EXISTS {table}_started ON {table} (started_at);
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tenant TEXT;
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS answered_by TEXT;
 """
 
 
@@ -143,6 +145,7 @@ class PostgresAuditLog:
         outcome: Outcome = "unknown",
         error: str | None = None,
         at: float | None = None,
+        answered_by: str | None = None,
     ) -> int:
         values = (
             self.clock() if at is None else at,
@@ -156,11 +159,13 @@ class PostgresAuditLog:
             error,
             connection,
             self.tenant,
+            answered_by,
         )
         try:
             found = await self._execute(
                 f"INSERT INTO {self.table} (started_at, tool, action, arguments, risk, decision, confirmation,"
-                " outcome, error, connection, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " outcome, error, connection, tenant, answered_by)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " RETURNING id",
                 values,
             )
