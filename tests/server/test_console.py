@@ -53,3 +53,15 @@ def test_every_environment_variable_a_help_names_is_a_setting() -> None:
     }
     named = {name for variables in ENVIRONMENT.values() for name, _ in variables}
     assert named <= known, named - known
+
+
+def test_serve_s_help_names_every_setting() -> None:
+    """A new setting is named where people look for it (serve reads them all)."""
+    served = {name for name, _ in ENVIRONMENT["serve"]}
+    missing = [
+        name
+        for name, field in Settings.model_fields.items()
+        if f"KARTRA_MCP_{name.upper()}" not in served
+        and not any(isinstance(a, str) and a in served for a in getattr(field.validation_alias, "choices", ()))
+    ]
+    assert missing == []

@@ -97,6 +97,8 @@ _RUNNING = (
     ("KARTRA_MCP_KILL_SWITCH", "true: only reads, whatever the policy says"),
     ("KARTRA_MCP_TOOL_MODE", "actions or search, as --tool-mode"),
     ("KARTRA_MCP_AUDIT_DB", "the audit log (SQLite)"),
+    ("KARTRA_MCP_AUDIT_DSN", "PostgreSQL for the audit log instead"),
+    ("KARTRA_MCP_REDIS_URL", "Redis shared by replicas (confirmations, the hourly cap, refund holds)"),
     ("KARTRA_MCP_CACHE_DIR", "where the catalog of actions is cached"),
 )
 _LOGGING = (("KARTRA_MCP_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR, as --log-level"),)
@@ -107,6 +109,9 @@ ENVIRONMENT: dict[str, tuple[tuple[str, str], ...]] = {
         ("KARTRA_MCP_START_TIMEOUT", "seconds to wait for Membrane at a start with no cached catalog"),
         ("KARTRA_MCP_HTTP_TOKEN", "HTTP: the bearer token clients must send"),
         ("KARTRA_MCP_AUTH", "HTTP: token or membrane, as --auth"),
+        ("KARTRA_MCP_APPROVER_TOKEN", "HTTP: turns on the approval inbox; what a person enters to answer"),
+        ("KARTRA_MCP_APPROVAL_WEBHOOK", "HTTP: a URL told of each call waiting for a person"),
+        ("KARTRA_MCP_APPROVAL_TIMEOUT", "seconds a call waits for an answer on the approval page"),
         ("KARTRA_MCP_PUBLIC_URL", "HTTP: the address clients reach this server at"),
         ("KARTRA_MCP_TOKEN_CACHE_TTL", "--auth membrane: seconds a verified token is remembered"),
         ("KARTRA_MCP_TENANT_TTL", "--auth membrane: seconds an idle tenant is kept open"),
@@ -117,7 +122,11 @@ ENVIRONMENT: dict[str, tuple[tuple[str, str], ...]] = {
     "tools": (*_CREDENTIALS, *_RUNNING, *_LOGGING),
     "call": (*_CREDENTIALS, *_RUNNING, *_LOGGING),
     "doctor": (*_CREDENTIALS, *_RUNNING, *_LOGGING),
-    "audit": (("KARTRA_MCP_AUDIT_DB", "the audit log (SQLite)"), *_LOGGING),
+    "audit": (
+        ("KARTRA_MCP_AUDIT_DB", "the audit log (SQLite)"),
+        ("KARTRA_MCP_AUDIT_DSN", "PostgreSQL for the audit log instead"),
+        *_LOGGING,
+    ),
     "connect": (*_CREDENTIALS, *_LOGGING),
 }
 
