@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kartra_mcp.errors import ConfigError
 from kartra_mcp.server.app import KartraServer
+from kartra_mcp.server.era_routing import EraRouter
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +97,14 @@ async def _health(request: Request) -> Response:
 def http_app(server: KartraServer, *, host: str, token: str | None) -> ASGIApp:
     """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm) and /healthz."""
     check_binding(host, token)
+    security = _loopback_only(host)
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         host=host,
-        transport_security=_loopback_only(host),
+        transport_security=security,
         custom_starlette_routes=[Route(HEALTH_PATH, _health)],
     )
+    app = EraRouter(app, server, path=MCP_PATH, security=security)
     return BearerGuard(app, token) if token else app
 
 
