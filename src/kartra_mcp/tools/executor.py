@@ -274,6 +274,7 @@ class Executor:
             counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
         )
         self._proxy = proxy_spec()
+        self._listed: tuple[int, Policy, str, list[ToolSpec]] | None = None
 
     @property
     def connection_id(self) -> str:
@@ -282,7 +283,18 @@ class Executor:
     # -- listing ------------------------------------------------------------------------------
 
     def tools(self) -> list[ToolSpec]:
-        """The tools to list, in a stable order, under the policy."""
+        """The tools to list, in a stable order, under the policy; rebuilt only when the catalog or policy changes.
+
+        Every call looks its tool up here, so deciding the policy for each tool each time would cost
+        more than the lookup.
+        """
+        memo = self._listed
+        key = (self.catalog.generation, self.policy, self.tool_mode)
+        if memo is None or memo[0] != key[0] or memo[1] is not key[1] or memo[2] != key[2]:
+            memo = self._listed = (*key, self._listing())
+        return list(memo[3])
+
+    def _listing(self) -> list[ToolSpec]:
         policy = self.policy
         if self.tool_mode == "search":
             listed = [s for s in (_SEARCH_SPEC, _RUN_SPEC) if policy.actions.get(s.name) != "deny"]
