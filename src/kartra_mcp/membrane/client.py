@@ -148,6 +148,9 @@ class MembraneClient:
             },
             trust_env=True,
         )
+        # Merging the base URL and query costs more than the rest of building a request; action runs
+        # reuse a few URLs, so each is built once.
+        self._run_urls: dict[tuple[str, str], httpx2.URL] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -200,13 +203,14 @@ class MembraneClient:
         self, action_id: str, *, connection_id: str, input: Mapping[str, Any], retry_safe: bool
     ) -> ActionRun:
         """Run an action; `retry_safe` only for reads, so a write is never sent twice."""
-        data = await self._json_call(
-            "POST",
-            f"/actions/{action_id}/run",
-            params={"connectionId": connection_id},
-            json={"input": dict(input)},
-            retry_safe=retry_safe,
-        )
+        path = f"/actions/{action_id}/run"
+        url = self._run_urls.get((path, connection_id))
+        if url is None:
+            if len(self._run_urls) >= 1024:
+                self._run_urls.clear()
+            url = self._http.build_request("POST", path, params={"connectionId": connection_id}).url
+            self._run_urls[path, connection_id] = url
+        data = await self._json_call("POST", path, url=url, json={"input": dict(input)}, retry_safe=retry_safe)
         return self._parse(ActionRun, data)
 
     # -- the proxy ------------------------------------------------------------------------
@@ -326,10 +330,13 @@ class MembraneClient:
             )
             await self._retry.sleep(delay)
 
-    async def _attempt(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+    async def _attempt(
+        self, method: str, path: str, *, url: httpx2.URL | None = None, **kwargs: Any
+    ) -> httpx2.Response:
+        """One request to `path` (or, when given, its already built absolute `url`)."""
         try:
             with anyio.fail_after(self._timeout):
-                return await self._http.request(method, path, **kwargs)
+                return await self._http.request(method, path if url is None else url, **kwargs)
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise MembraneUnreachable(f"Could not reach Membrane at {self.base_url}: {type(exc).__name__}") from None
         except (TimeoutError, httpx2.TimeoutException):
