@@ -77,6 +77,16 @@ async def test_running_a_read_returns_its_output_and_run_id(
     assert run.action_run_id in sandbox.run_logs
 
 
+async def test_a_run_goes_to_the_connection_named_in_each_call_even_for_the_same_action(
+    membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    action = await membrane.get_action("get-lead")
+    lead = {"email": samples["lead"]["email"]}
+    await membrane.run_action(action.id, connection_id=sandbox.connections[0]["id"], input=lead, retry_safe=True)
+    with pytest.raises(MembraneNotFound):
+        await membrane.run_action(action.id, connection_id="no-such-connection", input=lead, retry_safe=True)
+
+
 async def test_the_proxy_returns_kartras_answer_as_kartra_sent_it(
     membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
