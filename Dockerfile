@@ -7,13 +7,19 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# The pinned, hash-checked dependencies first, so a source change reuses this layer.
-COPY requirements/main.txt requirements/main.txt
+# The pinned, hash-checked dependencies first, so a source change reuses this layer; the build
+# backend, pinned and hash-checked as well, in an environment of its own that stays behind.
+COPY requirements/main.txt requirements/build.txt requirements/
 RUN python -m venv /opt/kartra-mcp \
-    && /opt/kartra-mcp/bin/pip install --require-hashes --no-deps -r requirements/main.txt
+    && /opt/kartra-mcp/bin/pip install --require-hashes --no-deps -r requirements/main.txt \
+    && python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN /opt/kartra-mcp/bin/pip install --no-deps . && /opt/kartra-mcp/bin/pip check
+# No isolated build environment: it would be filled from the index, unpinned.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+    && /opt/kartra-mcp/bin/pip install --no-deps --no-build-isolation /tmp/dist/kartra_mcp-*.whl \
+    && /opt/kartra-mcp/bin/pip check
 
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/kartra kartra \

@@ -1,9 +1,11 @@
 """Fail, saying what to do, when a lock file under requirements/ disagrees with pyproject.toml.
 
 Usage: python scripts/lockcheck.py requirements/dev.txt [extra ...]
+       python scripts/lockcheck.py requirements/build.txt --build-system
 
-Every dependency pyproject.toml declares (with the given extras) must be pinned in the lock
-within its bounds, and every pin the lock attributes to pyproject.toml must still be declared.
+Every dependency pyproject.toml declares (with the given extras; or, with --build-system, what
+building the project requires) must be pinned in the lock within its bounds, and every pin the lock
+attributes to pyproject.toml must still be declared.
 Offline and exact, so it never fails because an upstream released something new.
 """
 
@@ -25,8 +27,13 @@ _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
 
 def problems(root: Path, lock: Path, extras: list[str]) -> list[str]:
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    declared = [Requirement(r) for r in project["dependencies"]]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    if extras == ["--build-system"]:
+        declared = [Requirement(r) for r in pyproject["build-system"]["requires"]]
+        extras = []
+    else:
+        declared = [Requirement(r) for r in project["dependencies"]]
     for extra in extras:
         declared += [Requirement(r) for r in project["optional-dependencies"][extra]]
     pins: dict[str, str] = {}

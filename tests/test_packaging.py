@@ -64,6 +64,22 @@ def test_the_lock_files_agree_with_pyproject(lock: str, extras: tuple[str, ...])
     assert result.returncode == 0, result.stderr
 
 
+def test_what_builds_the_project_is_pinned_too_and_nothing_is_fetched_unpinned_to_build_it() -> None:
+    """pip builds a project in an isolated environment it fills from the index, unpinned and
+    unchecked, unless told otherwise: the build backend comes from the hash-checked lock instead."""
+    result = _lockcheck(ROOT, "requirements/build.txt", "--build-system")
+    assert result.returncode == 0, result.stderr
+    installs = [
+        line.strip()
+        for path in ("scripts/bootstrap", "Dockerfile")
+        for line in (ROOT / path).read_text().splitlines()
+        if re.search(r"pip(\"?) (install|wheel)", line)
+    ]
+    assert installs
+    for line in installs:
+        assert "--require-hashes" in line or "--no-build-isolation" in line, line
+
+
 def test_a_lock_that_disagrees_with_pyproject_fails_the_check_saying_what_to_run(tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts/lockcheck.py", tmp_path / "scripts")

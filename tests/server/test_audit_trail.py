@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, PromptReference
 from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
@@ -53,10 +53,12 @@ def _tag(samples: dict[str, Any]) -> dict[str, Any]:
 async def test_a_read_on_another_session_completes_while_a_write_waits_for_a_log_another_process_holds(
     mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any], log_path: Path
 ) -> None:
+    """Reading the log itself (its resource, email completion) waits too, but off the event loop."""
     finished: list[str] = []
     async with (
         open_runtime(settings, sandbox=sandbox, retry=FAST_RETRY) as runtime,
         connect(runtime, mode) as writer,
+        connect(runtime, mode) as watcher,
         connect(runtime, mode) as reader,
     ):
 
@@ -64,16 +66,57 @@ async def test_a_read_on_another_session_completes_while_a_write_waits_for_a_log
             result = await writer.call_tool("assign-tag", _tag(samples))
             finished.append("write" if not result.is_error else f"write failed: {text_of(result)}")
 
+        async def watch() -> None:
+            await watcher.read_resource("kartra-mcp://audit/recent")
+            await watcher.complete(PromptReference(name="find-customer"), {"name": "email", "value": "h"}, None)
+            finished.append("watch")
+
         async with anyio.create_task_group() as tasks:
             with write_lock_held(log_path):
                 tasks.start_soon(write)
+                # The write's intent row waits for the other process's lock before the log is read.
+                await anyio.wait_all_tasks_blocked()
+                await anyio.sleep(0.2)
+                tasks.start_soon(watch)
+                await anyio.wait_all_tasks_blocked()
                 read = await reader.call_tool("get-lead", {"email": samples["lead"]["email"]})
                 assert not read.is_error, text_of(read)
                 finished.append("read")
                 # The write cannot have finished: its intent row waits for the other process's lock.
                 assert finished == ["read"]
-        assert finished == ["read", "write"]
+        # Once the lock is gone, the write and the log's reader finish in either order.
+        assert finished[0] == "read" and sorted(finished[1:]) == ["watch", "write"], finished
         assert _rows(runtime.audit) == [("assign-tag", "success")]
+
+
+class _Away(Person):
+    """A person who is asked and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.being_asked = anyio.Event()
+
+    async def __call__(self, context: Any, params: Any) -> Any:
+        self.being_asked.set()
+        await anyio.sleep_forever()
+
+
+async def test_a_call_cancelled_while_the_person_is_asked_leaves_a_row_and_sends_nothing(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    person = _Away()
+    transaction = samples["refundable_transaction"]["transaction_id"]
+    async with open_runtime(settings, sandbox=sandbox, retry=FAST_RETRY) as runtime:
+        async with connect(runtime, mode, person) as client, anyio.create_task_group() as tasks:
+            tasks.start_soon(client.call_tool, "refund-transaction", {"transaction_id": transaction})
+            await person.being_asked.wait()
+            tasks.cancel_scope.cancel()  # the client gives up, as when it disconnects
+        with anyio.fail_after(10):
+            while not runtime.audit.rows(tool="refund-transaction"):
+                await anyio.sleep(0.02)
+        rows = _rows(runtime.audit, "refund-transaction")
+    assert rows[-1][1] in ("declined", "awaiting_confirmation"), rows
+    assert not [r for r in sandbox.requests if r["path"].endswith("/run") and "refund" in r["path"]]
 
 
 async def test_a_write_whose_intent_row_cannot_be_written_is_not_sent(
@@ -314,3 +357,28 @@ async def test_the_hourly_cap_counts_only_this_connection_s_calls(
             "refund-transaction", {"transaction_id": samples["refundable_transaction"]["transaction_id"]}
         )
     assert not result.is_error, text_of(result)
+
+
+async def test_a_refund_refused_because_its_row_cannot_be_written_no_longer_counts_toward_the_limit(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any], log_path: Path
+) -> None:
+    """Its hold on the transaction's refund limit is released: nothing was sent, so nothing was refunded."""
+    tx = samples["refundable_transaction"]
+    part, limit = round(tx["amount"] * 0.45, 2), round(tx["amount"] * 0.75, 2)
+    refund = {"transaction_id": tx["transaction_id"], "refund_amount": part}
+    audit = AuditLog(log_path, busy_timeout=0.05)
+    try:
+        async with (
+            open_runtime(
+                settings, sandbox=sandbox, policy=Policy(max_refund_amount=limit), retry=FAST_RETRY, audit=audit
+            ) as runtime,
+            connect(runtime, "legacy", Person("accept")) as client,
+        ):
+            with write_lock_held(log_path):
+                refused = await client.call_tool("refund-transaction", refund)
+            again = await client.call_tool("refund-transaction", refund)
+    finally:
+        audit.close()
+    assert refused.is_error and "nothing was sent" in text_of(refused)
+    assert not again.is_error, text_of(again)
+    assert sandbox.account.refunded_amount(int(tx["transaction_id"])) == part

@@ -13,13 +13,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.types import ToolListChangedNotification
+from mcp.types import PromptReference, ToolListChangedNotification
 from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
 from kartra_mcp.server.app import build_server
-from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, open_runtime
+from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, credential_identity, open_runtime
 from kartra_mcp.tools.connection import ConnectionMemory
 from tests.conftest import FAST_RETRY
 from tests.server.conftest import DROPPED, age_the_cache
@@ -196,7 +196,8 @@ async def test_a_start_finds_its_cache_through_the_remembered_connection(setting
     async with _runtime(settings, sandbox) as first:
         assert first.connection is not None
         found = first.connection.id
-    assert ConnectionMemory(settings.cache_dir, SANDBOX_URL).recall() == found
+    who = credential_identity(_as_membrane(settings, sandbox))
+    assert ConnectionMemory(settings.cache_dir, SANDBOX_URL, who).recall() == found
     sandbox.faults.rules = [FaultRule(route="*", status=503)]
     async with _runtime(settings, sandbox, serving=True) as runtime:
         assert runtime.catalog.loaded_from_cache
@@ -204,7 +205,8 @@ async def test_a_start_finds_its_cache_through_the_remembered_connection(setting
 
 
 async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_call(settings: Settings) -> None:
-    """Two connections now, none named: the remembered one is not used, and calls say what to set."""
+    """Two connections now, none named: the remembered one is not used, and calls say what to set.
+    Completion reads the account too: it reads nothing from that connection either."""
     sandbox = Sandbox(SandboxConfig(connections=2))
     try:
         first = sandbox.connections[0]["id"]
@@ -216,10 +218,14 @@ async def test_a_cached_connection_membrane_no_longer_vouches_for_refuses_every_
             runtime.upkeep.backoff = replace(FAST_RETRY, sleep=lambda _: _stop_after_one_wait())
             with pytest.raises(_Stop):
                 await runtime.upkeep.keep_current(notifier.changed)
+            sandbox.requests.clear()
             async with Client(server) as client:
                 result = await client.call_tool("retrieve-account-tags", {})
+                found = await client.complete(PromptReference(name="tag-leads"), {"name": "tag", "value": ""}, None)
     finally:
         sandbox.close()
+    assert found.completion.values == []
+    assert not [r for r in sandbox.requests if r["path"].endswith("/run")]
     assert result.is_error
     assert "2 Kartra connections are connected" in result.content[0].text  # type: ignore[union-attr]
     assert "KARTRA_MCP_CONNECTION_ID" in result.content[0].text  # type: ignore[union-attr]
@@ -231,6 +237,22 @@ class _Stop(Exception):
 
 async def _stop_after_one_wait() -> None:
     raise _Stop
+
+
+async def test_a_start_with_other_credentials_does_not_serve_the_connection_another_one_found(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """Two accounts behind one Membrane address: a warm start of one never serves the other's tools."""
+    async with _runtime(settings, sandbox):
+        pass  # the first account's connection is remembered and its catalog cached
+    other = Sandbox(SandboxConfig(tenant_key="another-tenant", faults=[FaultRule(route="*", status=503)]))
+    try:
+        async with _runtime(settings, other, serving=True) as runtime:
+            assert not runtime.catalog.loaded_from_cache
+            assert runtime.catalog.specs == []
+            assert runtime.problem is not None and "Kartra is not available yet" in runtime.problem
+    finally:
+        other.close()
 
 
 async def test_a_closed_2025_session_is_not_kept_for_notifications(settings: Settings, sandbox: Sandbox) -> None:

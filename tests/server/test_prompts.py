@@ -13,6 +13,7 @@ from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import Runtime, open_runtime
 from kartra_mcp.tools.policy import Policy
+from kartra_mcp.tools.spec import Risk
 from tests.conftest import FAST_RETRY
 from tests.server.conftest import connect
 
@@ -95,10 +96,18 @@ async def test_emails_and_audit_row_ids_complete_from_what_this_server_has_done(
     assert ids.completion.values == [str(row_id)]
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        Policy(actions={"retrieve-account-tags": "confirm"}),
+        # Classed a write by the person, it is one: allowed as a call, never run unasked for a suggestion.
+        Policy(risk={"retrieve-account-tags": Risk.WRITE}),
+    ],
+    ids=["confirmed", "classed-a-write"],
+)
 async def test_a_read_the_policy_does_not_allow_is_not_run_for_a_suggestion(
-    settings: Settings, sandbox: Sandbox
+    settings: Settings, sandbox: Sandbox, policy: Policy
 ) -> None:
-    policy = Policy(actions={"retrieve-account-tags": "confirm"})
     async with (
         open_runtime(settings, sandbox=sandbox, policy=policy, retry=FAST_RETRY) as runtime,
         connect(runtime, "auto") as client,

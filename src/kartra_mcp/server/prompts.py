@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,14 +42,14 @@ class _Prompt:
     title: str
     description: str
     arguments: tuple[PromptArgument, ...]
-    render: Callable[[Runtime, Mapping[str, str]], str]
+    render: Callable[[Runtime, Mapping[str, str]], Awaitable[str]]
 
 
 def _arg(name: str, description: str, *, required: bool = True) -> PromptArgument:
     return PromptArgument(name=name, description=description, required=required)
 
 
-def _find_customer(runtime: Runtime, args: Mapping[str, str]) -> str:
+async def _find_customer(runtime: Runtime, args: Mapping[str, str]) -> str:
     return (
         f"Look up the Kartra customer {args['email']}. Call get-lead with their email, then "
         "retrieve-transactions-from-lead and retrieve-subscriptions-from-lead. Tell me who they are, what they "
@@ -58,7 +58,7 @@ def _find_customer(runtime: Runtime, args: Mapping[str, str]) -> str:
     )
 
 
-def _refund_customer(runtime: Runtime, args: Mapping[str, str]) -> str:
+async def _refund_customer(runtime: Runtime, args: Mapping[str, str]) -> str:
     which = (
         f"The transaction is {args['transaction_id']}: check with get-transaction-details that it belongs to them."
         if args.get("transaction_id")
@@ -73,7 +73,7 @@ def _refund_customer(runtime: Runtime, args: Mapping[str, str]) -> str:
     )
 
 
-def _tag_leads(runtime: Runtime, args: Mapping[str, str]) -> str:
+async def _tag_leads(runtime: Runtime, args: Mapping[str, str]) -> str:
     emails = [e.strip() for e in args["emails"].replace(";", ",").split(",") if e.strip()]
     also = (
         f" Also subscribe each of them to the list {args['list']!r} with subscribe-lead-to-list."
@@ -87,9 +87,9 @@ def _tag_leads(runtime: Runtime, args: Mapping[str, str]) -> str:
     )
 
 
-def _todays_changes(runtime: Runtime, args: Mapping[str, str]) -> str:
+async def _todays_changes(runtime: Runtime, args: Mapping[str, str]) -> str:
     midnight = time.time() // 86400 * 86400
-    rows = [row.as_dict() for row in runtime.audit.rows(since=midnight, limit=200)]
+    rows = [row.as_dict() for row in await runtime.audit.read_rows(since=midnight, limit=200)]
     return (
         "Here is today's audit log of this Kartra server (UTC day, newest first, arguments redacted):\n\n"
         f"{json.dumps(rows, indent=1, default=str)}\n\n"
@@ -147,14 +147,17 @@ async def complete_value(
 ) -> Suggestions:
     """What to offer for argument `name` of prompt (or resource template) `ref`, given what is typed."""
     if ref == AUDIT_ROW_TEMPLATE and name == "id":
-        return matching((str(row.id) for row in runtime.audit.rows(limit=100)), typed)
+        return matching((str(row.id) for row in await runtime.audit.read_rows(limit=100)), typed)
     if name == "email":
-        return suggest.emails(typed)
+        return await suggest.emails(typed)
     if name == "emails":
         done, _, last = typed.rpartition(",")
-        found = suggest.emails(last.strip())
+        found = await suggest.emails(last.strip())
         prefix = f"{done}, " if done else ""
         return Suggestions([prefix + v for v in found.values], found.total)
+    if runtime.problem is not None:
+        # No connection Membrane vouches for: what follows would read one, as a tool call would not.
+        return Suggestions([], 0)
     if name == "tag":
         return await suggest.tags(typed)
     if name == "list":
@@ -185,7 +188,7 @@ def register(server: Server[Any], runtime: Runtime) -> None:
         missing = [a.name for a in prompt.arguments if a.required and a.name not in given]
         if missing:
             raise MCPError(code=INVALID_PARAMS, message=f"{prompt.name} needs {', '.join(missing)}")
-        text = prompt.render(runtime, given)
+        text = await prompt.render(runtime, given)
         return GetPromptResult(
             description=prompt.description,
             messages=[PromptMessage(role="user", content=TextContent(type="text", text=text))],

@@ -161,12 +161,12 @@ class AuditSource(_RuntimeSource):
     async def read(self, uri: str) -> Any | None:
         audit = self._runtime.audit
         if uri == AUDIT_URI:
-            return [row.as_dict() for row in audit.rows(limit=RECENT_ROWS)]
+            return [row.as_dict() for row in await audit.read_rows(limit=RECENT_ROWS)]
         match = _ROW_URI.fullmatch(uri)
         if match is None:
             return None
         wanted = int(match.group(1))
-        row = next((r for r in audit.rows(limit=_ROW_WINDOW) if r.id == wanted), None)
+        row = next((r for r in await audit.read_rows(limit=_ROW_WINDOW) if r.id == wanted), None)
         if row is None:
             raise MCPError(
                 code=INVALID_PARAMS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -89,6 +90,13 @@ def membrane_client(
     )
 
 
+def credential_identity(settings: Settings) -> str:
+    """Which Membrane credentials these are, as a digest that gives none of them away."""
+    token = settings.membrane_token.get_secret_value() if settings.membrane_token else ""
+    parts = (token, settings.membrane_workspace_key or "", settings.membrane_tenant_key or "")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def audit_path(settings: Settings, *, sandbox: bool) -> Path:
     """The audit log to use: the sandbox keeps its own beside the real one, so play never counts."""
     return sandbox_audit_path(settings.audit_db) if sandbox else settings.audit_db
@@ -128,7 +136,8 @@ async def open_runtime(
     try:
         async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
             cache_dir = None if sandbox else settings.cache_dir
-            memory = ConnectionMemory(cache_dir, client.base_url) if cache_dir else None
+            who = credential_identity(settings)
+            memory = ConnectionMemory(cache_dir, client.base_url, who) if cache_dir else None
             known = settings.connection_id or (memory.recall() if memory else None)
             catalog = Catalog(client, known or "", cache_dir=cache_dir, reserved=BUILTIN_NAMES, risks=policy.risk)
             upkeep = CatalogUpkeep(client, catalog, connection_id=settings.connection_id, memory=memory)

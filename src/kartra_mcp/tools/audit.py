@@ -13,6 +13,7 @@ cannot be written, the outcome is still reported and the failure is logged and r
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import re
@@ -156,8 +157,8 @@ class AuditLog:
     Opening it writes once (rolled back), so a log that cannot be written stops the start with
     the file and the fix named; `check_writable=False` is for reading only.
 
-    `intent`, `finish` and `count_since` are awaited while serving and run in a worker thread;
-    `rows` and `close` are for the CLI and tests. A lock serialises the one connection.
+    `intent`, `finish`, `count_since` and `read_rows` are awaited while serving and run in a worker
+    thread; `rows` and `close` are for the CLI and tests. A lock serialises the one connection.
 
     Hosted, each person's calls go through `for_tenant(key)`: a view of the same log that stamps
     their tenant on every row and counts only their rows for caps.
@@ -374,6 +375,11 @@ class AuditLog:
         with self._lock:
             found = self._db.execute(query, (*params, limit)).fetchall()
         return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]
+
+    async def read_rows(self, *, since: float | None = None, limit: int = 1000) -> list[AuditRow]:
+        """`rows`, in the worker thread: while a write waits for the file, the event loop does not wait too."""
+        read = functools.partial(self.rows, since=since, limit=limit)
+        return await anyio.to_thread.run_sync(read, limiter=self._limiter)
 
     def close(self) -> None:
         with self._lock:

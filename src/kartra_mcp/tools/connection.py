@@ -21,14 +21,16 @@ UrlCallback = Callable[[ConnectionRequest], None]
 
 
 class ConnectionMemory:
-    """The last connection resolved through one Membrane, kept beside the catalog cache.
+    """The last connection resolved through one Membrane with one set of credentials, beside the catalog cache.
 
     A start without `KARTRA_MCP_CONNECTION_ID` reads it to find its cached catalog without asking
-    Membrane first. It holds only ids and names, never a credential.
+    Membrane first. It holds only ids and names, never a credential. `who` tells the credentials
+    apart (see `runtime.credential_identity`): two accounts behind one Membrane address each find
+    only the connection they found themselves, never the other's.
     """
 
-    def __init__(self, cache_dir: Path, base_url: str) -> None:
-        key = hashlib.sha256(base_url.encode()).hexdigest()[:16]
+    def __init__(self, cache_dir: Path, base_url: str, who: str = "") -> None:
+        key = hashlib.sha256(f"{base_url}|{who}".encode()).hexdigest()[:16]
         self.path = cache_dir / f"connection-{key}.json"
 
     def recall(self) -> str | None:

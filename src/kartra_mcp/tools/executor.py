@@ -59,7 +59,14 @@ from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
 from kartra_mcp.tools.preview import Preview, Previewer, unchecked
 from kartra_mcp.tools.proxy import FORM, PROXY_TOOL, build_request, proxy_spec
-from kartra_mcp.tools.refund_ledger import MemoryRefundLedger, RefundLedger, hold_refund, refund_made, settling
+from kartra_mcp.tools.refund_ledger import (
+    MemoryRefundLedger,
+    RefundHold,
+    RefundLedger,
+    hold_refund,
+    refund_made,
+    settling,
+)
 from kartra_mcp.tools.results import CHECK_WITH, describe_failure, kartra_failure, render
 from kartra_mcp.tools.spec import Risk, ToolSpec
 
@@ -536,12 +543,12 @@ class Executor:
                 )
             return unchecked(call.spec.title, call.arguments, "The details could not be fetched.")
 
-    async def _hold_refund(self, call: _Call) -> None:
+    async def _hold_refund(self, call: _Call) -> RefundHold | None:
         """Under a refund limit, reserve the refund against its transaction's limit until it is settled."""
         refund = next((i for i in call.invocations if i.cmd == "refund_transaction"), None)
         limit = self.policy.max_refund_amount
         if limit is None or refund is None:
-            return
+            return None
         try:
             facts = await self.previewer.refund_facts(refund)
             hold = await hold_refund(self.refunds, self.connection_id, facts, limit)
@@ -550,6 +557,7 @@ class Executor:
         except MembraneError as exc:
             self._refuse(call, f"The refund could not be checked against the policy's limit ({exc}); nothing was sent.")
         call.send = settling(self.refunds, hold, call.send, lambda sent: refund_made(sent.status, sent.data))
+        return hold
 
     def _check_targets(self, call: _Call) -> None:
         """A change names each target once, and a request holds at most one critical command."""
@@ -620,7 +628,13 @@ class Executor:
         spec, book, connection = call.spec, self.book, self.connection_id
         asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
         request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
-        answer = await confirmer.confirm(request)
+        try:
+            answer = await confirmer.confirm(request)
+        except anyio.get_cancelled_exc_class():
+            # The client went away or gave up while the person was asked: the attempt still leaves its row.
+            book.discard(asked)
+            self._record(call, "confirm", "elicitation", "declined", error="cancelled before the person answered")
+            raise
         if isinstance(answer, Deferred):
             self._record(call, "confirm", "elicitation", "awaiting_confirmation")
             return CallResult("Waiting for the person's answer.", awaiting=request)
@@ -694,26 +708,36 @@ class Executor:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
-        await self._hold_refund(call)
+    async def _admit(self, call: _Call, decision: Decision, how: str) -> int | None:
+        """The last checks before sending, and the intent row; raises when the call may not be sent."""
         # Checked again here, and the intent row written, under one lock: both wait for the audit log's
         # worker, so without it concurrent calls could all count before any writes and overrun the cap.
         # Only capped calls take it, so a slow audit log never holds up reads.
         capped = call.risk is Risk.CRITICAL and self.policy.max_critical_calls_per_hour is not None
         async with self._counting if capped else contextlib.nullcontext():
             await self._check_rate(call)
-            row = None
-            if call.risk is not Risk.READ:
-                # Written before sending, and if it cannot be, nothing is sent.
-                row = await self.audit.intent(
-                    tool=call.spec.name,
-                    action=call.action,
-                    arguments=call.shown,
-                    risk=call.risk.value,
-                    decision=decision.mode,
-                    confirmation=how if decision.mode == "confirm" else "policy",
-                    connection=self.connection_id,
-                )
+            if call.risk is Risk.READ:
+                return None
+            # Written before sending, and if it cannot be, nothing is sent.
+            return await self.audit.intent(
+                tool=call.spec.name,
+                action=call.action,
+                arguments=call.shown,
+                risk=call.risk.value,
+                decision=decision.mode,
+                confirmation=how if decision.mode == "confirm" else "policy",
+                connection=self.connection_id,
+            )
+
+    async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+        hold = await self._hold_refund(call)
+        try:
+            row = await self._admit(call, decision, how)
+        except BaseException:
+            if hold is not None:  # refused before anything was sent: the refund no longer counts
+                with anyio.CancelScope(shield=True):
+                    await self.refunds.settle(hold, sent=False)
+            raise
         try:
             sent = await call.send()
         except MembraneError as exc:

@@ -19,6 +19,7 @@ from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.policy import Policy, Target
+from kartra_mcp.tools.spec import Risk
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,11 @@ class Suggester:
         ids = [str(r.get("transaction_id", "")) for r in rows if isinstance(r, dict)]
         return matching(ids, typed)
 
-    def emails(self, typed: str) -> Suggestions:
+    async def emails(self, typed: str) -> Suggestions:
         """Emails of leads named in recent audit rows: Kartra's API has no way to list leads."""
         seen = [
             str(row.arguments.get("email", ""))
-            for row in self._audit.rows(limit=_AUDIT_WINDOW)
+            for row in await self._audit.read_rows(limit=_AUDIT_WINDOW)
             if isinstance(row.arguments, dict)
         ]
         return matching((e for e in seen if "@" in e), typed)
@@ -98,8 +99,8 @@ class Suggester:
         if hit is not None and hit[0] > now:
             return hit[1]
         spec = self._catalog.by_action_key(action)
-        if spec is None or spec.action_id is None:
-            return []
+        if spec is None or spec.action_id is None or spec.risk is not Risk.READ:
+            return []  # a suggestion only ever reads (the person's [risk] table may class an action higher)
         if self._policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode != "allow":
             return []  # a read the policy would not run without a person is not run for a suggestion
         try:
