@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from kartra_mcp.sandbox import Sandbox
-from kartra_mcp.server.app import build_server
+from kartra_mcp.server.app import build_server, declaring_headers
 from kartra_mcp.server.era_routing import wants_stream
 from kartra_mcp.server.http import http_app, listen
 from kartra_mcp.server.runtime import Runtime
@@ -54,6 +54,18 @@ def test_only_a_body_asking_for_progress_or_log_records_wants_a_stream() -> None
     assert wants_stream(b'{"params":{"_meta":{"progressToken":1},"name":"get-lead"}}')
     assert wants_stream(b'{"params":{"_meta":{"io.modelcontextprotocol/logLevel":"info"}}}')
     assert not wants_stream(b'{"params":{"_meta":{"io.modelcontextprotocol/clientInfo":{}},"name":"get-lead"}}')
+
+
+def test_the_sdk_gets_a_schema_to_check_mcp_param_headers_against_only_when_it_declares_one() -> None:
+    plain = {"type": "object", "properties": {"email": {"type": "string"}}}
+    declaring = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
+    schemas: dict[str, Any] = {"plain": plain, "declaring": declaring}
+    lookup = declaring_headers(schemas.get)
+    assert lookup("plain") is None
+    assert lookup("declaring") is declaring
+    assert lookup("missing") is None
+    schemas["plain"] = {**plain, "properties": {"email": {"type": "string", "x-mcp-header": "Email"}}}
+    assert lookup("plain") is schemas["plain"]  # a tool whose schema changed is looked at again
 
 
 async def test_a_2026_call_over_http_still_reports_progress_and_logs_when_asked_and_answers_when_not(
