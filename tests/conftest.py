@@ -13,6 +13,7 @@ from kartra_mcp.config import Settings
 from kartra_mcp.membrane import MembraneClient, RetryPolicy
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.runtime import Runtime, membrane_client, open_runtime
+from tests.routes import sandbox_config
 
 
 async def _no_sleep(seconds: float) -> None:
@@ -50,8 +51,14 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox()
+def route() -> str:
+    """How runs and raw requests reach Membrane; tests parametrize it with `tests.routes.ROUTES`."""
+    return "act"
+
+
+@pytest.fixture
+def sandbox(route: str) -> Iterator[Sandbox]:
+    box = Sandbox(sandbox_config(route))
     yield box
     box.close()
 

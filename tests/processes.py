@@ -193,6 +193,17 @@ class StandaloneSandbox:
         state: dict[str, Any] = response.json()
         return state
 
+    def set_faults(self, rules: list[dict[str, Any]]) -> None:
+        """Replace the sandbox's fault rules."""
+        response = httpx2.put(
+            f"{self.url}/_sandbox/faults",
+            headers={"Authorization": f"Bearer {self.token}"},
+            json=rules,
+            timeout=10,
+            trust_env=False,
+        )
+        response.raise_for_status()
+
     def requests(self) -> list[dict[str, str]]:
         response = httpx2.get(
             f"{self.url}/_sandbox/requests",

@@ -15,7 +15,8 @@ KartraMCPError
 │       ├── MembraneAccessDenied      403
 │       ├── MembraneNotFound          404
 │       ├── MembraneRateLimited       429
-│       └── MembraneServerError       5xx
+│       ├── MembraneServerError       5xx
+│       └── MembraneRunFailed         a raw request's run started (it has an actionRunId), then failed
 ├── KartraError                  Kartra refused the call (HTTP 200, status "Error", a type code)
 ├── ToolCallError                the model can act on it: becomes a tool result with isError
 │   ├── UnknownToolError
@@ -140,6 +141,13 @@ class MembraneServerError(MembraneApiError):
     """5xx: Membrane failed; a write may or may not have reached Kartra."""
 
     retryable = True
+    may_have_executed = True
+
+
+class MembraneRunFailed(MembraneApiError):
+    """A raw request `/act` started as a run (its error names an actionRunId) failed without saying
+    what the upstream answered: a write may have reached Kartra."""
+
     may_have_executed = True
 
 

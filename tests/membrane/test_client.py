@@ -25,10 +25,18 @@ from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.sandbox import FaultRule, Sandbox, asgi_transport
 from kartra_mcp.server.runtime import SANDBOX_URL
 from tests.conftest import FAST_RETRY
+from tests.routes import ROUTES, run_rule
 
 
 def _requests(sandbox: Sandbox, method: str, path_part: str) -> int:
     return sum(1 for r in sandbox.requests if r["method"] == method and path_part in r["path"])
+
+
+def _runs(sandbox: Sandbox) -> int:
+    """Action runs that reached the sandbox, on either route."""
+    return sum(
+        1 for r in sandbox.requests if r["path"].endswith("/run") or r.get("runs", "").startswith("/act/action/")
+    )
 
 
 def _client(sandbox: Sandbox, **kwargs: Any) -> MembraneClient:
@@ -75,16 +83,6 @@ async def test_running_a_read_returns_its_output_and_run_id(
     )
     assert run.output["lead_details"]["email"] == samples["lead"]["email"]
     assert run.action_run_id in sandbox.run_logs
-
-
-async def test_a_run_goes_to_the_connection_named_in_each_call_even_for_the_same_action(
-    membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
-) -> None:
-    action = await membrane.get_action("get-lead")
-    lead = {"email": samples["lead"]["email"]}
-    await membrane.run_action(action.id, connection_id=sandbox.connections[0]["id"], input=lead, retry_safe=True)
-    with pytest.raises(MembraneNotFound):
-        await membrane.run_action(action.id, connection_id="no-such-connection", input=lead, retry_safe=True)
 
 
 async def test_the_proxy_returns_kartras_answer_as_kartra_sent_it(
@@ -186,10 +184,11 @@ async def test_a_malformed_answer_to_a_read_is_retried(membrane: MembraneClient,
     assert action.key == "get-lead"
 
 
+@pytest.mark.parametrize("route", ROUTES)
 async def test_a_write_is_never_sent_twice_on_a_server_error(
-    membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", status=500, times=1)]
+    sandbox.faults.rules = [FaultRule(route=run_rule(route), status=500, times=1)]
     sandbox.requests.clear()
     with pytest.raises(MembraneServerError) as raised:
         await membrane.run_action(
@@ -199,14 +198,15 @@ async def test_a_write_is_never_sent_twice_on_a_server_error(
             input={"email": samples["lead"]["email"], "tag_name": "VIP"},
         )
     assert raised.value.may_have_executed
-    assert _requests(sandbox, "POST", "/run") == 1
+    assert _runs(sandbox) == 1
 
 
+@pytest.mark.parametrize("route", ROUTES)
 async def test_a_write_whose_answer_is_lost_happens_once_and_reports_an_unknown_outcome(
-    sandbox: Sandbox, samples: dict[str, Any]
+    route: str, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tx = samples["refundable_transaction"]["transaction_id"]
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", hang_seconds=30, after=True, times=1)]
+    sandbox.faults.rules = [FaultRule(route=run_rule(route), hang_seconds=30, after=True, times=1)]
     before = len(sandbox.account.transactions)
     async with _client(sandbox, timeout=0.2) as client:
         with pytest.raises(MembraneTimeout) as raised:
@@ -215,7 +215,7 @@ async def test_a_write_whose_answer_is_lost_happens_once_and_reports_an_unknown_
             )
     assert raised.value.may_have_executed
     assert len(sandbox.account.transactions) == before + 1  # the refund happened, exactly once
-    assert _requests(sandbox, "POST", "/run") == 1
+    assert _runs(sandbox) == 1
 
 
 async def test_a_read_that_times_out_is_tried_again(sandbox: Sandbox) -> None:
@@ -225,10 +225,11 @@ async def test_a_read_that_times_out_is_tried_again(sandbox: Sandbox) -> None:
     assert _requests(sandbox, "GET", "/connections") == 2
 
 
+@pytest.mark.parametrize("route", ROUTES)
 async def test_a_malformed_answer_to_a_write_is_a_protocol_error_that_may_have_executed(
-    membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, membrane: MembraneClient, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", malformed=True, times=1)]
+    sandbox.faults.rules = [FaultRule(route=run_rule(route), malformed=True, times=1)]
     with pytest.raises(MembraneProtocolError) as raised:
         await membrane.run_action(
             "assign-tag",

@@ -760,7 +760,7 @@ async def test_input_that_fails_the_schema_is_a_400_listing_each_path_and_nothin
     assert body["type"] == "bad_request"
     assert sorted(e["path"] for e in body["data"]["errors"]) == paths
     log = (await client.get(f"/action-run-logs/{body['data']['actionRunId']}")).json()
-    assert (log["status"], log["actionKey"]) == ("error", key)
+    assert (log["status"], log["integrationActionId"]) == ("error", BY_KEY[key].id)
     assert snapshot(sandbox) == before
 
 

@@ -420,9 +420,9 @@ async def test_every_run_form_carries_a_write_out_once_and_logs_the_run(
     log = await client.get(f"/action-run-logs/{body['actionRunId']}")
     assert log.status_code == 200
     entry = log.json()
-    assert (entry["status"], entry["actionKey"], entry["connectionId"]) == (
+    assert (entry["status"], entry["integrationActionId"], entry["connectionId"]) == (
         "success",
-        "give-points-to-lead",
+        BY_KEY["give-points-to-lead"].id,
         connection_id,
     )
     assert entry["input"] == {"lead_id": "1", "points": 5}
@@ -450,7 +450,7 @@ async def test_every_run_form_validates_input_logs_the_failure_and_changes_nothi
     assert body["type"] == "bad_request"
     assert [e["path"] for e in body["data"]["errors"]] == ["points"]
     log = (await client.get(f"/action-run-logs/{body['data']['actionRunId']}")).json()
-    assert (log["status"], log["actionKey"]) == ("error", "give-points-to-lead")
+    assert (log["status"], log["integrationActionId"]) == ("error", BY_KEY["give-points-to-lead"].id)
     assert snapshot(sandbox) == before
 
 
@@ -492,11 +492,16 @@ async def test_act_with_api_calls_kartra_and_logs_the_call(client: httpx2.AsyncC
     assert log["action"]["api"] == api
 
 
-async def test_act_with_api_answers_kartras_refusal_of_a_get_in_its_output(client: httpx2.AsyncClient) -> None:
-    body = (await client.post("/act", json={"api": {"method": "GET", "path": "/"}})).json()
-    assert body["output"]["status"] == "Error"
-    log = (await client.get(f"/action-run-logs/{body['actionRunId']}")).json()
-    assert log["status"] == "error"
+async def test_act_with_api_answers_an_upstream_error_status_with_membranes_error_body(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.post("/act", json={"api": {"method": "GET", "path": "/"}})
+    assert response.status_code == 405
+    body = error_body(response)
+    assert (body["type"], body["data"]["response"]["status"]) == ("dependency_error", 405)
+    assert body["data"]["response"]["data"]["status"] == "Error"
+    log = (await client.get(f"/action-run-logs/{body['data']['actionRunId']}")).json()
+    assert (log["status"], log["error"]["type"]) == ("error", "action_run")
 
 
 @pytest.mark.parametrize(
@@ -803,6 +808,7 @@ ROUTES = [
     ("POST", "/action/run?integrationKey=kartra&key=give-points-to-lead"),
     ("POST", "/action-instance/run?autoCreate=true&integrationKey=kartra&parentKey=give-points-to-lead"),
     ("POST", "/act"),
+    ("GET", "/action-run-logs"),
     ("GET", "/action-run-logs/unknown"),
     ("GET", "/_sandbox/state"),
     ("POST", "/_sandbox/reset"),

@@ -18,6 +18,7 @@ import pytest
 from kartra_mcp.errors import MembraneProtocolError, MembraneRateLimited, MembraneTimeout
 from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
+from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import SANDBOX_URL
 from tests.conftest import FAST_RETRY
 from tests.sandbox.conftest import error_body, http_client, kartra, snapshot
@@ -123,7 +124,7 @@ async def test_a_read_rides_out_a_429_burst_and_a_write_is_not_resent(
     assert action.key == "give-points-to-lead"
     assert len(sandbox.requests) == 4
 
-    await _faults(client, {"route": "POST /actions/*/run", "status": 429, "times": 1})
+    await _faults(client, {"route": "POST /act/action/*", "status": 429, "times": 1})
     before = await _score(client)
     with pytest.raises(MembraneRateLimited):
         await short.run_action(action.id, connection_id=sandbox.connections[0]["id"], input=POINTS, retry_safe=False)
@@ -133,7 +134,7 @@ async def test_a_read_rides_out_a_429_burst_and_a_write_is_not_resent(
 async def test_a_hang_before_the_request_is_a_client_timeout_and_nothing_is_done(
     sandbox: Sandbox, client: httpx2.AsyncClient, short: MembraneClient
 ) -> None:
-    await _faults(client, {"route": "POST /actions/*/run", "hang_seconds": 2})
+    await _faults(client, {"route": "POST /act/action/*", "hang_seconds": 2})
     before = await _score(client)
     with anyio.fail_after(1.5), pytest.raises(MembraneTimeout) as caught:
         await short.run_action(
@@ -147,17 +148,18 @@ async def test_a_hang_before_the_request_is_a_client_timeout_and_nothing_is_done
 async def test_a_after_the_request_carries_out_the_write_once_and_loses_the_answer(
     sandbox: Sandbox, client: httpx2.AsyncClient, short: MembraneClient
 ) -> None:
-    await _faults(client, {"route": "POST /actions/*/run", "hang_seconds": 2, "after": True})
+    await _faults(client, {"route": "POST /act/action/*", "hang_seconds": 2, "after": True})
     before = await _score(client)
     sandbox.requests.clear()
     with anyio.fail_after(1.5), pytest.raises(MembraneTimeout):
         await short.run_action(
             "give-points-to-lead", connection_id=sandbox.connections[0]["id"], input=POINTS, retry_safe=False
         )
-    assert [r["path"] for r in sandbox.requests] == ["/actions/give-points-to-lead/run"]
+    give_points = BY_KEY["give-points-to-lead"].id
+    assert [r.get("runs") for r in sandbox.requests] == ["/act", f"/act/action/{give_points}"]  # probe, run
     assert await _score(client) == before + 5
-    assert [(log["actionKey"], log["status"]) for log in sandbox.run_logs.values()] == [
-        ("give-points-to-lead", "success")
+    assert [(log["name"], log["status"]) for log in sandbox.run_logs.values()] == [
+        (BY_KEY["give-points-to-lead"].name, "success")
     ]
 
 
@@ -173,7 +175,9 @@ async def test_a_read_that_hangs_once_is_asked_again_and_answered(
 async def test_a_malformed_body_follows_a_request_that_was_carried_out(
     sandbox: Sandbox, client: httpx2.AsyncClient, short: MembraneClient
 ) -> None:
-    await _faults(client, {"route": "POST /actions/*/run", "malformed": True})
+    await _faults(
+        client, {"route": "POST /actions/*/run", "malformed": True}, {"route": "POST /act/action/*", "malformed": True}
+    )
     before = await _score(client)
     raw = await client.post("/actions/give-points-to-lead/run", json={"input": POINTS})
     assert raw.status_code == 200

@@ -16,6 +16,7 @@ from kartra_mcp.tools.executor import NoConfirmer
 from kartra_mcp.tools.policy import Policy
 from kartra_mcp.tools.spec import Risk
 from tests.conftest import FAST_RETRY
+from tests.routes import ran, run_rule
 from tests.sandbox.conftest import http_client
 from tests.server.conftest import Person, all_tools, connect, text_of
 from tests.tools.test_classify import SNEAKY
@@ -71,7 +72,8 @@ async def _add_all(sandbox: Sandbox) -> None:
 def _runs(sandbox: Sandbox, runtime: Runtime, key: str) -> int:
     spec = runtime.catalog.by_action_key(key)
     assert spec is not None and spec.action_id is not None
-    return sum(1 for r in sandbox.requests if r["path"] == f"/actions/{spec.action_id}/run")
+    action_id = spec.action_id
+    return sum(1 for r in sandbox.requests if ran([r], action_id))
 
 
 async def test_each_custom_action_that_sounds_like_a_read_needs_a_persons_yes(
@@ -126,7 +128,7 @@ async def test_no_custom_action_that_sounds_like_a_read_is_retried_when_its_answ
     settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     await _add_all(sandbox)
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", hang_seconds=30, after=True)]
+    sandbox.faults.rules = [FaultRule(route=run_rule("act"), hang_seconds=30, after=True)]
     tx = samples["refundable_transaction"]["transaction_id"]
     quick = settings.model_copy(update={"request_timeout": 0.3})
     policy = Policy(actions={key: "allow" for key, _, _ in SNEAKY})

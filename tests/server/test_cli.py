@@ -97,8 +97,29 @@ def test_doctor_passes_every_check_on_the_sandbox(audit_db: Path, capsys: pytest
     assert main(["doctor", "--sandbox"]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out
-    for check in ("settings", "policy", "audit log", "Membrane API", "Kartra connection", "actions"):
+    for check in ("settings", "policy", "audit log", "Membrane API", "Kartra connection", "actions", "routes"):
         assert f"PASS  {check}:" in out
+    assert "POST /act answered" in out and "the connection proxy answered" in out
+
+
+def test_doctor_reports_the_routes_a_deployment_lacks_and_runs_nothing(
+    audit_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = [
+        (["POST /act"], 0, ["PASS  routes: POST /act not served", "proxy answered"]),
+        (["POST /act", "GET /connections/*/proxy*"], 1, ["FAIL  routes: POST /act not served", "not served", "fix:"]),
+    ]
+    with standalone_sandbox(tmp_path / "sandbox") as sandbox:
+        monkeypatch.setenv("MEMBRANE_API_URL", sandbox.url)
+        monkeypatch.setenv("MEMBRANE_TOKEN", sandbox.token)
+        for missing, code, said in cases:
+            # Answered as a missing route is: Membrane's 404.
+            sandbox.set_faults([{"route": route, "status": 404} for route in missing])
+            assert main(["doctor"]) == code
+            out = capsys.readouterr().out
+            for text in said:
+                assert text in out, out
+        assert sandbox.state()["counts"]["action_runs"] == 0
 
 
 def test_doctor_without_credentials_fails_with_a_fix(audit_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kartra_mcp.sandbox.actions import BY_KEY
 from tests.processes import end, local_env, spawn, standalone_sandbox, wait_until
+from tests.routes import run_rule
 
 
 def _outcomes(audit_db: Path) -> list[tuple[str, str]]:
@@ -24,7 +25,8 @@ def _outcomes(audit_db: Path) -> list[tuple[str, str]]:
 
 def test_killing_the_server_mid_refund_leaves_an_unknown_audit_row(tmp_path: Path) -> None:
     # The refund itself hangs at the sandbox; the reads for its preview do not.
-    hang = [{"route": f"POST /actions/{BY_KEY['refund-transaction'].id}/run", "hang_seconds": 120}]
+    refund = BY_KEY["refund-transaction"].id
+    hang = [{"route": run_rule("act", refund), "hang_seconds": 120}]
     with standalone_sandbox(tmp_path / "sandbox", "--faults", json.dumps(hang)) as sandbox:
         audit_db = tmp_path / "audit.sqlite3"
         env = local_env(
@@ -50,9 +52,7 @@ def test_killing_the_server_mid_refund_leaves_an_unknown_audit_row(tmp_path: Pat
                 what="the refund's intent in the audit log",
             )
             wait_until(
-                lambda: any(
-                    "/run" in r["path"] and BY_KEY["refund-transaction"].id in r["path"] for r in sandbox.requests()
-                ),
+                lambda: any(r.get("runs") == f"/act/action/{refund}" for r in sandbox.requests()),
                 timeout=30,
                 what="the refund to reach the sandbox",
             )

@@ -21,6 +21,7 @@ from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.executor import Accepted, Answer, ConfirmationRequest, Declined, Deferred, NoConfirmer
 from kartra_mcp.tools.policy import Policy
 from tests.conftest import FAST_RETRY
+from tests.routes import ROUTES, carried_by, ran, raw_rule, run_rule
 from tests.server.conftest import Person, all_tools, connect, text_of
 
 
@@ -106,6 +107,9 @@ SCENARIOS = [
     ),
 ]
 scenarios = pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+# Whichever route carries a call (`/act`, or the old routes where Membrane lacks it), the same call is
+# refused, previewed, confirmed and audited the same way.
+routes = pytest.mark.parametrize("route", ROUTES)
 
 
 class _Clock:
@@ -132,8 +136,9 @@ def _text(result: CallToolResult) -> str:
 
 
 @scenarios
+@routes
 async def test_a_confirmed_call_is_done_once_and_audited(
-    scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     person = Person("accept")
     tool, arguments = scenario.request(samples)
@@ -149,12 +154,20 @@ async def test_a_confirmed_call_is_done_once_and_audited(
         *[(o, "elicitation", "critical") for o in _asked_first(mode)],
         ("success", "elicitation", "critical"),
     ]
+    assert carried_by(sandbox.requests) == {route}
 
 
 @scenarios
 @pytest.mark.parametrize("answer", ["decline", "cancel", "accept-unticked"])
+@routes
 async def test_a_declined_or_dismissed_confirmation_sends_nothing(
-    scenario: Scenario, answer: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str,
+    scenario: Scenario,
+    answer: str,
+    mode: str,
+    settings: Settings,
+    sandbox: Sandbox,
+    samples: dict[str, Any],
 ) -> None:
     tool, arguments = scenario.request(samples)
     async with guarded(settings, sandbox) as runtime, connect(runtime, mode, Person(answer)) as client:
@@ -167,8 +180,9 @@ async def test_a_declined_or_dismissed_confirmation_sends_nothing(
 
 
 @scenarios
+@routes
 async def test_without_elicitation_only_confirm_action_runs_the_call_and_only_once(
-    scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tool, arguments = scenario.request(samples)
     async with guarded(settings, sandbox) as runtime, connect(runtime, mode) as client:
@@ -194,8 +208,9 @@ async def test_without_elicitation_only_confirm_action_runs_the_call_and_only_on
     ]
 
 
+@routes
 async def test_the_confirmed_call_is_exactly_the_previewed_one(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tx = samples["refundable_transaction"]
     async with guarded(settings, sandbox) as runtime, connect(runtime, mode) as client:
@@ -266,8 +281,9 @@ async def test_refuse_mode_refuses_when_the_client_cannot_ask(
 
 
 @pytest.mark.parametrize("scenario", [SCENARIOS[0], SCENARIOS[3]], ids=lambda s: s.name)
+@routes
 async def test_a_refund_over_the_cap_is_refused_without_asking(
-    scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     person = Person("accept")
     cap = samples["refundable_transaction"]["amount"] - 1
@@ -284,8 +300,9 @@ async def test_a_refund_over_the_cap_is_refused_without_asking(
     assert [r.outcome for r in rows] == ["refused"]
 
 
+@routes
 async def test_refunding_a_refunded_transaction_is_refused_without_asking(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     person = Person("accept")
     refunded = samples["refunded_transaction"]["transaction_id"]
@@ -294,7 +311,7 @@ async def test_refunding_a_refunded_transaction_is_refused_without_asking(
         result = await client.call_tool("refund-transaction", {"transaction_id": refunded})
     assert result.is_error and "already refunded" in _text(result)
     assert person.asked == []
-    assert not [r for r in sandbox.requests if "refund-transaction" in r["path"]]
+    assert not ran(sandbox.requests, BY_KEY["refund-transaction"].id)
 
 
 async def test_revoking_access_the_lead_does_not_have_is_refused_without_asking(
@@ -345,8 +362,9 @@ async def test_read_only_and_the_kill_switch_hide_and_refuse_every_change(
     assert not _refund_happened(sandbox, samples)
 
 
+@routes
 async def test_a_policy_can_deny_one_action_everywhere(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     policy = Policy(actions={"refund-transaction": "deny"})
     async with guarded(settings, sandbox, policy) as runtime, connect(runtime, mode, Person("accept")) as client:
@@ -356,10 +374,11 @@ async def test_a_policy_can_deny_one_action_everywhere(
     assert through_proxy.is_error and "denies refund-transaction" in _text(through_proxy)
 
 
+@routes
 async def test_a_cancel_between_intent_and_outcome_leaves_an_unknown_row(
-    settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", hang_seconds=30)]
+    sandbox.faults.rules = [FaultRule(route=run_rule(route), hang_seconds=30)]
     async with guarded(settings, sandbox) as runtime:
         with anyio.move_on_after(0.3):
             await runtime.executor.call(
@@ -369,11 +388,12 @@ async def test_a_cancel_between_intent_and_outcome_leaves_an_unknown_row(
     assert [(r.tool, r.outcome) for r in rows] == [("assign-tag", "unknown")]
 
 
+@routes
 async def test_a_write_whose_answer_is_lost_says_the_outcome_is_unknown(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     refund = BY_KEY["refund-transaction"].id
-    sandbox.faults.rules = [FaultRule(route=f"POST /actions/{refund}/run", hang_seconds=30, after=True)]
+    sandbox.faults.rules = [FaultRule(route=run_rule(route, refund), hang_seconds=30, after=True)]
     async with (
         open_runtime(
             settings.model_copy(update={"request_timeout": 0.3}), sandbox=sandbox, policy=Policy(), retry=FAST_RETRY
@@ -448,8 +468,9 @@ async def test_concurrent_critical_calls_cannot_overrun_the_hourly_cap(settings:
     assert outcomes == ["refused", "refused", "success"]
 
 
+@routes
 async def test_a_refund_hidden_in_a_form_that_looks_like_json_is_refused_and_audited(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tx = samples["refundable_transaction"]["transaction_id"]
     masked = f'{{"x":"&actions[0][cmd]=refund_transaction&actions[0][transaction_id]={tx}&y=","get_lead":{{}}}}'
@@ -462,10 +483,11 @@ async def test_a_refund_hidden_in_a_form_that_looks_like_json_is_refused_and_aud
     assert [r.outcome for r in rows] == ["refused"]
 
 
+@routes
 async def test_a_proxy_write_that_ran_before_its_upstream_failed_reports_an_unknown_outcome(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /connections/*/proxy*", status=502, after=True, upstream=True)]
+    sandbox.faults.rules = [FaultRule(route=raw_rule(route), status=502, after=True, upstream=True)]
     name, arguments = SCENARIOS[3].request(samples)
     async with guarded(settings, sandbox) as runtime, connect(runtime, mode, Person("accept")) as client:
         result = await client.call_tool(name, arguments)
@@ -515,10 +537,11 @@ async def test_every_refusal_is_in_the_audit_log(
         (429, "wait a few seconds"),
     ],
 )
+@routes
 async def test_membrane_refusing_a_write_says_what_to_do_next(
-    status: int, advice: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, status: int, advice: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", status=status)]
+    sandbox.faults.rules = [FaultRule(route=run_rule(route), status=status)]
     async with guarded(settings, sandbox) as runtime:
         result = await runtime.executor.call(
             "assign-tag", {"email": samples["lead"]["email"], "tag_name": "VIP"}, NoConfirmer()
@@ -526,8 +549,9 @@ async def test_membrane_refusing_a_write_says_what_to_do_next(
     assert result.is_error and advice in result.text and "Nothing was done" in result.text
 
 
+@routes
 async def test_a_refund_smuggled_inside_a_json_string_does_nothing_in_read_only_mode(
-    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+    route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tx = samples["refundable_transaction"]["transaction_id"]
     hidden = f"{tx}&actions[0][cmd]=refund_transaction&actions[0][transaction_id]={tx}&z="

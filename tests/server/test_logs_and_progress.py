@@ -13,12 +13,13 @@ from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.logs import REDACTED, Redactor
 from kartra_mcp.server.runtime import Runtime
+from tests.routes import run_rule
 from tests.server.conftest import text_of
 
 
 def _flaky_read(sandbox: Sandbox) -> None:
     """The next two runs of get-lead fail with 503, so the read is retried (with backoff) twice."""
-    sandbox.faults.rules = [FaultRule(route=f"POST /actions/{BY_KEY['get-lead'].id}/run", status=503, times=2)]
+    sandbox.faults.rules = [FaultRule(route=run_rule("act", BY_KEY["get-lead"].id), status=503, times=2)]
 
 
 async def _call_flaky_read(client: Client, samples: dict[str, Any], progress: list[Any]) -> None:

@@ -15,11 +15,13 @@ from kartra_mcp.server.runtime import Runtime, open_runtime
 from kartra_mcp.tools.policy import Policy
 from kartra_mcp.tools.spec import Risk
 from tests.conftest import FAST_RETRY
+from tests.routes import ran
 from tests.server.conftest import connect
 
 
 def _runs(sandbox: Sandbox, action: str) -> int:
-    return sum(1 for r in sandbox.requests if f"/actions/{BY_KEY[action].id}/run" in r["path"])
+    action_id = BY_KEY[action].id
+    return sum(1 for r in sandbox.requests if ran([r], action_id))
 
 
 async def _prompt_text(client: Client, name: str, arguments: dict[str, str] | None = None) -> str:

@@ -15,6 +15,7 @@ from kartra_mcp.sandbox.actions import CATALOG
 from kartra_mcp.server.app import _sanitize_errors, build_server
 from kartra_mcp.server.runtime import Runtime, open_runtime
 from tests.conftest import FAST_RETRY
+from tests.routes import run_rule
 from tests.server.conftest import all_tools, connect, text_of
 
 
@@ -135,7 +136,7 @@ async def test_a_kartra_refusal_is_an_error_with_kartras_message_and_code(
 async def test_a_membrane_error_is_an_error_result_not_a_protocol_error(
     runtime: Runtime, mode: str, sandbox: Sandbox
 ) -> None:
-    sandbox.faults.rules = [FaultRule(route="POST /actions/*/run", status=403)]
+    sandbox.faults.rules = [FaultRule(route=run_rule("act"), status=403)]
     async with connect(runtime, mode) as client:
         result = await client.call_tool("retrieve-account-tags", {})
     assert result.is_error

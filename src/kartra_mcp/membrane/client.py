@@ -4,10 +4,15 @@ Every request goes through `_send`, which maps transport failures and Membrane's
 `kartra_mcp.errors` once, and retries only what is safe: reads (`retry_safe=True`) on timeouts,
 resets, 429 and 5xx; any request whose connection never opened. A write whose answer is lost is
 never sent again: the error says its outcome is unknown (`may_have_executed`).
+
+Runs and raw requests go through `POST /act`, Membrane's published route; a deployment that does
+not serve it (found once by a probe that cannot run anything, see `membrane.routes`) gets the
+deprecated `POST /actions/{id}/run` and the connection proxy instead.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from types import TracebackType
@@ -27,6 +32,7 @@ from kartra_mcp.errors import (
     MembraneNotFound,
     MembraneProtocolError,
     MembraneRateLimited,
+    MembraneRunFailed,
     MembraneServerError,
     MembraneTimeout,
     MembraneTransportError,
@@ -34,6 +40,17 @@ from kartra_mcp.errors import (
 )
 from kartra_mcp.membrane.models import Action, ActionRun, Connection, ConnectionRequest, ProxyResponse
 from kartra_mcp.membrane.retry import RetryPolicy
+from kartra_mcp.membrane.routes import (
+    ACT,
+    ACT_SERVED,
+    API_METHODS,
+    PROBE_BODY,
+    ROUTE_MISSING,
+    RouteSupport,
+    answer,
+    api_request,
+    upstream_answer,
+)
 
 _M = TypeVar("_M", Action, ActionRun, Connection, ConnectionRequest)
 
@@ -122,6 +139,8 @@ class MembraneClient:
             pass the sandbox's in-process transport.
         timeout: seconds one attempt may take, whatever the transport.
         retry: backoff for requests that are safe to send again.
+        act: whether the deployment serves `POST /act`; None (the default) asks it once, before
+            the first run, and remembers the answer.
     """
 
     def __init__(
@@ -132,8 +151,11 @@ class MembraneClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        act: bool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._act = act
+        self._route_lock = anyio.Lock()
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._http = httpx2.AsyncClient(
@@ -203,15 +225,81 @@ class MembraneClient:
         self, action_id: str, *, connection_id: str, input: Mapping[str, Any], retry_safe: bool
     ) -> ActionRun:
         """Run an action; `retry_safe` only for reads, so a write is never sent twice."""
-        path = f"/actions/{action_id}/run"
-        url = self._run_urls.get((path, connection_id))
+        if await self.uses_act():
+            data = await self._json_call(
+                "POST",
+                ACT,
+                url=self._built_url(ACT),
+                json={"id": action_id, "connectionId": connection_id, "input": dict(input)},
+                retry_safe=retry_safe,
+            )
+        else:
+            path = f"/actions/{action_id}/run"
+            data = await self._json_call(
+                "POST",
+                path,
+                url=self._built_url(path, connection_id),
+                json={"input": dict(input)},
+                retry_safe=retry_safe,
+            )
+        return self._parse(ActionRun, data)
+
+    def _built_url(self, path: str, connection_id: str | None = None) -> httpx2.URL:
+        """The absolute URL of `path` (with `connectionId` in its query when given), built once."""
+        key = (path, connection_id or "")
+        url = self._run_urls.get(key)
         if url is None:
             if len(self._run_urls) >= 1024:
                 self._run_urls.clear()
-            url = self._http.build_request("POST", path, params={"connectionId": connection_id}).url
-            self._run_urls[path, connection_id] = url
-        data = await self._json_call("POST", path, url=url, json={"input": dict(input)}, retry_safe=retry_safe)
-        return self._parse(ActionRun, data)
+            params = {"connectionId": connection_id} if connection_id else None
+            url = self._run_urls[key] = self._http.build_request("POST", path, params=params).url
+        return url
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def uses_act(self) -> bool:
+        """Whether runs and raw requests go through `POST /act`: asked once, then remembered."""
+        if self._act is None:
+            async with self._route_lock:
+                if self._act is None:
+                    self._act = await self._probe_act()
+        return self._act
+
+    async def _probe_act(self) -> bool:
+        """Ask `/act` with a body that names nothing to run; only a missing route means no."""
+        try:
+            await self._json_call("POST", ACT, json=PROBE_BODY, retry_safe=True)
+        except MembraneApiError as exc:
+            if exc.status_code in ROUTE_MISSING:
+                logger.warning(
+                    "Membrane at %s does not serve POST /act (HTTP %d); runs use the deprecated "
+                    "POST /actions/{id}/run and raw requests the connection proxy",
+                    self.base_url,
+                    exc.status_code,
+                )
+                return False
+            if exc.status_code in ACT_SERVED:
+                return True
+            raise
+        return True
+
+    async def route_support(self, connection_id: str) -> RouteSupport:
+        """Which routes this deployment answers, asked without running anything (for `doctor`).
+
+        The proxy is asked `GET /` on Kartra's side: Kartra's API takes commands only in a POST
+        body, so a GET with neither body nor query runs nothing. Membrane's own 404 or 405 means
+        the route is missing; any answer from Kartra's side means it is there.
+        """
+        act = await self.uses_act()
+        try:
+            await self._send("GET", f"/connections/{connection_id}/proxy/", retry_safe=True, upstream=True)
+        except MembraneApiError as exc:
+            if exc.status_code not in ROUTE_MISSING:
+                raise
+            missing = True
+        else:
+            missing = False
+        return RouteSupport(act=act, proxy=not missing)
 
     # -- the proxy ------------------------------------------------------------------------
 
@@ -226,7 +314,15 @@ class MembraneClient:
         body: bytes | None = None,
         retry_safe: bool,
     ) -> ProxyResponse:
-        """Send a request to Kartra through the connection; the answer is Kartra's, status and all."""
+        """Send a request to Kartra through the connection; the answer is Kartra's, status and all.
+
+        Through `/act` (`api`) where the deployment serves it, else through the connection proxy;
+        a JSON body must be UTF-8 JSON and any other body UTF-8 text on the `/act` route.
+        """
+        if method in API_METHODS and await self.uses_act():
+            return await self._act_api(
+                connection_id, api_request(method, path, query=query, headers=headers, body=body), retry_safe
+            )
         response, _ = await self._send(
             method,
             f"/connections/{connection_id}/proxy/{path.lstrip('/')}",
@@ -237,6 +333,31 @@ class MembraneClient:
             upstream=True,
         )
         return ProxyResponse(response.status_code, dict(response.headers), response.content)
+
+    async def _act_api(self, connection_id: str, api: Mapping[str, Any], retry_safe: bool) -> ProxyResponse:
+        """A raw request through `/act`, answered as the proxy answers: the upstream's status and body."""
+        try:
+            data = await self._json_call(
+                "POST", ACT, json={"connectionId": connection_id, "api": dict(api)}, retry_safe=retry_safe
+            )
+        except MembraneApiError as exc:
+            upstream = upstream_answer(exc)
+            if upstream is not None:
+                return upstream
+            if exc.action_run_id is not None and not isinstance(exc, MembraneRateLimited):
+                # The run started and failed without saying what Kartra answered: fail closed.
+                raise MembraneRunFailed(
+                    exc.status_code,
+                    exc.message,
+                    type=exc.type,
+                    key=exc.key,
+                    data=exc.data,
+                    action_run_id=exc.action_run_id,
+                ) from None
+            raise
+        if not isinstance(data, dict) or ("output" not in data and "actionRunId" not in data):
+            raise MembraneProtocolError(f"Membrane answered POST /act with {json.dumps(data)[:80]}, not a run")
+        return answer(data.get("output"))
 
     # -- plumbing -------------------------------------------------------------------------
 

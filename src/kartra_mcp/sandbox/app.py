@@ -1,10 +1,12 @@
 """A Membrane-compatible HTTP API for one tenant with Kartra connections, over one Kartra account.
 
 It speaks the subset of Membrane's API that kartra-mcp, Membrane's SDKs and Membrane's own MCP
-server use: connections, connection requests, connector search, actions (list, get, run; and the
-legacy run routes), the connection proxy, and action run logs, with Membrane's pagination,
-selectors and error bodies. Admin routes under `/_sandbox/` reset the account, show its state and
-set faults.
+server use: connections, connection requests, connector search, actions (list, get, run through
+`POST /act`; and the deprecated and legacy run routes peers still call), the connection proxy, and
+action run logs, with Membrane's pagination, parameter bounds, selectors and error bodies, in the
+shapes Membrane's published OpenAPI gives them. Admin routes under `/_sandbox/` reset the account,
+show its state and set faults. `SandboxConfig.without` takes routes away, to stand in for a
+deployment that does not serve them.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from starlette.routing import Route
 
 from kartra_mcp import phpform
 from kartra_mcp.errors import MembraneRefusal
+from kartra_mcp.sandbox import act, params
 from kartra_mcp.sandbox.account import KartraAccount
+from kartra_mcp.sandbox.act import ActCall
 from kartra_mcp.sandbox.actions import BY_ID, BY_KEY, CATALOG, ActionDef, custom_action, object_id
-from kartra_mcp.sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultRule, parse_rules
+from kartra_mcp.sandbox.faults import ADMIN_PREFIX, ROUTE_ALIAS, FaultInjector, FaultRule, parse_rules
 from kartra_mcp.sandbox.kartra import KartraApi
 from kartra_mcp.sandbox.seed import DEFAULT_LEADS, DEFAULT_SEED, seed_account
 from kartra_mcp.sandbox.store import MemoryStore, SqliteStore, Store
@@ -46,6 +50,24 @@ _CREATED = "2026-01-05T10:00:00.000Z"
 # Where Kartra's one endpoint sits under the connector's base URL is not documented: the base itself
 # (`proxy/`) and `proxy/api` both reach it.
 _KARTRA_PATHS = ("", "/", "/api", "/api/")
+# Routes a sandbox can be started without: `/act`, the connection proxy, the deprecated run route.
+OPTIONAL_ROUTES = frozenset({"act", "proxy", "run"})
+# The run log's `integrationActionId` for raw requests, which run no saved action.
+API_REQUEST_ACTION_ID = object_id("action", "api-request")
+_ELEMENT_TYPES = (
+    "customer", "app", "connector", "integration", "flow", "flow-instance", "flow-run", "action", "package",
+    "action-instance", "connection", "field-mapping", "field-mapping-instance", "data-source",
+    "data-source-instance", "data-link-table", "data-link-table-instance", "app-event-type",
+    "app-event-subscription", "app-event-log-record", "app-data-schema", "app-data-schema-instance",
+    "external-event-subscription", "external-event-log-record", "external-event-pull", "external-event-type",
+    "screen", "action-run-log-record", "external-api-log-record", "incoming-webhook-log-record",
+    "connected-product",
+)  # fmt: skip
+_LAYERS = ("universal", "integration", "connection")
+_RUN_LOG_FILTERS = (
+    "integrationActionId", "universalActionId", "connectionActionId", "integrationId", "connectionId",
+    "tenantId", "userId", "status", "externalAppId",
+)  # fmt: skip
 _WORDS = re.compile(r"[a-z0-9]+")
 _STOP_WORDS = frozenset({"the", "and", "for", "from", "with", "into", "onto", "this", "that", "their", "all", "its"})
 _SYNONYMS = {
@@ -85,6 +107,13 @@ class SandboxConfig:
     faults: Sequence[FaultRule] = ()
     base_url: str = "http://sandbox.kartra-mcp.invalid"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Routes this deployment does not serve (see OPTIONAL_ROUTES): they answer 404 as unknown routes do.
+    without: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.without) - OPTIONAL_ROUTES
+        if unknown:
+            raise ValueError(f"unknown route(s) {sorted(unknown)}; a sandbox can go without {sorted(OPTIONAL_ROUTES)}")
 
 
 def mint_tenant_token(config: SandboxConfig) -> str:
@@ -97,15 +126,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _page(items: Sequence[Any], query: Mapping[str, str], *, default_limit: int = 50) -> dict[str, Any]:
-    """Membrane's pagination: `limit` 1..1000 and an opaque `cursor`; a cursor only when more follows."""
+def _page(
+    items: Sequence[Any], query: Mapping[str, str], *, default_limit: int = 50, max_limit: int = 1000
+) -> dict[str, Any]:
+    """Membrane's pagination: `limit` 1..1000 (or less) and an opaque `cursor`; a cursor only when more follows."""
+    limit = params.integer(query, "limit", 1, max_limit, default_limit)
+    assert limit is not None
     try:
-        limit = int(query.get("limit") or default_limit)
         start = int(query.get("cursor") or 0)
     except ValueError:
-        raise MembraneRefusal(400, "limit must be an integer and cursor a cursor returned by this API") from None
-    if not 1 <= limit <= 1000:
-        raise MembraneRefusal(400, "limit must be between 1 and 1000")
+        raise MembraneRefusal(400, "cursor must be a cursor returned by this API") from None
     if start < 0 or start > len(items):
         raise MembraneRefusal(400, "Unknown cursor")
     page: dict[str, Any] = {"items": list(items[start : start + limit])}
@@ -155,11 +185,21 @@ class Sandbox:
     # -- ASGI plumbing -----------------------------------------------------------------------
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Record every request that reaches the sandbox, faulted or not, for tests to count."""
+        """Record every request that reaches the sandbox, faulted or not, for tests to count.
+
+        An `/act` request is also recorded, and matched by fault rules, under what it runs
+        (`/act/action/<action id>`, `/act/api`), since its path alone says nothing.
+        """
         if scope["type"] == "http" and not scope["path"].startswith(ADMIN_PREFIX):
-            self.requests.append(
-                {"method": scope["method"], "path": scope["path"], "query": scope.get("query_string", b"").decode()}
-            )
+            record = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope.get("query_string", b"").decode(),
+            }
+            if scope["method"] == "POST" and scope["path"] == "/act" and "act" not in self.config.without:
+                raw, receive = await _buffered(receive)
+                record["runs"] = scope[ROUTE_ALIAS] = act.route_alias(raw, self._action_id)
+            self.requests.append(record)
         await self.faults(scope, receive, send)
 
     async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
@@ -212,25 +252,36 @@ class Sandbox:
         return JSONResponse({"type": "internal", "message": "Internal error"}, status_code=500)
 
     def _routes(self) -> list[Route]:
+        without = self.config.without
+        optional = [
+            *([] if "act" in without else [Route("/act", self.act, methods=["POST"])]),
+            *([] if "run" in without else [Route("/actions/{selector}/run", self.run_action, methods=["POST"])]),
+            *(
+                []
+                if "proxy" in without
+                else [
+                    Route(
+                        "/connections/{selector}/proxy{path:path}",
+                        self.proxy,
+                        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                    )
+                ]
+            ),
+        ]
         return [
+            *optional,
             Route("/connections", self.list_connections, methods=["GET"]),
             Route("/connections/{selector}", self.get_connection, methods=["GET"]),
             Route("/connections/{selector}/actions/{action}/run", self.run_connection_action, methods=["POST"]),
-            Route(
-                "/connections/{selector}/proxy{path:path}",
-                self.proxy,
-                methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            ),
             Route("/search", self.search, methods=["GET"]),
             Route("/connection-requests", self.create_connection_request, methods=["POST"]),
             Route("/connection-requests/{request_id}", self.get_connection_request, methods=["GET"]),
             Route("/actions", self.list_actions, methods=["GET"]),
             Route("/actions/{selector}", self.get_action, methods=["GET"]),
-            Route("/actions/{selector}/run", self.run_action, methods=["POST"]),
             Route("/action", self.get_action_by_query, methods=["GET"]),
             Route("/action/run", self.run_action_by_query, methods=["POST"]),
             Route("/action-instance/run", self.run_action_instance, methods=["POST"]),
-            Route("/act", self.act, methods=["POST"]),
+            Route("/action-run-logs", self.list_run_logs, methods=["GET"]),
             Route("/action-run-logs/{run_id}", self.get_run_log, methods=["GET"]),
             Route(ADMIN_PREFIX + "state", self.admin_state, methods=["GET"]),
             Route(ADMIN_PREFIX + "reset", self.admin_reset, methods=["POST"]),
@@ -273,25 +324,30 @@ class Sandbox:
 
     async def list_connections(self, request: Request) -> Response:
         q = request.query_params
+        for flag in ("includeArchived", "disconnected", "isTest", "includeSecrets"):
+            params.boolean(q, flag)
+        connected = params.boolean(q, "connected")
         found = [
             c
             for c in self.connections
             if q.get("integrationKey") in (None, INTEGRATION_KEY)
             and q.get("integrationId") in (None, self.integration["id"])
             and q.get("connectorId") in (None, self.integration["connectorId"])
-            and (q.get("connected") is None or q["connected"] == "true")
+            and connected in (None, True)
             and (not q.get("search") or q["search"].casefold() in c["name"].casefold())
         ]
         return JSONResponse(_page(found, q))
 
     async def get_connection(self, request: Request) -> Response:
+        q = request.query_params
+        params.boolean(q, "includeSecrets")
+        params.boolean(q, "wait")
+        params.integer(q, "timeout", 1, 60)
         return JSONResponse(self.connection(request.path_params["selector"]))
 
     async def search(self, request: Request) -> Response:
-        q = request.query_params.get("q", "")
-        if not 1 <= len(q) <= 200:
-            raise MembraneRefusal(400, "q must be 1 to 200 characters")
-        kind = request.query_params.get("elementType", "connector")
+        q = params.text(request.query_params, "q", min_length=1, max_length=200) or ""
+        kind = params.choice(request.query_params, "elementType", _ELEMENT_TYPES) or "connector"
         element = {
             "id": self.integration["connectorId"] if kind == "connector" else self.integration["id"],
             "key": INTEGRATION_KEY,
@@ -303,7 +359,7 @@ class Sandbox:
             if (kind in ("connector", "integration", "app") and q.casefold() in "kartra")
             else []
         )
-        return JSONResponse(_page(hits, request.query_params))
+        return JSONResponse(_page(hits, request.query_params, max_limit=100))
 
     async def create_connection_request(self, request: Request) -> Response:
         body = await self._json(request)
@@ -372,6 +428,12 @@ class Sandbox:
             data["outputSchema"] = action.output_schema
         return data
 
+    def _action_id(self, selector: str) -> str:
+        try:
+            return self.action(selector).id
+        except MembraneRefusal:
+            return selector
+
     def action(self, selector: str) -> ActionDef:
         """An action by id, key or `kartra.key`."""
         key = selector.removeprefix(INTEGRATION_KEY + ".")
@@ -383,6 +445,10 @@ class Sandbox:
 
     async def list_actions(self, request: Request) -> Response:
         q = request.query_params
+        intent = params.text(q, "intent", max_length=200)
+        params.choice(q, "layer", _LAYERS)
+        for flag in ("includeArchived", "isUniversal"):
+            params.boolean(q, flag)
         connection = q.get("connectionId") or q.get("connectionKey")
         if connection:
             self.connection(connection)
@@ -395,10 +461,7 @@ class Sandbox:
         if q.get("search"):
             needle = q["search"].casefold()
             actions = [a for a in actions if needle in a.key or needle in a.name.casefold()]
-        intent = q.get("intent")
         if intent and connection:
-            if len(intent) > 200:
-                raise MembraneRefusal(400, "intent must be at most 200 characters")
             actions = self._rank(intent, list(actions))
             return JSONResponse(_page([self._action_json(a) for a in actions], q, default_limit=10))
         return JSONResponse(_page([self._action_json(a) for a in actions], q))
@@ -432,10 +495,14 @@ class Sandbox:
             raise MembraneRefusal(400, "Give the action's key or id")
         return self.action(selector)
 
-    def _resolve_connection(self, query: Mapping[str, str]) -> dict[str, Any]:
+    def _resolve_connection(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """Membrane's order: connectionId, connectionKey, the integration's default, the workspace default."""
         selector = query.get("connectionId") or query.get("connectionKey")
         if selector:
-            return self.connection(selector)
+            return self.connection(str(selector))
+        for name, ours in (("integrationKey", INTEGRATION_KEY), ("integrationId", self.integration["id"])):
+            if query.get(name) not in (None, ours):
+                raise MembraneRefusal(404, f"Integration {query[name]!r} not found", key="not_found")
         if not self.connections:
             raise MembraneRefusal(
                 400, "No Kartra connection; connect Kartra first", type="connection", key="connection_is_defunct"
@@ -443,6 +510,7 @@ class Sandbox:
         return self.connections[0]
 
     async def run_action(self, request: Request) -> Response:
+        params.choice(request.query_params, "layer", _LAYERS)
         action = self.action(request.path_params["selector"])
         body = await self._json(request)
         return self._run(action, self._resolve_connection(request.query_params), body.get("input") or {})
@@ -466,26 +534,25 @@ class Sandbox:
         )
 
     async def act(self, request: Request) -> Response:
-        body = await self._json(request)
-        chosen = [k for k in ("id", "key", "api", "code") if body.get(k)]
-        if len(chosen) != 1:
-            raise MembraneRefusal(400, "Give exactly one of id, key, api or code")
-        connection = self._resolve_connection(body)
-        if chosen[0] == "code":
+        call = act.parse(await self._json(request))
+        connection = self._resolve_connection(call.body)
+        if call.dispatch == "code":
             raise MembraneRefusal(400, "The sandbox does not run custom code")
-        if chosen[0] == "api":
-            api = body["api"]
-            if not isinstance(api, Mapping):
-                raise MembraneRefusal(400, "api must be an object with method and path")
-            path, query = str(api.get("path", "/")), api.get("query")
-            if isinstance(query, Mapping) and query:
-                path = f"{path}{'&' if '?' in path else '?'}{phpform.encode(query)}"
-            status, payload = self._kartra_call(
-                str(api.get("method", "GET")).upper(), path, api.get("body") or "", api.get("headers") or {}
-            )
-            run_id = self._log(None, connection, body, payload, ok=status == 200)
-            return JSONResponse({"output": payload, "actionRunId": run_id})
-        return self._run(self.action(str(body[chosen[0]])), connection, body.get("input") or {}, act=body)
+        if call.api is None:
+            assert call.target is not None
+            return self._run(self.action(call.target), connection, call.body.get("input") or {}, dispatched=call)
+        api = call.api
+        path = api.path
+        if api.query:
+            path = f"{path}{'&' if '?' in path else '?'}{phpform.encode(dict(api.query))}"
+        body = api.body if api.body is not None else ""
+        status, payload = self._kartra_call(api.method, path, body, api.headers)
+        name = f"{api.method} {api.path}"
+        if status >= 400:
+            run_id = self._log(name, API_REQUEST_ACTION_ID, connection, call, None, error=f"HTTP {status}")
+            raise act.upstream_failure(status, payload, run_id)
+        run_id = self._log(name, API_REQUEST_ACTION_ID, connection, call, payload)
+        return JSONResponse({"output": payload, "actionRunId": run_id})
 
     def _run(
         self,
@@ -494,16 +561,24 @@ class Sandbox:
         data: Any,
         *,
         legacy: bool = False,
-        act: Mapping[str, Any] | None = None,
+        dispatched: ActCall | None = None,
     ) -> Response:
         if not isinstance(data, Mapping):
             raise MembraneRefusal(400, "Action input must be an object")
-        call = dict(act) if act is not None else {"key": action.key, "connectionId": connection["id"], "input": data}
+        # A run through a deprecated or legacy route is logged as the /act body that replays it.
+        call = dispatched or ActCall(
+            "key", action.key, None, {"key": action.key, "connectionId": connection["id"], "input": data}
+        )
         if action.input_schema is not None:
             problems = sorted(jsonschema.Draft7Validator(action.input_schema).iter_errors(data), key=str)
             if problems:
                 run_id = self._log(
-                    action, connection, call, None, ok=False, error=f"Input validation failed: {problems[0].message}"
+                    action.name,
+                    action.id,
+                    connection,
+                    call,
+                    None,
+                    error=f"Input validation failed: {problems[0].message}",
                 )
                 detail = [{"path": "/".join(str(p) for p in e.absolute_path), "message": e.message} for e in problems]
                 raise MembraneRefusal(
@@ -514,33 +589,31 @@ class Sandbox:
         response = self.kartra.handle(action.build(data))
         self.account.commit()
         output = action.pick(response)
-        run_id = self._log(action, connection, call, output, ok=True)
+        run_id = self._log(action.name, action.id, connection, call, output)
         return JSONResponse({"output": output, "actionRunId": run_id, **({"logs": []} if legacy else {})})
 
     def _log(
         self,
-        action: ActionDef | None,
+        name: str,
+        action_id: str,
         connection: Mapping[str, Any],
-        call: Mapping[str, Any],
+        call: ActCall,
         output: Any,
         *,
-        ok: bool,
         error: str | None = None,
     ) -> str:
         run_id = secrets.token_hex(12)
-        self.run_logs[run_id] = {
-            "id": run_id,
-            "actionId": action.id if action else None,
-            "actionKey": action.key if action else None,
-            "connectionId": connection["id"],
-            "integrationKey": INTEGRATION_KEY,
-            "status": "success" if ok else "error",
-            "input": call.get("input"),
-            "output": output,
-            "error": error,
-            "action": dict(call),
-            "createdAt": _iso(self.config.clock()),
-        }
+        self.run_logs[run_id] = act.run_log(
+            run_id=run_id,
+            name=name,
+            action_id=action_id,
+            connection=connection,
+            call=call.body,
+            dispatch=call.dispatch,
+            output=output,
+            error=error,
+            created=_iso(self.config.clock()),
+        )
         return run_id
 
     async def get_run_log(self, request: Request) -> Response:
@@ -548,6 +621,23 @@ class Sandbox:
         if found is None:
             raise MembraneRefusal(404, "Action run log not found", key="not_found")
         return JSONResponse(found)
+
+    async def list_run_logs(self, request: Request) -> Response:
+        """Newest first, filtered as Membrane's `FindActionRunLogsQuery` filters, paged."""
+        q = request.query_params
+        params.choice(q, "status", ("success", "error"))
+        logs = sorted(self.run_logs.values(), key=lambda log: log["createdAt"], reverse=True)
+        wanted = {name: q[name] for name in _RUN_LOG_FILTERS if q.get(name)}
+        if q.get("actionId"):
+            wanted["integrationActionId"] = q["actionId"]
+        found = [
+            log
+            for log in logs
+            if all(log.get(name) == value for name, value in wanted.items())
+            and (not q.get("from") or log["createdAt"] >= q["from"])
+            and (not q.get("to") or log["createdAt"] <= q["to"])
+        ]
+        return JSONResponse(_page(found, q))
 
     # -- the proxy: Kartra's own API, as Kartra speaks it ---------------------------------------
 
@@ -743,6 +833,29 @@ class Sandbox:
 
     def close(self) -> None:
         self.store.close()
+
+
+async def _buffered(receive: Any) -> tuple[bytes, Any]:
+    """Read a request's whole body, and a `receive` that hands it on as if unread."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Any:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
 
 
 def fingerprint(token: str) -> str:

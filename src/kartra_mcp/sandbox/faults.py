@@ -5,7 +5,10 @@ A rule matches requests by method and path glob and can add latency, answer with
 with a malformed body. With `after`, the request is carried out first and then its answer is lost
 (hang), replaced (status) or spoiled (malformed is always after): the write happened, the client
 cannot know. With `upstream`, an error status comes with the upstream's kind of body rather than
-Membrane's, as when Kartra's side of the proxy fails. Randomness comes from one seeded generator, so a
+Membrane's, as when Kartra's side of the proxy fails (on `/act`, as Membrane reports a raw request
+whose upstream failed: its error body with the upstream's status and body under `data.response`).
+An `/act` request also matches by what it runs, `/act/action/<action id>` or `/act/api`, so a
+rule can fault one action on either route. Randomness comes from one seeded generator, so a
 run with the same seed and the same requests injects the same faults.
 """
 
@@ -22,8 +25,11 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kartra_mcp.errors import MembraneRefusal
+from kartra_mcp.sandbox.act import upstream_failure
 
 ADMIN_PREFIX = "/_sandbox/"
+# The scope key under which the sandbox puts what an `/act` request runs, as a path.
+ROUTE_ALIAS = "kartra_sandbox.route_alias"
 
 _STATUS_KEYS: dict[int, tuple[str, str | None, str]] = {
     400: ("bad_request", None, "Injected bad request"),
@@ -88,9 +94,11 @@ class FaultRule:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, alias: str | None = None) -> bool:
         wanted_method, _, pattern = self.route.partition(" ") if " " in self.route else ("*", "", self.route)
-        return (wanted_method in ("*", method)) and fnmatch.fnmatchcase(path, pattern)
+        return (wanted_method in ("*", method)) and any(
+            fnmatch.fnmatchcase(p, pattern) for p in (path, alias) if p is not None
+        )
 
     @property
     def spent(self) -> bool:
@@ -127,7 +135,8 @@ class FaultInjector:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
-        rule = next((r for r in self.rules if not r.spent and r.matches(scope["method"], scope["path"])), None)
+        alias = scope.get(ROUTE_ALIAS)
+        rule = next((r for r in self.rules if not r.spent and r.matches(scope["method"], scope["path"], alias)), None)
         if rule is None:
             await self.app(scope, receive, send)
             return
@@ -141,7 +150,7 @@ class FaultInjector:
             if rule.hang_seconds:
                 await anyio.sleep(rule.hang_seconds)
             if rule.status is not None:
-                await self._error(rule.status, send, upstream=rule.upstream)
+                await self._error(rule.status, send, upstream=rule.upstream, act=alias is not None)
                 return
             if not rule.malformed:
                 await self.app(scope, receive, send)
@@ -156,7 +165,9 @@ class FaultInjector:
         if rule.hang_seconds:
             await anyio.sleep(rule.hang_seconds)
         if rule.status is not None:
-            await self._error(rule.status, send, upstream=rule.upstream)
+            # Membrane's error for a run that happened still names the run.
+            run_id = _run_id(held) if alias is not None else None
+            await self._error(rule.status, send, upstream=rule.upstream, act=alias is not None, run_id=run_id)
         elif rule.malformed:
             await self._send(send, 200, b'{"output": {"status": "Succ')
         else:
@@ -164,12 +175,17 @@ class FaultInjector:
                 await send(message)
 
     @staticmethod
-    async def _error(status: int, send: Send, *, upstream: bool) -> None:
-        if upstream:
+    async def _error(status: int, send: Send, *, upstream: bool, act: bool = False, run_id: str | None = None) -> None:
+        body: Mapping[str, Any]
+        if upstream and act:
+            upstream_body = {"status": "Error", "message": f"Upstream failure {status} (injected)"}
+            body = upstream_failure(status, upstream_body, run_id).body()
+        elif upstream:
             body = {"status": "Error", "message": f"Upstream failure {status} (injected)"}
         else:
             kind, key, message = _STATUS_KEYS.get(status, ("internal", None, "Injected server error"))
-            body = dict(MembraneRefusal(status, message, type=kind, key=key).body())
+            data = {"actionRunId": run_id} if run_id else None
+            body = dict(MembraneRefusal(status, message, type=kind, key=key, data=data).body())
         await FaultInjector._send(send, status, json.dumps(body).encode())
 
     @staticmethod
@@ -177,3 +193,14 @@ class FaultInjector:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _run_id(held: list[Message]) -> str | None:
+    """The `actionRunId` of a held answer, if it names one."""
+    raw = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    found = data.get("actionRunId") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else None

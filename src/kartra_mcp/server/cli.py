@@ -29,7 +29,7 @@ from kartra_mcp.tools.audit import OUTCOMES
 # for the MCP SDK, the sandbox or the HTTP stack (a second of start on a small machine).
 if TYPE_CHECKING:
     from kartra_mcp.config import Settings
-    from kartra_mcp.membrane import ConnectionRequest
+    from kartra_mcp.membrane import ConnectionRequest, MembraneClient
     from kartra_mcp.sandbox import Sandbox
     from kartra_mcp.tools.executor import Answer, ConfirmationRequest
     from kartra_mcp.tools.policy import Policy
@@ -412,6 +412,25 @@ def _token_check(settings: Settings, checks: _Checks) -> None:
     )
 
 
+async def _route_check(client: MembraneClient, connection_id: str, checks: _Checks) -> None:
+    """Which of Membrane's routes this deployment answers, asked without running anything."""
+    support = await client.route_support(connection_id)
+    act = (
+        "POST /act answered (runs and raw requests go through it)"
+        if support.act
+        else "POST /act not served, so runs use the deprecated POST /actions/{id}/run"
+    )
+    proxy = "the connection proxy answered" if support.proxy else "the connection proxy is not served"
+    if support.act or support.proxy:
+        checks.ok("routes", f"{act}; {proxy}")
+    else:
+        checks.fail(
+            "routes",
+            f"{act}; {proxy}, so kartra-api-request cannot reach Kartra",
+            "point MEMBRANE_API_URL at Membrane's API itself, not at a proxy in front of it",
+        )
+
+
 async def _doctor(args: argparse.Namespace) -> int:
     from kartra_mcp.membrane import auth_from_settings
     from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client
@@ -476,6 +495,7 @@ async def _doctor(args: argparse.Namespace) -> int:
                 checks.ok("actions", f"{len(actions)} Kartra actions listed in {elapsed:.0f} ms")
             else:
                 checks.fail("actions", "the connection has no actions", "check the Kartra integration in Membrane")
+            await _route_check(client, connection.id, checks)
             if policy is not None:
                 unvouched = sorted(
                     a.key or a.id
