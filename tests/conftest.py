@@ -15,6 +15,8 @@ from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.runtime import Runtime, membrane_client, open_runtime
 from tests.routes import sandbox_config
 
+pytest_plugins = ["tests.browser"]
+
 
 async def _no_sleep(seconds: float) -> None:
     """Backoff without waiting: the tests count attempts, not seconds."""

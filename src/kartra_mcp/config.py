@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     token_cache_ttl: float = Field(30.0, ge=0, le=3600)
     tenant_ttl: float = Field(900.0, gt=0)
     max_tenants: int = Field(256, ge=1)
+    # Approvals: how long a call waits for the person's answer in their browser (stdio), the approver
+    # credential of the HTTP approval inbox, a webhook told of each pending call, and the public URL
+    # of an HTTP deployment (behind a proxy), so links and the page's origin check are right.
+    approval_timeout: float = Field(120.0, gt=0, le=3600)
+    approver_token: SecretStr | None = None
+    approval_webhook: str | None = None
     request_timeout: float = Field(65.0, gt=0, le=600)
     # How long `serve` waits for Membrane at a start without a cached catalog before serving anyway.
     start_timeout: float = Field(10.0, gt=0, le=600)

@@ -214,10 +214,14 @@ class ActionDenied(ToolCallError):
 class ConfirmationDeclined(ToolCallError):
     """The person declined or dismissed the confirmation; nothing was sent."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, note: str = "") -> None:
         self.action = action
         verb = "declined" if action == "decline" else "dismissed the question without confirming"
-        super().__init__(f"The person {verb}; nothing was sent. Do not retry unless they ask you to.")
+        if note:
+            verb = "did not confirm"
+        super().__init__(
+            f"The person {verb}; nothing was sent.{f' {note}' if note else ''} Do not retry unless they ask you to."
+        )
 
 
 class ConfirmationInvalid(ToolCallError):

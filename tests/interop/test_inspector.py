@@ -79,7 +79,8 @@ def _stdio_server(tmp_path: Path) -> list[str]:
 def _assert_listed_with_annotations(tools: list[dict[str, Any]]) -> None:
     by_name = {tool["name"]: tool for tool in tools}
     assert {action.key for action in CATALOG} <= set(by_name), sorted(by_name)
-    assert {"kartra-api-request", "confirm-action"} <= set(by_name)
+    assert {"kartra-api-request", "check-approval"} <= set(by_name)
+    assert "confirm-action" not in by_name  # only when a person chose confirmation ids in the policy
     for tool in tools:
         annotations = tool.get("annotations")
         assert isinstance(annotations, dict), tool

@@ -21,7 +21,7 @@ async def test_with_confirm_action_denied_the_model_cannot_redeem_its_own_id(
     mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     # Built directly, so a confirmation id is still issued: redeeming it must be refused all the same.
-    policy = Policy(actions={"confirm-action": "deny"})
+    policy = Policy(actions={"confirm-action": "deny"}, on_unconfirmable="token")
     tx = samples["refundable_transaction"]["transaction_id"]
     async with (
         open_runtime(settings, sandbox=sandbox, policy=policy, retry=FAST_RETRY) as runtime,

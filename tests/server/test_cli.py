@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +19,7 @@ import pytest
 from kartra_mcp.server.cli import TerminalConfirmer, main, parse_since
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
-from tests.processes import standalone_sandbox
+from tests.processes import end, local_env, standalone_sandbox, wait_until
 
 REFUNDABLE = {"transaction_id": "700001"}  # the default seed's first refundable sale
 
@@ -84,6 +91,51 @@ async def test_the_terminal_asks_and_only_a_plain_yes_goes_ahead(runtime: Runtim
     assert result.is_error is not done
     assert len(shown) == 1
     assert (runtime.sandbox is not None) and (runtime.sandbox.account.refunded_amount(700001) > 0) is done
+    # Yes or no, the audit log names the terminal as where the person answered.
+    row = runtime.audit.rows(tool="refund-transaction")[0]
+    assert (row.outcome, row.confirmation) == ("success" if done else "declined", "terminal")
+
+
+def test_ctrl_c_at_the_confirmation_prompt_cancels_at_once(tmp_path: Path) -> None:
+    """In a real terminal: Ctrl-C stops `kartra-mcp call` without waiting for Enter, and nothing is sent."""
+    primary, secondary = pty.openpty()
+    env = local_env(None, KARTRA_MCP_AUDIT_DB=str(tmp_path / "audit.sqlite3"), KARTRA_MCP_LOG_LEVEL="WARNING")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kartra_mcp", "call", "--sandbox", "refund-transaction", json.dumps(REFUNDABLE)],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(secondary)
+    seen: list[bytes] = []
+    try:
+        wait_until(lambda: _prompted(primary, seen), timeout=60, what=f"the prompt; the terminal shows {seen}")
+        os.write(primary, b"\x03")  # Ctrl-C, typed at the terminal: the line discipline sends SIGINT
+        returncode = process.wait(timeout=20)
+    finally:
+        end(process)
+        os.close(primary)
+    assert returncode == 130
+    rows = AuditLog(sandbox_audit_path(tmp_path / "audit.sqlite3")).rows()
+    assert [r.outcome for r in rows if r.outcome == "success"] == []
+
+
+def _prompted(fd: int, seen: list[bytes]) -> bool:
+    seen.append(_read(fd))
+    return b"Type 'yes'" in b"".join(seen)
+
+
+def _read(fd: int) -> bytes:
+    ready, _, _ = select.select([fd], [], [], 0.1)
+    if not ready:
+        return b""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
 
 
 def test_call_with_arguments_that_are_not_json_says_how_to_write_them(

@@ -17,8 +17,8 @@ from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import FaultRule, Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.runtime import Runtime, open_runtime
+from kartra_mcp.tools.call import Accepted, Answer, ConfirmationRequest, Declined, Deferred, NoConfirmer
 from kartra_mcp.tools.confirm import ConfirmationBook
-from kartra_mcp.tools.executor import Accepted, Answer, ConfirmationRequest, Declined, Deferred, NoConfirmer
 from kartra_mcp.tools.policy import Policy
 from tests.conftest import FAST_RETRY
 from tests.routes import ROUTES, carried_by, ran, raw_rule, run_rule
@@ -120,6 +120,10 @@ class _Clock:
         return self.now
 
 
+# Confirmation ids, chosen in the policy: the tests of channel 6.
+TOKENS = Policy(on_unconfirmable="token")
+
+
 @asynccontextmanager
 async def guarded(settings: Settings, sandbox: Sandbox, policy: Policy | None = None) -> AsyncIterator[Runtime]:
     async with open_runtime(settings, sandbox=sandbox, policy=policy or Policy(), retry=FAST_RETRY) as runtime:
@@ -185,7 +189,7 @@ async def test_without_elicitation_only_confirm_action_runs_the_call_and_only_on
     route: str, scenario: Scenario, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tool, arguments = scenario.request(samples)
-    async with guarded(settings, sandbox) as runtime, connect(runtime, mode) as client:
+    async with guarded(settings, sandbox, TOKENS) as runtime, connect(runtime, mode) as client:
         previewed = await client.call_tool(tool, arguments)
         assert previewed.is_error and previewed.structured_content is not None
         assert previewed.structured_content["status"] == "confirmation_required"
@@ -213,7 +217,7 @@ async def test_the_confirmed_call_is_exactly_the_previewed_one(
     route: str, mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tx = samples["refundable_transaction"]
-    async with guarded(settings, sandbox) as runtime, connect(runtime, mode) as client:
+    async with guarded(settings, sandbox, TOKENS) as runtime, connect(runtime, mode) as client:
         previewed = await client.call_tool(
             "refund-transaction", {"transaction_id": tx["transaction_id"], "refund_amount": 1.5}
         )
@@ -235,7 +239,7 @@ async def test_a_forged_confirmation_id_runs_nothing(
     tamper: Callable[[str], str], mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     tool, arguments = SCENARIOS[0].request(samples)
-    async with guarded(settings, sandbox) as runtime, connect(runtime, mode) as client:
+    async with guarded(settings, sandbox, TOKENS) as runtime, connect(runtime, mode) as client:
         previewed = await client.call_tool(tool, arguments)
         assert previewed.structured_content is not None
         result = await client.call_tool(
@@ -250,7 +254,7 @@ async def test_an_expired_confirmation_id_runs_nothing(
 ) -> None:
     clock = _Clock()
     tool, arguments = SCENARIOS[0].request(samples)
-    async with guarded(settings, sandbox) as runtime, connect(runtime, mode) as client:
+    async with guarded(settings, sandbox, TOKENS) as runtime, connect(runtime, mode) as client:
         runtime.executor.book = ConfirmationBook(b"s" * 32, ttl=300, clock=clock)
         previewed = await client.call_tool(tool, arguments)
         assert previewed.structured_content is not None
@@ -432,7 +436,7 @@ async def test_a_declined_question_leaves_no_id_that_confirm_action_can_spend(
 ) -> None:
     tool, arguments = SCENARIOS[0].request(samples)
     client = _Scripted("defer", "decline")
-    async with guarded(settings, sandbox) as runtime:
+    async with guarded(settings, sandbox, TOKENS) as runtime:
         first = await runtime.executor.call(tool, arguments, client)
         assert first.awaiting is not None
         declined = await runtime.executor.call(tool, arguments, client)

@@ -65,7 +65,12 @@ class Team:
 async def team(tmp_path: Path) -> AsyncIterator[Team]:
     membrane_port, mcp_port = free_port(), free_port()
     sandbox = Tenants(keys=("alice", "bob"), base_url=f"http://127.0.0.1:{membrane_port}", leads=30)
-    settings = Settings(membrane_api_url=sandbox.base_url, audit_db=tmp_path / "audit.sqlite3", auth="membrane")
+    # Confirmation ids, chosen in the policy, so the tests can show one tenant cannot spend another's.
+    policy = tmp_path / "policy.toml"
+    policy.write_text('on_unconfirmable = "token"\n')
+    settings = Settings(
+        membrane_api_url=sandbox.base_url, audit_db=tmp_path / "audit.sqlite3", auth="membrane", policy=policy
+    )
     audit = AuditLog(settings.audit_db)
     try:
         async with (

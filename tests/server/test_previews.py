@@ -56,7 +56,8 @@ async def test_every_proxy_preview_names_the_command_and_what_it_does(
     settings: Settings, sandbox: Sandbox, samples: dict[str, Any], command: str, params: dict[str, Any], words: str
 ) -> None:
     body = {"lead": {"email": samples["lead"]["email"]}, "actions": [{"cmd": command, **params}]}
-    async with open_runtime(settings, sandbox=sandbox, policy=Policy(), retry=FAST_RETRY) as runtime:
+    tokens = Policy(on_unconfirmable="token")  # the preview comes back with a confirmation id
+    async with open_runtime(settings, sandbox=sandbox, policy=tokens, retry=FAST_RETRY) as runtime:
         result = await runtime.executor.call("kartra-api-request", {"body": body}, NoConfirmer())
     assert result.structured is not None and result.structured["status"] == "confirmation_required"
     preview = result.structured["preview"]

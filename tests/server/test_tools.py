@@ -30,7 +30,8 @@ async def test_every_sandbox_action_is_listed_with_its_words_schema_and_annotati
     async with connect(runtime, mode, page_size=10) as client:
         tools = {t.name: t for t in await all_tools(client)}
     assert {a.key for a in CATALOG} <= set(tools)
-    assert {"kartra-api-request", "confirm-action"} <= set(tools)
+    assert {"kartra-api-request", "check-approval"} <= set(tools)
+    assert "confirm-action" not in tools  # only when a person chose confirmation ids in the policy
     for action in CATALOG:
         tool = tools[action.key]
         assert tool.title == action.name
@@ -172,7 +173,7 @@ async def test_search_mode_lists_two_tools_that_reach_every_action(
         connect(runtime, mode) as client,
     ):
         names = [t.name for t in await all_tools(client)]
-        assert names == ["search-actions", "run-action", "kartra-api-request", "confirm-action"]
+        assert names == ["search-actions", "run-action", "kartra-api-request", "check-approval"]
         found = _data(await client.call_tool("search-actions", {"query": "refund a payment", "limit": 3}))
         assert found["actions"][0]["name"] == "refund-transaction"
         assert found["actions"][0]["needs_confirmation"] is True

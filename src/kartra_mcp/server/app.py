@@ -28,11 +28,17 @@ from mcp.types import (
 from pydantic import ValidationError
 
 from kartra_mcp import __version__
+from kartra_mcp.errors import ToolCallError
+from kartra_mcp.schemas import check_arguments
 from kartra_mcp.server import logs, progress, prompts, resources
-from kartra_mcp.server.confirmers import confirmer_for, input_required
+from kartra_mcp.server.apps import APP_ONLY_META, TOOL_UI_META, ApprovalViewSource, client_supports_apps
+from kartra_mcp.server.confirmers import Deployment, confirmer_for
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
-from kartra_mcp.tools.executor import CallResult, Executor
+from kartra_mcp.tools.builtin import APP_ANSWER_SPEC, APP_TOOL, answer_from_app
+from kartra_mcp.tools.call import CallResult
+from kartra_mcp.tools.executor import Executor
+from kartra_mcp.tools.policy import Target
 from kartra_mcp.tools.spec import ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -45,9 +51,10 @@ INSTRUCTIONS = (
     "Operate a Kartra account (leads, tags, lists, sequences, memberships, products, transactions, subscriptions) "
     "through Membrane. Each tool is one Kartra action; kartra-api-request reaches anything else in Kartra's API. "
     "Tools are annotated by risk. Calls that remove things, move money, end subscriptions or revoke paid access "
-    "need a person's confirmation: the server asks them itself when the client supports it; otherwise a call "
-    "returns a preview and a confirmation_id, which you show to the person and redeem with confirm-action only "
-    "after they clearly say yes. Kartra reports failures as errors with a numeric type; read them before retrying. "
+    "need a person's confirmation, which the server asks for itself: in this client, in an approval view, in the "
+    "person's browser or in the approval inbox. A result that says a person is being asked means nothing has "
+    "been done yet; check-approval reports their answer. You cannot confirm on their behalf. "
+    "Kartra reports failures as errors with a numeric type; read them before retrying. "
     "When a result says OUTCOME UNKNOWN, check with a read tool before doing anything again."
 )
 SANDBOX_NOTE = (
@@ -71,10 +78,11 @@ class KartraServer(Server[Any]):
         )
 
 
-def tool_for(spec: ToolSpec, description: str) -> Tool:
+def tool_for(spec: ToolSpec, description: str, meta: dict[str, Any] | None = None) -> Tool:
     hints = spec.annotations
     return Tool(
         name=spec.name,
+        meta=meta,
         title=spec.title,
         description=description,
         input_schema=spec.input_schema,
@@ -94,6 +102,7 @@ def call_tool_result(result: CallResult) -> CallToolResult:
         content=[TextContent(type="text", text=result.text)],
         structured_content=result.structured,
         is_error=result.is_error,
+        meta=result.meta,
     )
 
 
@@ -111,8 +120,14 @@ async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallN
 ExecutorFor = Callable[[ServerRequestContext[Any, Any]], AbstractAsyncContextManager[Executor]]
 
 
-def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[KartraServer, ToolListNotifier]:
-    """The MCP server over an open runtime, and the notifier to call when its tools change."""
+def build_server(
+    runtime: Runtime, *, page_size: int = PAGE_SIZE, deployment: Deployment | None = None
+) -> tuple[KartraServer, ToolListNotifier]:
+    """The MCP server over an open runtime, and the notifier to call when its tools change.
+
+    `deployment` says which approval channels the server offers beside the client's own (the browser
+    page for stdio, the inbox for HTTP); without it, only the client's channels.
+    """
     executor = runtime.executor
 
     @asynccontextmanager
@@ -120,7 +135,7 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         yield executor
 
     def input_schema(name: str) -> dict[str, Any] | None:
-        spec = next((s for s in executor.tools() if s.name == name), None)
+        spec = next((s for s in [*executor.tools(), APP_ANSWER_SPEC] if s.name == name), None)
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"
@@ -132,8 +147,9 @@ def build_server(runtime: Runtime, *, page_size: int = PAGE_SIZE) -> tuple[Kartr
         instructions=instructions,
         page_size=page_size,
         problem=lambda: runtime.problem,
+        deployment=deployment,
     )
-    resources.register(server, notifier, resources.default_sources(runtime))
+    resources.register(server, notifier, [*resources.default_sources(runtime), ApprovalViewSource()])
     logs.register(server, logs.redactor_for(runtime), logging.getLogger("kartra_mcp"))
     progress.register(server)
     prompts.register(server, runtime)
@@ -147,6 +163,7 @@ def serve_executors(
     instructions: str,
     page_size: int = PAGE_SIZE,
     problem: Callable[[], str | None] = lambda: None,
+    deployment: Deployment | None = None,
 ) -> tuple[KartraServer, ToolListNotifier]:
     """The MCP server over whichever executor `executor_for` gives each request (one, or the caller's tenant's).
 
@@ -157,7 +174,9 @@ def serve_executors(
     async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
         notifier.seen(ctx)
         async with executor_for(ctx) as executor:
-            return _page_of(executor, params, page_size)
+            return _page_of(
+                executor, params, page_size, apps=executor.approvals is not None and client_supports_apps(ctx)
+            )
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: CallToolRequestParams
@@ -167,9 +186,13 @@ def serve_executors(
         if reason is not None:  # no connection to send anything to: say why, send nothing
             return CallToolResult(content=[TextContent(type="text", text=reason)], is_error=True)
         async with executor_for(ctx) as executor:
-            result = await executor.call(params.name, params.arguments, confirmer_for(ctx, params))
+            if params.name == APP_TOOL and executor.approvals is not None and client_supports_apps(ctx):
+                return await _answer_from_app(executor, params.arguments or {})
+            channels = Deployment(approvals=executor.approvals) if deployment is None else deployment
+            confirmer = confirmer_for(ctx, params, channels)
+            result = await executor.call(params.name, params.arguments, confirmer)
         if result.awaiting is not None:
-            return input_required(result.awaiting)
+            return confirmer.input_required(result.awaiting)
         return call_tool_result(result)
 
     server = KartraServer(
@@ -213,8 +236,34 @@ def declaring_headers(
     return lookup_declaring
 
 
-def _page_of(executor: Executor, params: PaginatedRequestParams | None, page_size: int) -> ListToolsResult:
-    specs = executor.tools()
+async def _answer_from_app(executor: Executor, arguments: dict[str, Any]) -> CallToolResult:
+    """The approval view's button: the app-only tool, checked against the view's secret."""
+    try:
+        check_arguments(APP_TOOL, APP_ANSWER_SPEC.input_schema, arguments)
+        return call_tool_result(await answer_from_app(executor.approvals, arguments))
+    except ToolCallError as exc:
+        return call_tool_result(CallResult(str(exc), {"error": type(exc).__name__}, is_error=True))
+
+
+def _may_ask(executor: Executor, spec: ToolSpec) -> bool:
+    """Whether a call of this tool may need a person (so an MCP Apps host should render the view for it)."""
+    if spec.kind in ("proxy", "run"):
+        return True
+    decided = executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)])
+    return spec.kind == "action" and decided.mode == "confirm"
+
+
+def _page_of(
+    executor: Executor, params: PaginatedRequestParams | None, page_size: int, *, apps: bool = False
+) -> ListToolsResult:
+    """A page of the tools; an MCP Apps host also gets the approval view on those that ask, and its app-only tool."""
+    tools = [
+        tool_for(s, executor.describe(s), TOOL_UI_META if apps and _may_ask(executor, s) else None)
+        for s in executor.tools()
+    ]
+    if apps:
+        tools.append(tool_for(APP_ANSWER_SPEC, APP_ANSWER_SPEC.description, APP_ONLY_META))
+    specs = tools
     try:
         start = int(params.cursor) if params and params.cursor else 0
     except ValueError:
@@ -224,6 +273,6 @@ def _page_of(executor: Executor, params: PaginatedRequestParams | None, page_siz
     page = specs[start : start + page_size]
     following = start + page_size
     return ListToolsResult(
-        tools=[tool_for(s, executor.describe(s)) for s in page],
+        tools=page,
         next_cursor=str(following) if following < len(specs) else None,
     )

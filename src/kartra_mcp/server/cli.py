@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from kartra_mcp.config import Settings
     from kartra_mcp.membrane import ConnectionRequest, MembraneClient
     from kartra_mcp.sandbox import Sandbox
-    from kartra_mcp.tools.executor import Answer, ConfirmationRequest
+    from kartra_mcp.tools.call import Answer, ConfirmationRequest
     from kartra_mcp.tools.policy import Policy
 
 logger = logging.getLogger("kartra_mcp")
@@ -91,9 +92,13 @@ async def _serve(args: argparse.Namespace) -> int:
     import anyio
     from mcp.server.stdio import stdio_server
 
+    from kartra_mcp.server.answers import AnswersEndWaits
     from kartra_mcp.server.app import build_server
+    from kartra_mcp.server.confirmers import Deployment
     from kartra_mcp.server.http import check_binding, listen, serve_http
+    from kartra_mcp.server.pages import serve_on_loopback
     from kartra_mcp.server.runtime import open_runtime
+    from kartra_mcp.tools.approval.page import ApprovalPages
 
     settings = _settings(args)
     if settings.auth == "membrane":
@@ -102,20 +107,39 @@ async def _serve(args: argparse.Namespace) -> int:
     _require_credentials(settings, sandbox)
     token = settings.http_token.get_secret_value() if settings.http_token else None
     sock = None
-    if args.transport == "http":
+    http = args.transport == "http"
+    if http:
         check_binding(args.host, token)
         sock = listen(args.host, args.port)
+    approver = settings.approver_token.get_secret_value() if http and settings.approver_token else None
     # Membrane down must not stop the server: it starts from the cache, or says why it has no tools.
     with sock if sock is not None else contextlib.nullcontext():
-        async with open_runtime(settings, sandbox=sandbox, start_timeout=settings.start_timeout) as runtime:
-            server, notifier = build_server(runtime)
+        async with open_runtime(
+            settings, sandbox=sandbox, start_timeout=settings.start_timeout, approver_token=approver
+        ) as runtime:
+            approvals = runtime.executor.approvals
+            assert approvals is not None
+            deployment = Deployment(
+                approvals=approvals, timeout=settings.approval_timeout, webhook=settings.approval_webhook
+            )
+            server, notifier = build_server(runtime, deployment=deployment)
             async with anyio.create_task_group() as group:
                 group.start_soon(runtime.upkeep.keep_current, notifier.changed)
                 if sock is not None:
-                    await serve_http(server, sock=sock, host=args.host, token=token)
+                    pages = None
+                    if approver:
+                        base = settings.public_url or f"http://{args.host}:{sock.getsockname()[1]}"
+                        approvals.base_url = base.rstrip("/")
+                        pages = ApprovalPages(approvals)
+                    else:
+                        logger.warning(
+                            "no KARTRA_MCP_APPROVER_TOKEN: there is no approval inbox, so a call that needs "
+                            "confirmation from a client without form elicitation or MCP Apps is refused"
+                        )
+                    await serve_http(server, sock=sock, host=args.host, token=token, pages=pages)
                 else:
-                    async with stdio_server() as (read, write):
-                        await server.run(read, write, server.create_initialization_options())
+                    async with serve_on_loopback(approvals), stdio_server() as (read, write):
+                        await server.run(AnswersEndWaits(read), write, server.create_initialization_options())
                 group.cancel_scope.cancel()
     return 0
 
@@ -265,7 +289,9 @@ async def _tools(args: argparse.Namespace) -> int:
             mode = (
                 executor.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode
                 if spec.kind == "action"
-                else {"proxy": "by body", "confirm": "-", "search": "allow", "run": "by action"}[spec.kind]
+                else {"proxy": "by body", "confirm": "-", "check": "allow", "search": "allow", "run": "by action"}.get(
+                    spec.kind, "-"
+                )
             )
             rows.append(
                 {
@@ -301,19 +327,31 @@ def _ask_on_stderr(prompt: str) -> str:
     return sys.stdin.readline()
 
 
+async def _ask_on_terminal(prompt: str) -> str:
+    """As `_ask_on_stderr`, but waiting on the event loop, so Ctrl-C cancels at once instead of after Enter."""
+    import anyio
+
+    if os.name != "posix":
+        return await anyio.to_thread.run_sync(_ask_on_stderr, prompt, abandon_on_cancel=True)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    await anyio.wait_readable(sys.stdin.fileno())
+    return sys.stdin.readline()
+
+
 class TerminalConfirmer:
     """Asks on the terminal; `--yes` answers for the person; no terminal and no `--yes` refuses."""
 
     def __init__(self, *, yes: bool, ask: Callable[[str], str] | None = None, interactive: bool | None = None) -> None:
         self._yes = yes
-        self._ask = ask or _ask_on_stderr
+        self._ask = ask
         self._interactive = sys.stdin.isatty() if interactive is None else interactive
         self.refused_for_want_of_terminal = False
 
     async def confirm(self, request: ConfirmationRequest) -> Answer:
         import anyio
 
-        from kartra_mcp.tools.executor import Accepted, Declined, Unavailable
+        from kartra_mcp.tools.call import Accepted, Declined, Unavailable
 
         if self._yes:
             _say(f"{request.preview.text()}\n(--yes given: going ahead)")
@@ -322,8 +360,14 @@ class TerminalConfirmer:
             self.refused_for_want_of_terminal = True
             return Unavailable()
         _say(f"\n{request.preview.text()}\n")
-        reply = await anyio.to_thread.run_sync(self._ask, "Type 'yes' to go ahead, anything else to stop: ")
-        return Accepted("terminal") if reply.strip().lower() == "yes" else Declined("decline")
+        prompt = "Type 'yes' to go ahead, anything else to stop: "
+        if self._ask is None:
+            reply = await _ask_on_terminal(prompt)
+        else:
+            reply = await anyio.to_thread.run_sync(self._ask, prompt, abandon_on_cancel=True)
+        if reply.strip().lower() == "yes":
+            return Accepted("terminal", by="person at the terminal")
+        return Declined("decline", how="terminal", by="person at the terminal")
 
 
 async def _call(args: argparse.Namespace) -> int:

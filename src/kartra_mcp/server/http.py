@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kartra_mcp.errors import ConfigError
 from kartra_mcp.server.app import KartraServer
 from kartra_mcp.server.era_routing import EraRouter
+from kartra_mcp.tools.approval.page import PREFIX as APPROVALS_PATH, ApprovalPages
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +62,22 @@ def _loopback_only(host: str) -> TransportSecuritySettings | None:
 
 
 class BearerGuard:
-    """ASGI middleware: every request but the health check must carry the bearer token."""
+    """ASGI middleware: every request but the health check and the approval pages must carry the bearer token.
+
+    The approval pages answer to the approver credential instead: the MCP bearer (which a bot holds) must
+    not be what approves its own calls.
+    """
 
     def __init__(self, app: ASGIApp, token: str, *, exempt: frozenset[str] = frozenset({HEALTH_PATH})) -> None:
         self.app = app
         self._token = token.encode()
         self._exempt = exempt
 
+    def _is_exempt(self, path: str) -> bool:
+        return path in self._exempt or path == APPROVALS_PATH or path.startswith(APPROVALS_PATH + "/")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self._exempt:
+        if scope["type"] == "http" and not self._is_exempt(scope["path"]):
             header = dict(scope.get("headers") or ()).get(b"authorization", b"")
             scheme, _, presented = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(presented.strip(), self._token):
@@ -94,15 +102,19 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-def http_app(server: KartraServer, *, host: str, token: str | None) -> ASGIApp:
-    """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm) and /healthz."""
+def http_app(server: KartraServer, *, host: str, token: str | None, pages: ApprovalPages | None = None) -> ASGIApp:
+    """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm), /healthz, and,
+    with an approver credential, the approval inbox at /approvals."""
     check_binding(host, token)
     security = _loopback_only(host)
+    routes: list[Route] = [Route(HEALTH_PATH, _health)]
+    if pages is not None:
+        routes += pages.routes()
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         host=host,
         transport_security=security,
-        custom_starlette_routes=[Route(HEALTH_PATH, _health)],
+        custom_starlette_routes=routes,
     )
     app = EraRouter(app, server, path=MCP_PATH, security=security)
     return BearerGuard(app, token) if token else app
@@ -125,9 +137,11 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_http(server: KartraServer, *, sock: socket.socket, host: str, token: str | None) -> None:
-    """Serve on `sock` (from `listen`) until stopped."""
-    app = http_app(server, host=host, token=token)
+async def serve_http(
+    server: KartraServer, *, sock: socket.socket, host: str, token: str | None, pages: ApprovalPages | None = None
+) -> None:
+    """Serve on `sock` (from `listen`) until stopped; with `pages`, the approval inbox too."""
+    app = http_app(server, host=host, token=token, pages=pages)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
     logger.info(

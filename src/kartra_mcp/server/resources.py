@@ -217,6 +217,8 @@ def register(server: Server[Any], notifier: ToolListNotifier, sources: Sequence[
         uri = str(params.uri)
         for source in sources:
             data = await source.read(uri)
+            if isinstance(data, ReadResourceResult):  # a source with its own media type (the MCP Apps view)
+                return data
             if data is not None:
                 text = json.dumps(data, indent=2, default=str)
                 return ReadResourceResult(contents=[TextResourceContents(uri=uri, mime_type=JSON, text=text)])

@@ -15,6 +15,7 @@ import httpx2
 
 from kartra_mcp.config import Settings
 from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
+from kartra_mcp.tools.approval import Approvals
 from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
@@ -122,6 +123,7 @@ async def open_runtime(
     retry: RetryPolicy | None = None,
     start_timeout: float | None = None,
     audit: AuditLog | None = None,
+    approver_token: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools.
 
@@ -129,8 +131,16 @@ async def open_runtime(
     cache is served at once, and a Membrane that does not answer within `start_timeout` seconds leaves
     a runtime whose `problem` says so; the caller runs `upkeep.keep_current` to catch up.
     `audit` is a log the caller opened and closes; by default the one `audit_path` names.
+    `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
     """
     policy = policy or load_effective_policy(settings)
+    if policy.on_unconfirmable == "token":
+        logger.warning(
+            'the policy (%s) sets on_unconfirmable = "token": where no person can be asked, calls return a '
+            "confirmation id that the model itself can redeem with confirm-action. Use it only where a person "
+            "watches every call.",
+            policy.source,
+        )
     owned = audit is None
     audit = audit or AuditLog(audit_path(settings, sandbox=sandbox is not None))
     try:
@@ -156,8 +166,15 @@ async def open_runtime(
                 )
             # Pending confirmations live in this process only, and so does the secret that signs them.
             book = ConfirmationBook(secrets.token_bytes(32), ttl=policy.confirmation_ttl)
+            approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token)
             executor = Executor(
-                client=client, catalog=catalog, policy=policy, book=book, audit=audit, tool_mode=settings.tool_mode
+                client=client,
+                catalog=catalog,
+                policy=policy,
+                book=book,
+                audit=audit,
+                tool_mode=settings.tool_mode,
+                approvals=approvals,
             )
             if upkeep.problem is None:
                 logger.info(

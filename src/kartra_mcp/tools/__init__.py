@@ -9,19 +9,20 @@ from kartra_mcp._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kartra_mcp.tools.audit import AuditLog
-    from kartra_mcp.tools.catalog import Catalog
-    from kartra_mcp.tools.confirm import ConfirmationBook
-    from kartra_mcp.tools.executor import (
+    from kartra_mcp.tools.call import (
         Accepted,
         CallResult,
         ConfirmationRequest,
         Confirmer,
         Declined,
         Deferred,
-        Executor,
         NoConfirmer,
+        Pending,
         Unavailable,
     )
+    from kartra_mcp.tools.catalog import Catalog
+    from kartra_mcp.tools.confirm import ConfirmationBook
+    from kartra_mcp.tools.executor import Executor
     from kartra_mcp.tools.policy import Policy, load_policy
     from kartra_mcp.tools.spec import Annotations, Risk, ToolSpec
 
@@ -38,6 +39,7 @@ __all__ = [
     "Deferred",
     "Executor",
     "NoConfirmer",
+    "Pending",
     "Policy",
     "Risk",
     "ToolSpec",
@@ -52,15 +54,16 @@ __getattr__ = lazy_exports(
         "AuditLog": "kartra_mcp.tools.audit",
         "Catalog": "kartra_mcp.tools.catalog",
         "ConfirmationBook": "kartra_mcp.tools.confirm",
-        "Accepted": "kartra_mcp.tools.executor",
-        "CallResult": "kartra_mcp.tools.executor",
-        "ConfirmationRequest": "kartra_mcp.tools.executor",
-        "Confirmer": "kartra_mcp.tools.executor",
-        "Declined": "kartra_mcp.tools.executor",
-        "Deferred": "kartra_mcp.tools.executor",
+        "Accepted": "kartra_mcp.tools.call",
+        "CallResult": "kartra_mcp.tools.call",
+        "ConfirmationRequest": "kartra_mcp.tools.call",
+        "Confirmer": "kartra_mcp.tools.call",
+        "Declined": "kartra_mcp.tools.call",
+        "Deferred": "kartra_mcp.tools.call",
         "Executor": "kartra_mcp.tools.executor",
-        "NoConfirmer": "kartra_mcp.tools.executor",
-        "Unavailable": "kartra_mcp.tools.executor",
+        "NoConfirmer": "kartra_mcp.tools.call",
+        "Pending": "kartra_mcp.tools.call",
+        "Unavailable": "kartra_mcp.tools.call",
         "Policy": "kartra_mcp.tools.policy",
         "load_policy": "kartra_mcp.tools.policy",
         "Annotations": "kartra_mcp.tools.spec",

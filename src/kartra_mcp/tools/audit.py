@@ -80,6 +80,7 @@ class AuditRow:
     error: str | None
     connection: str | None
     tenant: str | None = None
+    answered_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,7 @@ class AuditRow:
             "error": self.error,
             "connection": self.connection,
             "tenant": self.tenant,
+            "answered_by": self.answered_by,
         }
 
 
@@ -116,7 +118,8 @@ CREATE TABLE IF NOT EXISTS calls (
     duration_ms REAL,
     error TEXT,
     connection TEXT,
-    tenant TEXT
+    tenant TEXT,
+    answered_by TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 """
@@ -189,21 +192,23 @@ class AuditLog:
             # An intent row must survive a crash of the machine too, not only of the process.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            self._has_tenant = self._migrate(writable=check_writable)
+            self._has_tenant = self._migrate("tenant", writable=check_writable)
+            self._has_answered_by = self._migrate("answered_by", writable=check_writable)
             if check_writable:
                 self._check_writable()
         except (OSError, sqlite3.Error) as exc:
             # The cause stays attached, so `doctor` can put the fix on a line of its own.
             raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from exc
 
-    def _migrate(self, *, writable: bool) -> bool:
-        """Add the `tenant` column to a log written before hosted mode; whether the column exists."""
+    def _migrate(self, column: str, *, writable: bool) -> bool:
+        """Add a column a log from an older version lacks (`tenant`: hosted mode; `answered_by`: who
+        confirmed); whether the column exists."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-        if "tenant" in columns:
+        if column in columns:
             return True
         if not writable:
-            return False  # read as it is: every row is the one local tenant's
-        self._db.execute("ALTER TABLE calls ADD COLUMN tenant TEXT")
+            return False  # read as it is: every row is the one local tenant's, answered by nobody known
+        self._db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
         return True
 
     def for_tenant(self, tenant: str) -> AuditLog:
@@ -251,8 +256,11 @@ class AuditLog:
         outcome: Outcome = "unknown",
         error: str | None = None,
         at: float | None = None,
+        answered_by: str | None = None,
     ) -> int:
         """Write a row now (dated `at`, or now); its outcome stays `unknown` until `finish` is called.
+
+        `answered_by` says who answered a confirmation, where that is known.
 
         Raises:
             AuditUnavailable: the row could not be written; a call must not be sent.
@@ -269,12 +277,13 @@ class AuditLog:
             error,
             connection,
             self.tenant,
+            answered_by,
         )
 
         def insert() -> int:
             cursor = self._db.execute(
                 "INSERT INTO calls (started_at, tool, action, arguments, risk, decision, confirmation, outcome, error,"
-                " connection, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " connection, tenant, answered_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             return int(cursor.lastrowid or 0)
@@ -369,7 +378,8 @@ class AuditLog:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         query = (
             "SELECT id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
-            f" duration_ms, error, connection, {'tenant' if self._has_tenant else 'NULL'} FROM calls {where}"
+            f" duration_ms, error, connection, {'tenant' if self._has_tenant else 'NULL'},"
+            f" {'answered_by' if self._has_answered_by else 'NULL'} FROM calls {where}"
             " ORDER BY id DESC LIMIT ?"
         )
         with self._lock:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn
 
 import anyio
 
@@ -50,7 +50,21 @@ from kartra_mcp.errors import (
 from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
+from kartra_mcp.tools.approval import CHECK_TOOL, CONFIRM_TOOL, Approval, Approvals, TokenChannel
 from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
+from kartra_mcp.tools.builtin import CHECK_APPROVAL_SPEC, check_approval
+from kartra_mcp.tools.call import (
+    Accepted,
+    Answer as Answer,
+    CallResult,
+    ConfirmationRequest,
+    Confirmer,
+    Declined,
+    Deferred,
+    NoConfirmer as NoConfirmer,
+    Pending,
+    Unavailable,
+)
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.credentials import refuse_credentials, without_credentials
@@ -72,77 +86,12 @@ from kartra_mcp.tools.spec import Risk, ToolSpec
 
 logger = logging.getLogger(__name__)
 
-CONFIRM_TOOL = "confirm-action"
 SEARCH_TOOL = "search-actions"
 RUN_TOOL = "run-action"
-BUILTIN_NAMES = frozenset({PROXY_TOOL, CONFIRM_TOOL, SEARCH_TOOL, RUN_TOOL})
+BUILTIN_NAMES = frozenset({PROXY_TOOL, CONFIRM_TOOL, SEARCH_TOOL, RUN_TOOL, CHECK_TOOL})
 
 # The rows the call in progress owes the audit log, written when it ends (see `Journal`).
 _JOURNAL: ContextVar[Journal] = ContextVar("kartra_mcp_journal")
-
-
-# -- what the server supplies and gets back ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfirmationRequest:
-    """A call waiting for a person's yes, with what they are shown."""
-
-    tool: str
-    risk: Risk
-    preview: Preview
-    confirmation_id: str
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The person said yes. `echoed_id` is the confirmation id a retried request carried back."""
-
-    how: str
-    echoed_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Declined:
-    """The person said no or dismissed the question. `echoed_id` as for `Accepted`."""
-
-    action: Literal["decline", "cancel"]
-    echoed_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """This client cannot ask the person."""
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """The question goes back to the client in the result; the client retries with the answer."""
-
-
-Answer = Accepted | Declined | Unavailable | Deferred
-
-
-class Confirmer(Protocol):
-    async def confirm(self, request: ConfirmationRequest) -> Answer: ...
-
-
-class NoConfirmer:
-    """For callers that can never ask: every confirmation is unavailable."""
-
-    async def confirm(self, request: ConfirmationRequest) -> Answer:
-        return Unavailable()
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """What the model gets back. `awaiting` is set when the client must ask the person and retry."""
-
-    text: str
-    structured: dict[str, Any] | None = None
-    is_error: bool = False
-    awaiting: ConfirmationRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +130,11 @@ _HOW_CONFIRMED = (
     "the server asks them when it can; else the result is a preview and a confirmation_id: show it, wait for "
     "their explicit yes, then call confirm-action. Never confirm for them."
 )
-_CONFIRMATION_NOTE = "Needs a person's confirmation: " + _HOW_CONFIRMED
+# Without confirmation ids (the default), the model only waits for the person the server asks.
+_HOW_ASKED = (
+    "the server asks them itself (in this client, in an approval view, in their browser or in the approval inbox) "
+    "and the result says which; you cannot confirm it."
+)
 
 _CONFIRM_SPEC = ToolSpec(
     name=CONFIRM_TOOL,
@@ -264,6 +217,7 @@ class Executor:
         audit: AuditLog,
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
+        approvals: Approvals | None = None,
         refunds: RefundLedger | None = None,
     ) -> None:
         self.client = client
@@ -282,6 +236,9 @@ class Executor:
         )
         self._proxy = proxy_spec()
         self._listed: tuple[int, Policy, str, list[ToolSpec]] | None = None
+        self.approvals = approvals
+        if approvals is not None:
+            approvals.settler = self._settle
 
     @property
     def connection_id(self) -> str:
@@ -310,19 +267,18 @@ class Executor:
         if policy.actions.get(PROXY_TOOL) != "deny":
             listed.append(self._proxy)
         may_ask = any(m == "confirm" for m in (*policy.classes.values(), *policy.actions.values()))
-        if (
-            may_ask
-            and policy.on_unconfirmable == "token"
-            and policy.actions.get(CONFIRM_TOOL) != "deny"
-            and not (policy.read_only or policy.kill_switch)
-        ):
-            listed.append(_CONFIRM_SPEC)
+        if may_ask and not (policy.read_only or policy.kill_switch):
+            if self.approvals is not None:
+                listed.append(CHECK_APPROVAL_SPEC)
+            if policy.on_unconfirmable == "token" and policy.actions.get(CONFIRM_TOOL) != "deny":
+                listed.append(_CONFIRM_SPEC)
         return listed
 
     def describe(self, spec: ToolSpec) -> str:
         """The tool's description, with what the policy does to it, in words for the model."""
-        if spec.kind in ("confirm", "search"):
+        if spec.kind in ("confirm", "search", "check", "app"):
             return spec.description
+        how = _HOW_CONFIRMED if self.policy.on_unconfirmable == "token" else _HOW_ASKED
         notes: list[str] = []
         if spec.kind == "action":
             if spec.risk is not Risk.READ:  # a read is the unremarkable case, and says so in its readOnlyHint
@@ -330,15 +286,13 @@ class Executor:
             if lead_note := one_lead_note(spec.action_key, spec.input_schema):
                 notes.append(lead_note)
             if self.policy.decide(spec.name, [Target(spec.action_key, spec.risk)]).mode == "confirm":
-                notes.append(_CONFIRMATION_NOTE)
+                notes.append("Needs a person's confirmation: " + how)
             if spec.risk is Risk.CRITICAL:
                 notes.append("Cannot be undone.")
         elif self.policy.read_only or self.policy.kill_switch:
             notes.append("Only reads are allowed right now (read-only mode or the kill switch).")
         else:
-            notes.append(
-                "Calls that change or remove things may need a person's confirmation before they run: " + _HOW_CONFIRMED
-            )
+            notes.append("Calls that change or remove things may need a person's confirmation before they run: " + how)
         return f"{spec.description}\n\n{' '.join(notes)}" if notes else spec.description
 
     # -- calling ------------------------------------------------------------------------------
@@ -368,6 +322,8 @@ class Executor:
             return await self._confirm_action(str(arguments["confirmation_id"]))
         if spec.kind == "search":
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
+        if spec.kind == "check":
+            return check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
             arguments = self._check_arguments(spec, arguments)
@@ -386,7 +342,7 @@ class Executor:
         return await self._ask(call, decision, preview, confirmer)
 
     def _lookup(self, name: str, arguments: Mapping[str, Any]) -> ToolSpec:
-        builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC)}
+        builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC, CHECK_APPROVAL_SPEC)}
         listed = {s.name for s in self.tools()}
         spec = builtins.get(name) or (self.catalog.get(name) if self.tool_mode == "actions" else None)
         if spec is not None and name in listed:
@@ -596,9 +552,15 @@ class Executor:
         raise ActionDenied(reason, rule=rule)
 
     def _record(
-        self, call: _Call, decision: str, confirmation: str | None, outcome: Outcome, error: str | None = None
+        self,
+        call: _Call,
+        decision: str,
+        confirmation: str | None,
+        outcome: Outcome,
+        error: str | None = None,
+        by: str | None = None,
     ) -> None:
-        self._audit(call.spec.name, call.action, call.shown, call.risk, decision, confirmation, outcome, error)
+        self._audit(call.spec.name, call.action, call.shown, call.risk, decision, confirmation, outcome, error, by)
 
     def _audit(
         self,
@@ -610,6 +572,7 @@ class Executor:
         confirmation: str | None,
         outcome: Outcome,
         error: str | None = None,
+        by: str | None = None,
     ) -> None:
         """Note a row for a call that is not sent; it is written when the call ends."""
         _JOURNAL.get().row(
@@ -622,62 +585,51 @@ class Executor:
             connection=self.connection_id,
             outcome=outcome,
             error=error,
+            answered_by=by,
         )
 
     async def _ask(self, call: _Call, decision: Decision, preview: Preview, confirmer: Confirmer) -> CallResult:
         spec, book, connection = call.spec, self.book, self.connection_id
         asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
-        request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at)
+        request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at, call.arguments, connection)
         try:
             answer = await confirmer.confirm(request)
+            if isinstance(answer, Unavailable) and self.policy.on_unconfirmable == "token":
+                answer = await TokenChannel(book).confirm(request)
         except anyio.get_cancelled_exc_class():
             # The client went away or gave up while the person was asked: the attempt still leaves its row.
             book.discard(asked)
             self._record(call, "confirm", "elicitation", "declined", error="cancelled before the person answered")
             raise
         if isinstance(answer, Deferred):
-            self._record(call, "confirm", "elicitation", "awaiting_confirmation")
+            self._record(call, "confirm", answer.channel, "awaiting_confirmation")
             return CallResult("Waiting for the person's answer.", awaiting=request)
         if isinstance(answer, Accepted):
             try:
                 book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
             except ConfirmationInvalid as exc:
-                self._record(call, "confirm", answer.how, "refused", error=str(exc))
+                self._record(call, "confirm", answer.how, "refused", error=str(exc), by=answer.by)
                 raise
             finally:
                 book.discard(asked)
-            return await self._execute(call, decision, answer.how)
+            return await self._execute(call, decision, answer.how, by=answer.by)
         book.discard(asked)
+        if isinstance(answer, Pending):
+            self._record(call, "confirm", answer.channel, "awaiting_confirmation")
+            return answer.result
         if isinstance(answer, Declined):
             if answer.echoed_id:
                 book.discard(answer.echoed_id)
-            self._record(call, "confirm", "elicitation", "declined", error=f"person chose {answer.action}")
-            raise ConfirmationDeclined(answer.action)
-        if self.policy.on_unconfirmable == "refuse":
-            self._refuse(
-                call,
-                f"{spec.name} needs a person's confirmation, and this client cannot ask them (it has "
-                'no elicitation), so the policy (on_unconfirmable = "refuse") refuses it. Nothing was '
-                "sent.",
-            )
-        confirmation_id, expires_at = book.issue(spec.name, call.arguments, connection, channel="token")
-        self._record(call, "confirm", "token", "awaiting_confirmation")
-        until = time.strftime("%H:%M:%S UTC", time.gmtime(expires_at))
-        text = (
-            "CONFIRMATION NEEDED: nothing has been done yet.\n\n"
-            f"{preview.text()}\n\n"
-            "Show this preview to the person and ask whether to go ahead. Only if they clearly say yes, call "
-            f'{CONFIRM_TOOL} with confirmation_id "{confirmation_id}" (valid once, until {until}). '
-            "If they say no, or do not answer, do nothing."
+            error = f"person chose {answer.action}" + (f": {answer.note}" if answer.note else "")
+            self._record(call, "confirm", answer.how, "declined", error=error, by=answer.by)
+            raise ConfirmationDeclined(answer.action, answer.note)
+        self._refuse(
+            call,
+            f"{spec.name} needs a person's confirmation and no way to ask one is available here: the client "
+            "offers neither elicitation nor MCP Apps, no browser could be opened for the approval page, and no "
+            "approval inbox is set up (KARTRA_MCP_APPROVER_TOKEN, over HTTP), so the policy refuses it. Nothing was "
+            "sent.",
         )
-        structured = {
-            "status": "confirmation_required",
-            "confirmation_id": confirmation_id,
-            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)),
-            "preview": preview.text(),
-            "facts": preview.facts,
-        }
-        return CallResult(text, structured, is_error=True)
 
     async def _confirm_action(self, confirmation_id: str) -> CallResult:
         try:
@@ -694,21 +646,54 @@ class Executor:
                 str(exc),
             )
             raise
-        spec = self.catalog.get(pending.tool) or (self._proxy if pending.tool == PROXY_TOOL else None)
+        call, decision = self._confirmed_call(pending.tool, pending.arguments)
+        return await self._execute(call, decision, "token")
+
+    def _confirmed_call(self, tool: str, arguments: Mapping[str, Any]) -> tuple[_Call, Decision]:
+        """The call a person confirmed, prepared again and checked against today's policy."""
+        spec = self.catalog.get(tool) or (self._proxy if tool == PROXY_TOOL else None)
         if spec is None:
             raise ConfirmationInvalid(
-                f"The confirmed tool {pending.tool} is no longer in the catalog; nothing was "
+                f"The confirmed tool {tool} is no longer in the catalog; nothing was "
                 "run. List the tools again and call the one you need."
             )
-        call = self._prepare(spec, dict(pending.arguments))
+        call = self._prepare(spec, dict(arguments))
         decision = self.policy.decide(spec.name, call.targets)
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
-        return await self._execute(call, decision, "token")
+        return call, decision
+
+    async def _settle(self, approval: Approval) -> CallResult:
+        """Run (or record the decline of) a call a person answered after it returned pending.
+
+        It runs outside any tool call (from the approval page or the app-only tool), so it keeps its own journal.
+        """
+        journal = Journal(self.audit)
+        token = _JOURNAL.set(journal)
+        try:
+            result = await self._settled(approval)
+        finally:
+            _JOURNAL.reset(token)
+            with anyio.CancelScope(shield=True):
+                notes = await journal.flush()
+        return replace(result, text="\n\n".join([result.text, *notes])) if notes else result
+
+    async def _settled(self, approval: Approval) -> CallResult:
+        via = approval.answered_via or approval.channel
+        try:
+            if approval.connection != self.connection_id:
+                raise ConfirmationInvalid("This approval is for another connection; nothing was run.")
+            call, decision = self._confirmed_call(approval.tool, approval.arguments)
+            if approval.state != "approved":
+                self._record(call, "confirm", via, "declined", error="person chose decline", by=approval.answered_by)
+                return CallResult("The person declined; nothing was sent.", {"state": "declined"}, is_error=True)
+            return await self._execute(call, decision, via, by=approval.answered_by)
+        except ToolCallError as exc:
+            return CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def _admit(self, call: _Call, decision: Decision, how: str) -> int | None:
+    async def _admit(self, call: _Call, decision: Decision, how: str, by: str | None) -> int | None:
         """The last checks before sending, and the intent row; raises when the call may not be sent."""
         # Checked again here, and the intent row written, under one lock: both wait for the audit log's
         # worker, so without it concurrent calls could all count before any writes and overrun the cap.
@@ -727,12 +712,13 @@ class Executor:
                 decision=decision.mode,
                 confirmation=how if decision.mode == "confirm" else "policy",
                 connection=self.connection_id,
+                answered_by=by if decision.mode == "confirm" else None,
             )
 
-    async def _execute(self, call: _Call, decision: Decision, how: str) -> CallResult:
+    async def _execute(self, call: _Call, decision: Decision, how: str, *, by: str | None = None) -> CallResult:
         hold = await self._hold_refund(call)
         try:
-            row = await self._admit(call, decision, how)
+            row = await self._admit(call, decision, how, by)
         except BaseException:
             if hold is not None:  # refused before anything was sent: the refund no longer counts
                 with anyio.CancelScope(shield=True):

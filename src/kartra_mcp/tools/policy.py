@@ -58,7 +58,7 @@ class Policy:
     risk: Mapping[str, Risk] = field(default_factory=dict)
     read_only: bool = False
     kill_switch: bool = False
-    on_unconfirmable: Literal["token", "refuse"] = "token"
+    on_unconfirmable: Literal["token", "refuse"] = "refuse"
     confirmation_ttl: int = 300
     max_refund_amount: float | None = None
     max_critical_calls_per_hour: int | None = None
@@ -148,7 +148,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, source: str) -> Policy:
                 "raise a known class, never lower it (use [actions] to change what happens to it)",
             )
     # With confirm-action denied, a confirmation id could never be redeemed: refuse instead of issuing one.
-    token = actions.get("confirm-action") != "deny" and data.get("on_unconfirmable", "token") == "token"
+    token = actions.get("confirm-action") != "deny" and data.get("on_unconfirmable", "refuse") == "token"
     return Policy(
         classes={**DEFAULT_CLASSES, **{Risk(k): v for k, v in data.get("classes", {}).items()}},
         actions=actions,

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 Schema = dict[str, Any]
-ToolKind = Literal["action", "proxy", "confirm", "search", "run"]
+ToolKind = Literal["action", "proxy", "confirm", "search", "run", "check", "app"]
 
 
 class Risk(StrEnum):

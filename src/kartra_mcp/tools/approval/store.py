@@ -1,0 +1,113 @@
+"""Pending approvals: one record per call waiting for a person, answered at most once.
+
+Each record is bound to its call (tool, canonical arguments, connection) and carries a single-use
+secret of which only a digest is kept. The store is an interface with an in-process default; a
+shared store (Redis) slots in for hosted deployments with several workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import anyio
+
+from kartra_mcp.tools.call import CallResult, ChannelName
+from kartra_mcp.tools.confirm import canonical
+from kartra_mcp.tools.spec import Risk
+
+State = Literal["pending", "approved", "declined", "expired"]
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass
+class Approval:
+    """A call waiting for a person's answer, and what became of it."""
+
+    id: str
+    secret_digest: str
+    tool: str
+    arguments: Mapping[str, Any]
+    connection: str
+    risk: Risk
+    preview_text: str
+    facts: Mapping[str, Any]
+    channel: ChannelName
+    expires_at: float
+    # run: the answer runs the call (the model was given a pending result); wait: a waiting call runs it
+    on_answer: Literal["run", "wait"] = "wait"
+    state: State = "pending"
+    answered_via: ChannelName | None = None
+    answered_by: str | None = None
+    result: CallResult | None = None
+    answered: anyio.Event = field(default_factory=anyio.Event, repr=False)
+
+    @property
+    def call_digest(self) -> str:
+        return hashlib.sha256(f"{self.tool}\x1f{canonical(self.arguments)}\x1f{self.connection}".encode()).hexdigest()
+
+    def matches(self, secret: str) -> bool:
+        return hmac.compare_digest(digest(secret), self.secret_digest)
+
+
+class ApprovalStore(Protocol):
+    """Where pending approvals live. Methods are plain and quick; waiting happens on `Approval.answered`."""
+
+    def put(self, approval: Approval) -> None: ...
+
+    def get(self, approval_id: str) -> Approval | None: ...
+
+    def pending(self) -> list[Approval]: ...
+
+    def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
+        """Move a pending approval to `state` once; returns None when it was not pending."""
+        ...
+
+
+class MemoryApprovalStore:
+    """The in-process store: enough for one server process (stdio, or one HTTP worker)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, keep: float = 3600.0) -> None:
+        self._clock = clock
+        self._keep = keep
+        self._items: dict[str, Approval] = {}
+
+    def put(self, approval: Approval) -> None:
+        self._forget_old()
+        self._items[approval.id] = approval
+
+    def get(self, approval_id: str) -> Approval | None:
+        return self._items.get(approval_id)
+
+    def pending(self) -> list[Approval]:
+        now = self._clock()
+        return [a for a in self._items.values() if a.state == "pending" and a.expires_at > now]
+
+    def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
+        approval = self._items.get(approval_id)
+        if approval is None or approval.state != "pending":
+            return None
+        approval.state, approval.answered_via, approval.answered_by = state, via, by
+        approval.answered.set()
+        return approval
+
+    def _forget_old(self) -> None:
+        cutoff = self._clock() - self._keep
+        for key in [k for k, a in self._items.items() if a.expires_at < cutoff]:
+            del self._items[key]
+
+
+def new_id() -> str:
+    return "ap_" + secrets.token_hex(8)
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
