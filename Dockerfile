@@ -8,10 +8,11 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # The pinned, hash-checked dependencies first, so a source change reuses this layer; the build
-# backend, pinned and hash-checked as well, in an environment of its own that stays behind.
-COPY requirements/main.txt requirements/build.txt requirements/
+# backend, pinned and hash-checked as well, in an environment of its own that stays behind. The
+# hosted set (main plus the Redis and PostgreSQL drivers), so the image also runs as a replica.
+COPY requirements/hosted.txt requirements/build.txt requirements/
 RUN python -m venv /opt/kartra-mcp \
-    && /opt/kartra-mcp/bin/pip install --require-hashes --no-deps -r requirements/main.txt \
+    && /opt/kartra-mcp/bin/pip install --require-hashes --no-deps -r requirements/hosted.txt \
     && python -m venv /opt/build \
     && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
 COPY pyproject.toml README.md LICENSE ./

@@ -19,6 +19,7 @@ import anyio
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.runtime import open_runtime
+from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.executor import NoConfirmer
 
 _HOLD = """
@@ -35,6 +36,7 @@ async def _locked(hold: float, state: Path) -> None:
     settings = Settings(audit_db=state / "audit.sqlite3", cache_dir=state / "cache")
     async with open_runtime(settings, sandbox=sandbox) as runtime:
         email = sandbox.state()["samples"]["lead"]["email"]
+        assert isinstance(runtime.audit, AuditLog)
         assert runtime.audit.path is not None
         holder = subprocess.Popen(
             [sys.executable, "-c", _HOLD, str(runtime.audit.path), str(hold)], stdout=subprocess.PIPE, text=True
@@ -73,6 +75,7 @@ async def _previews(size: int, state: Path) -> None:
             }
             await runtime.executor.call("kartra-api-request", {"body": body}, NoConfirmer())
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        assert isinstance(runtime.audit, AuditLog)
         path = runtime.audit.path
     assert path is not None
     stored = sum(f.stat().st_size for f in path.parent.glob(path.name + "*"))

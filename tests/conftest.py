@@ -14,6 +14,7 @@ from kartra_mcp.membrane import MembraneClient, RetryPolicy
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.runtime import Runtime, membrane_client, open_runtime
 from tests.routes import sandbox_config
+from tests.services import PostgresServer, RedisServer, postgres_server, redis_server
 
 pytest_plugins = ["tests.browser"]
 
@@ -93,3 +94,22 @@ def mode(request: pytest.FixtureRequest) -> str:
     """Every MCP test runs in both protocol eras: the 2025-11-25 handshake and 2026-07-28."""
     era: str = request.param
     return era
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session; each test takes a database of its own (`audit_dsn`)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def audit_dsn(postgres: PostgresServer) -> str:
+    return postgres.new_database()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (it starts in milliseconds, and some tests kill it)."""
+    with redis_server(tmp_path / "redis") as server:
+        yield server

@@ -58,7 +58,14 @@ def test_src_reaches_into_no_private_attribute_of_the_sdk() -> None:
     assert found == []
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("requirements/main.txt", ()), ("requirements/dev.txt", ("dev",))])
+@pytest.mark.parametrize(
+    ("lock", "extras"),
+    [
+        ("requirements/main.txt", ()),
+        ("requirements/hosted.txt", ("hosted",)),
+        ("requirements/dev.txt", ("dev",)),
+    ],
+)
 def test_the_lock_files_agree_with_pyproject(lock: str, extras: tuple[str, ...]) -> None:
     result = _lockcheck(ROOT, lock, *extras)
     assert result.returncode == 0, result.stderr
@@ -105,4 +112,47 @@ def test_the_dockerfile_lints_clean_and_runs_the_http_server_unprivileged_with_a
     assert re.search(r"^USER 10001", final, re.M)
     assert f":8000{HEALTH_PATH}" in final and "HEALTHCHECK" in final
     assert '"--transport", "http"' in final
-    assert "--require-hashes --no-deps -r requirements/main.txt" in dockerfile
+    # The image carries the hosted extra, so one image serves alone or as a replica beside Redis and PostgreSQL.
+    assert "--require-hashes --no-deps -r requirements/hosted.txt" in dockerfile
+
+
+def test_the_compose_file_runs_two_replicas_sharing_redis_and_postgres_behind_one_entry_point() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    replicas = [services["replica-a"], services["replica-b"]]
+    for replica in replicas:
+        assert replica["build"] == "."  # the Dockerfile of this repository
+        env = replica["environment"]
+        assert env["KARTRA_MCP_REDIS_URL"] == "redis://redis:6379/0"
+        assert (
+            env["KARTRA_MCP_AUDIT_DSN"].startswith("postgresql://kartra:")
+            and "@postgres:5432/kartra" in env["KARTRA_MCP_AUDIT_DSN"]
+        )
+        assert "?" in env["KARTRA_MCP_HTTP_TOKEN"]  # required, no default token
+        assert {name: d["condition"] for name, d in replica["depends_on"].items()} == {
+            "redis": "service_healthy",
+            "postgres": "service_healthy",
+        }
+        assert "ports" not in replica  # reached only through the entry point
+    assert "--appendonly" in services["redis"]["command"]
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    entry = services["entry"]
+    assert entry["ports"] == ["8000:8000"]
+    assert "./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in entry["volumes"]
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    assert "stick match req.hdr(Mcp-Session-Id)" in config
+    assert "stick store-response res.hdr(Mcp-Session-Id)" in config
+    assert "server replica-a replica-a:8000" in config and "server replica-b replica-b:8000" in config
+    docker = shutil.which("docker")
+    if docker is not None and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        env = {"KARTRA_MCP_HTTP_TOKEN": "t", "MEMBRANE_TOKEN": "m", "POSTGRES_PASSWORD": "p", "PATH": "/usr/bin:/bin"}
+        checked = subprocess.run(
+            [docker, "compose", "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert checked.returncode == 0, checked.stderr

@@ -24,7 +24,10 @@ ALLOWED = {
     "schemas": {"errors"},
     "sandbox": {"errors", "phpform", "schemas"},
     "tools": {"membrane", "schemas", "errors", "phpform", "config", "progress", "_lazy"},
+    # Shared state for replicas: implementations of the interfaces tools/ defines.
+    "state": {"tools", "config", "errors"},
     "server": {
+        "state",
         "tools",
         "membrane",
         "schemas",
@@ -68,6 +71,21 @@ def test_dependencies_point_one_way(part: str) -> None:
     for path in (PACKAGE / part).rglob("*.py"):
         foreign = _internal_imports(path) - ALLOWED[part] - {part}
         assert not foreign, f"{path.relative_to(PACKAGE)} imports {sorted(foreign)}"
+
+
+DRIVERS = ("redis", "psycopg")
+
+
+def test_the_redis_and_postgres_drivers_are_imported_only_by_the_modules_chosen_when_they_are_configured() -> None:
+    chosen = {PACKAGE / "state" / "redis_store.py", PACKAGE / "state" / "postgres_audit.py"}
+    for path in PACKAGE.rglob("*.py"):
+        if path in chosen:
+            continue
+        for node in ast.parse(path.read_text()).body:  # module level: what importing the module loads
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not [n for n in names if n.split(".")[0] in DRIVERS], path
 
 
 def test_only_the_server_speaks_mcp() -> None:

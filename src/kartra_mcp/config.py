@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     kill_switch: bool = False
     audit_db: Path = Field(default_factory=lambda: _platform_dir("state") / "audit.sqlite3")
     cache_dir: Path = Field(default_factory=lambda: _platform_dir("cache"))
+    # Replicas sharing state: confirmations, caps and refund holds in Redis; the audit log in PostgreSQL.
+    # Secret, since either may carry a password.
+    redis_url: SecretStr | None = None
+    audit_dsn: SecretStr | None = None
     http_token: SecretStr | None = None
     auth: Literal["token", "membrane"] = "token"
     public_url: str | None = None

@@ -25,7 +25,8 @@ KartraMCPError
 │   ├── ActionDenied             the policy, a cap or the account's state forbids the call
 │   ├── ConfirmationDeclined     the person said no, or dismissed the question
 │   ├── ConfirmationInvalid      a confirmation id that is forged, expired, used or unknown
-│   └── AuditUnavailable         the audit log cannot record the call, so nothing is sent
+│   ├── AuditUnavailable         the audit log cannot record the call, so nothing is sent
+│   └── StateUnavailable         the shared state (Redis) cannot be reached, so nothing is sent
 └── SandboxRefusal               the sandbox's own signal to answer a request with an error
     ├── KartraRefusal            ... as Kartra does: HTTP 200, {status: "Error", message, type}
     └── MembraneRefusal          ... as Membrane does: an HTTP error status with its error body
@@ -230,6 +231,10 @@ class ConfirmationInvalid(ToolCallError):
 
 class AuditUnavailable(ToolCallError):
     """The audit log cannot record a call before it is sent, so it is not sent (fail closed)."""
+
+
+class StateUnavailable(ToolCallError):
+    """The shared state (confirmations, caps, refund totals) cannot be reached, so nothing is sent."""
 
 
 class SandboxRefusal(KartraMCPError):

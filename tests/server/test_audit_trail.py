@@ -23,7 +23,7 @@ from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.sandbox.faults import ROUTE_ALIAS
 from kartra_mcp.server.cli import main
 from kartra_mcp.server.runtime import open_runtime
-from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
+from kartra_mcp.tools.audit import AuditLog, AuditTrail, sandbox_audit_path
 from kartra_mcp.tools.limits import MAX_ARGUMENT_BYTES, MAX_DEPTH
 from kartra_mcp.tools.policy import Policy
 from tests.conftest import FAST_RETRY
@@ -41,7 +41,7 @@ def log_path(settings: Settings) -> Path:
     return sandbox_audit_path(settings.audit_db)
 
 
-def _rows(runtime_log: AuditLog, tool: str | None = None) -> list[tuple[str, str]]:
+def _rows(runtime_log: AuditTrail, tool: str | None = None) -> list[tuple[str, str]]:
     return [(r.tool, r.outcome) for r in reversed(runtime_log.rows(tool=tool))]
 
 

@@ -20,6 +20,7 @@ from kartra_mcp.server.cli import TerminalConfirmer, main, parse_since
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
 from tests.processes import end, local_env, standalone_sandbox, wait_until
+from tests.services import RedisServer
 
 REFUNDABLE = {"transaction_id": "700001"}  # the default seed's first refundable sale
 
@@ -297,3 +298,28 @@ def test_tools_and_doctor_show_which_actions_are_critical_only_because_nothing_v
     assert [line.split()[1] for line in table.out.splitlines() if line.startswith("get-reembolso ")] == ["critical*"]
     assert "[risk]" in table.err
     assert "PASS  classification: 1 critical only because nothing vouches for them (get-reembolso)" in doctor
+
+
+@pytest.mark.hosted
+def test_doctor_and_audit_use_redis_and_postgres_when_set_and_say_when_one_is_gone(
+    audit_db: Path,
+    audit_dsn: str,
+    redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("KARTRA_MCP_AUDIT_DSN", audit_dsn)
+    monkeypatch.setenv("KARTRA_MCP_REDIS_URL", redis.url)
+    assert main(["doctor", "--sandbox"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  audit log: PostgreSQL" in out and "PASS  shared state: Redis" in out
+    tag = {"email": "henry.jones.1@example.com", "tag_name": "VIP"}
+    assert main(["call", "--sandbox", "--yes", "assign-tag", json.dumps(tag)]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--sandbox", "--json"]) == 0
+    assert [(r["tool"], r["outcome"]) for r in json.loads(capsys.readouterr().out)] == [("assign-tag", "success")]
+    assert not audit_db.exists() and not sandbox_audit_path(audit_db).exists()  # nothing went to SQLite
+    redis.kill()
+    assert main(["doctor", "--sandbox"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  shared state:" in out and "KARTRA_MCP_REDIS_URL" in out

@@ -22,22 +22,22 @@ def _book(clock: _Clock | None = None) -> ConfirmationBook:
     return ConfirmationBook(SECRET, ttl=300, clock=clock or _Clock())
 
 
-def test_an_id_redeems_exactly_the_call_it_was_issued_for_once() -> None:
+async def test_an_id_redeems_exactly_the_call_it_was_issued_for_once() -> None:
     book = _book()
-    confirmation, _ = book.issue("refund-transaction", {"transaction_id": "7", "refund_amount": 5}, "conn")
-    call = book.redeem(confirmation, "conn")
+    confirmation, _ = await book.issue("refund-transaction", {"transaction_id": "7", "refund_amount": 5}, "conn")
+    call = await book.redeem(confirmation, "conn")
     assert (call.tool, dict(call.arguments)) == ("refund-transaction", {"transaction_id": "7", "refund_amount": 5})
     with pytest.raises(ConfirmationInvalid, match="already used"):
-        book.redeem(confirmation, "conn")
+        await book.redeem(confirmation, "conn")
 
 
-def test_an_expired_id_runs_nothing() -> None:
+async def test_an_expired_id_runs_nothing() -> None:
     clock = _Clock()
     book = _book(clock)
-    confirmation, expires_at = book.issue("t", {}, "conn")
+    confirmation, expires_at = await book.issue("t", {}, "conn")
     clock.now = expires_at + 1
     with pytest.raises(ConfirmationInvalid, match="expired"):
-        book.redeem(confirmation, "conn")
+        await book.redeem(confirmation, "conn")
 
 
 @pytest.mark.parametrize(
@@ -49,62 +49,62 @@ def test_an_expired_id_runs_nothing() -> None:
         pytest.param(lambda cid: "", id="empty"),
     ],
 )
-def test_a_forged_or_unknown_id_runs_nothing(tamper: Callable[[str], str]) -> None:
+async def test_a_forged_or_unknown_id_runs_nothing(tamper: Callable[[str], str]) -> None:
     book = _book()
-    confirmation, _ = book.issue("t", {"a": 1}, "conn")
+    confirmation, _ = await book.issue("t", {"a": 1}, "conn")
     with pytest.raises(ConfirmationInvalid):
-        book.redeem(tamper(confirmation), "conn")
-    assert book.redeem(confirmation, "conn").tool == "t"  # the real one still works once
+        await book.redeem(tamper(confirmation), "conn")
+    assert (await book.redeem(confirmation, "conn")).tool == "t"  # the real one still works once
 
 
-def test_an_id_from_another_server_secret_is_refused() -> None:
-    confirmation, _ = _book().issue("t", {}, "conn")
+async def test_an_id_from_another_server_secret_is_refused() -> None:
+    confirmation, _ = await _book().issue("t", {}, "conn")
     with pytest.raises(ConfirmationInvalid):
-        ConfirmationBook(b"x" * 32).redeem(confirmation, "conn")
+        await ConfirmationBook(b"x" * 32).redeem(confirmation, "conn")
 
 
-def test_an_id_is_bound_to_its_connection() -> None:
+async def test_an_id_is_bound_to_its_connection() -> None:
     book = _book()
-    confirmation, _ = book.issue("t", {}, "conn-a")
+    confirmation, _ = await book.issue("t", {}, "conn-a")
     with pytest.raises(ConfirmationInvalid):
-        book.redeem(confirmation, "conn-b")
+        await book.redeem(confirmation, "conn-b")
 
 
-def test_an_echoed_id_must_match_the_retried_calls_tool_and_arguments() -> None:
+async def test_an_echoed_id_must_match_the_retried_calls_tool_and_arguments() -> None:
     book = _book()
-    confirmation, _ = book.issue("refund-transaction", {"transaction_id": "7"}, "conn", channel="elicitation")
+    confirmation, _ = await book.issue("refund-transaction", {"transaction_id": "7"}, "conn", channel="elicitation")
     with pytest.raises(ConfirmationInvalid, match="different call"):
-        book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "8"}, "conn")
-    book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "7"}, "conn")
+        await book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "8"}, "conn")
+    await book.redeem_for(confirmation, "refund-transaction", {"transaction_id": "7"}, "conn")
 
 
-def test_argument_order_does_not_change_what_was_confirmed() -> None:
+async def test_argument_order_does_not_change_what_was_confirmed() -> None:
     book = _book()
-    confirmation, _ = book.issue("t", {"a": 1, "b": {"y": 2, "x": 1}}, "conn", channel="elicitation")
-    book.redeem_for(confirmation, "t", {"b": {"x": 1, "y": 2}, "a": 1}, "conn")
+    confirmation, _ = await book.issue("t", {"a": 1, "b": {"y": 2, "x": 1}}, "conn", channel="elicitation")
+    await book.redeem_for(confirmation, "t", {"b": {"x": 1, "y": 2}, "a": 1}, "conn")
 
 
-def test_changing_the_arguments_after_issue_does_not_change_what_runs() -> None:
+async def test_changing_the_arguments_after_issue_does_not_change_what_runs() -> None:
     book = _book()
     arguments = {"transaction_id": "7"}
-    confirmation, _ = book.issue("t", arguments, "conn")
+    confirmation, _ = await book.issue("t", arguments, "conn")
     arguments["transaction_id"] = "8"
-    assert dict(book.redeem(confirmation, "conn").arguments) == {"transaction_id": "7"}
+    assert dict((await book.redeem(confirmation, "conn")).arguments) == {"transaction_id": "7"}
 
 
-def test_an_id_works_only_through_the_channel_it_was_issued_for() -> None:
+async def test_an_id_works_only_through_the_channel_it_was_issued_for() -> None:
     book = _book()
-    asked, _ = book.issue("t", {}, "conn", channel="elicitation")
+    asked, _ = await book.issue("t", {}, "conn", channel="elicitation")
     with pytest.raises(ConfirmationInvalid):
-        book.redeem(asked, "conn")  # confirm-action cannot spend what the person was asked in their client
-    token, _ = book.issue("t", {}, "conn", channel="token")
+        await book.redeem(asked, "conn")  # confirm-action cannot spend what the person was asked in their client
+    token, _ = await book.issue("t", {}, "conn", channel="token")
     with pytest.raises(ConfirmationInvalid):
-        book.redeem_for(token, "t", {}, "conn")  # nor can a retried call spend a token id
+        await book.redeem_for(token, "t", {}, "conn")  # nor can a retried call spend a token id
 
 
-def test_a_discarded_id_runs_nothing() -> None:
+async def test_a_discarded_id_runs_nothing() -> None:
     book = _book()
-    confirmation, _ = book.issue("t", {}, "conn")
-    book.discard(confirmation)
+    confirmation, _ = await book.issue("t", {}, "conn")
+    await book.discard(confirmation)
     with pytest.raises(ConfirmationInvalid, match="already used or declined"):
-        book.redeem(confirmation, "conn")
+        await book.redeem(confirmation, "conn")

@@ -156,13 +156,13 @@ async def _serve_hosted(args: argparse.Namespace, settings: Settings) -> int:
             "`kartra-mcp sandbox --tenants alice,bob` and set MEMBRANE_API_URL to its address instead."
         )
     from kartra_mcp.server.hosted import serve_hosted
-    from kartra_mcp.tools.audit import AuditLog
+    from kartra_mcp.state import audit_trail, shared_state
 
-    audit = AuditLog(settings.audit_db)
-    try:
-        await serve_hosted(settings, host=args.host, port=args.port, audit=audit)
-    finally:
-        audit.close()
+    async with (
+        audit_trail(settings, settings.audit_db, sandbox=False) as audit,
+        shared_state(settings, sandbox=False) as shared,
+    ):
+        await serve_hosted(settings, host=args.host, port=args.port, audit=audit, shared=shared)
     return 0
 
 
@@ -478,6 +478,7 @@ async def _route_check(client: MembraneClient, connection_id: str, checks: _Chec
 async def _doctor(args: argparse.Namespace) -> int:
     from kartra_mcp.membrane import auth_from_settings
     from kartra_mcp.server.runtime import audit_path, load_effective_policy, membrane_client
+    from kartra_mcp.state import shared_problems
     from kartra_mcp.tools.audit import AuditLog, fix_for
     from kartra_mcp.tools.classify import classify
     from kartra_mcp.tools.connection import resolve_connection
@@ -512,12 +513,25 @@ async def _doctor(args: argparse.Namespace) -> int:
             "policy", str(exc), "fix the policy file (see schemas/policy.schema.json) or unset KARTRA_MCP_POLICY"
         )
     log_path = audit_path(settings, sandbox=sandbox is not None)
-    try:
-        AuditLog(log_path).close()
-        checks.ok("audit log", f"{log_path} (writable)")
-    except ConfigError as exc:
-        cause = exc.__cause__ or exc
-        checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
+    shared = await shared_problems(settings, sandbox=sandbox is not None)
+    if "PostgreSQL" in shared:
+        problem = shared.pop("PostgreSQL")
+        if problem is None:
+            checks.ok("audit log", "PostgreSQL (KARTRA_MCP_AUDIT_DSN), writable")
+        else:
+            checks.fail("audit log", problem, "start PostgreSQL, or correct KARTRA_MCP_AUDIT_DSN")
+    else:
+        try:
+            AuditLog(log_path).close()
+            checks.ok("audit log", f"{log_path} (writable)")
+        except ConfigError as exc:
+            cause = exc.__cause__ or exc
+            checks.fail("audit log", f"cannot write {log_path} ({cause})", fix_for(log_path, cause))
+    for store, problem in shared.items():
+        if problem is None:
+            checks.ok("shared state", f"{store} (KARTRA_MCP_REDIS_URL) answers")
+        else:
+            checks.fail("shared state", problem, "start Redis, or correct KARTRA_MCP_REDIS_URL")
     try:
         async with membrane_client(settings, sandbox=sandbox) as client:
             started = time.perf_counter()
@@ -590,15 +604,17 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
+    from kartra_mcp.state import reading_audit
+    from kartra_mcp.tools.audit import sandbox_audit_path
 
     settings = _settings(args)
     # What server.runtime.audit_path says, without loading the runtime and its HTTP client.
     path = sandbox_audit_path(settings.audit_db) if args.sandbox else settings.audit_db
-    if not path.exists():
+    log = reading_audit(settings, path, sandbox=args.sandbox)
+    where = "PostgreSQL (KARTRA_MCP_AUDIT_DSN)" if settings.audit_dsn is not None else str(path)
+    if log is None:
         _say(f"No audit log yet at {path}.")
         return 0
-    log = AuditLog(path, check_writable=False)
     try:
         rows = log.rows(
             since=parse_since(args.since) if args.since else None,
@@ -619,7 +635,7 @@ def _audit(args: argparse.Namespace) -> int:
             f"{row.confirmation or '-':<12} {json.dumps(row.arguments, ensure_ascii=False)[:60]}"
             + (f"  ! {row.error[:80]}" if row.error else "")
         )
-    _say(f"{len(rows)} row(s) from {path}")
+    _say(f"{len(rows)} row(s) from {where}")
     return 0
 
 

@@ -36,7 +36,8 @@ from kartra_mcp.server import progress
 from kartra_mcp.server.app import INSTRUCTIONS, KartraServer, serve_executors
 from kartra_mcp.server.http import HEALTH_PATH, MCP_PATH, _health, _loopback_only, is_loopback, listen
 from kartra_mcp.server.runtime import load_effective_policy
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.state import SharedState
+from kartra_mcp.tools.audit import AuditTrail
 from kartra_mcp.tools.executor import Executor
 from kartra_mcp.tools.tenants import TenantDirectory, TenantRuntimes
 
@@ -83,16 +84,24 @@ class Hosted:
 
 
 def build_hosted_server(
-    client: MembraneClient, settings: Settings, audit: AuditLog, *, resource: str
+    client: MembraneClient,
+    settings: Settings,
+    audit: AuditTrail,
+    *,
+    resource: str,
+    shared: SharedState | None = None,
 ) -> tuple[KartraServer, TenantDirectory, TenantRuntimes]:
+    """`shared`: each tenant's confirmations, refund holds and cap in Redis (replicas), else in this process."""
     directory = TenantDirectory(client, ttl=settings.token_cache_ttl)
+    policy = load_effective_policy(settings)
     tenants = TenantRuntimes(
         client,
-        policy=load_effective_policy(settings),
+        policy=policy,
         audit=audit,
         tool_mode=settings.tool_mode,
         ttl=settings.tenant_ttl,
         size=settings.max_tenants,
+        state_for=shared.state_for(policy.confirmation_ttl) if shared else None,
     )
 
     @asynccontextmanager
@@ -132,9 +141,10 @@ async def open_hosted(
     *,
     host: str,
     port: int,
-    audit: AuditLog,
+    audit: AuditTrail,
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    shared: SharedState | None = None,
 ) -> AsyncIterator[tuple[ASGIApp, Hosted]]:
     """The hosted ASGI app, and what it holds; the shared Membrane client closes when the block ends."""
     resource = f"{public_url(settings, host, port)}{MCP_PATH}"
@@ -145,7 +155,7 @@ async def open_hosted(
         timeout=settings.request_timeout,
         retry=retry,
     ) as client:
-        server, directory, tenants = build_hosted_server(client, settings, audit, resource=resource)
+        server, directory, tenants = build_hosted_server(client, settings, audit, resource=resource, shared=shared)
         # AuthSettings keeps a path-less issuer without a trailing slash: RFC 8414 compares issuers exactly.
         auth = AuthSettings.model_validate(
             {
@@ -173,14 +183,16 @@ async def open_hosted(
         yield app, Hosted(server, directory, tenants, resource)
 
 
-async def serve_hosted(settings: Settings, *, host: str, port: int, audit: AuditLog) -> None:
+async def serve_hosted(
+    settings: Settings, *, host: str, port: int, audit: AuditTrail, shared: SharedState | None = None
+) -> None:
     if not settings.membrane_api_url.startswith("https://") and not _is_local_url(settings.membrane_api_url):
         raise ConfigError(
             f"MEMBRANE_API_URL={settings.membrane_api_url} is not https: people's tokens would cross the network "
             "in the clear. Use Membrane's https address."
         )
     with listen(host, port) as sock:
-        async with open_hosted(settings, host=host, port=port, audit=audit) as (app, hosted):
+        async with open_hosted(settings, host=host, port=port, audit=audit, shared=shared) as (app, hosted):
             config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
             logger.info(
                 "MCP over streamable HTTP at %s; people sign in with Membrane at %s",

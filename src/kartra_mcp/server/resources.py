@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -32,7 +31,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
-from kartra_mcp.errors import AuditUnavailable
+from kartra_mcp.errors import AuditUnavailable, StateUnavailable
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools.policy import Target
@@ -103,10 +102,8 @@ class PolicySource(_RuntimeSource):
         used: int | None
         try:
             # Counted as the cap counts: this connection's critical calls that may have run.
-            used = await self._runtime.audit.count_since(
-                time.time() - 3600, risk=Risk.CRITICAL.value, connection=executor.connection_id
-            )
-        except AuditUnavailable:
+            used = await executor.critical_cap.used(executor.connection_id)
+        except (AuditUnavailable, StateUnavailable):
             used = None  # the log cannot be read now; the rest of the policy still can
         return {
             "source": policy.source,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,8 +14,9 @@ import httpx2
 
 from kartra_mcp.config import Settings
 from kartra_mcp.membrane import BearerToken, Connection, MembraneClient, RetryPolicy, auth_from_settings
+from kartra_mcp.state import audit_trail, shared_state
 from kartra_mcp.tools.approval import Approvals
-from kartra_mcp.tools.audit import AuditLog, sandbox_audit_path
+from kartra_mcp.tools.audit import AuditTrail, sandbox_audit_path
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.connection import ConnectionMemory
@@ -41,7 +41,7 @@ class Runtime:
     client: MembraneClient
     upkeep: CatalogUpkeep
     executor: Executor
-    audit: AuditLog
+    audit: AuditTrail
     sandbox: Sandbox | None = None
 
     @property
@@ -122,7 +122,7 @@ async def open_runtime(
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     start_timeout: float | None = None,
-    audit: AuditLog | None = None,
+    audit: AuditTrail | None = None,
     approver_token: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect to Membrane (or the sandbox), find the Kartra connection and load its tools.
@@ -130,7 +130,8 @@ async def open_runtime(
     Without `start_timeout`, Membrane must answer (a command run once). With it (the server), a usable
     cache is served at once, and a Membrane that does not answer within `start_timeout` seconds leaves
     a runtime whose `problem` says so; the caller runs `upkeep.keep_current` to catch up.
-    `audit` is a log the caller opened and closes; by default the one `audit_path` names.
+    `audit` is a log the caller opened and closes; by default the one the settings name (see `audit_trail`).
+    Confirmations, the hourly cap and refund holds live in Redis when the settings name one.
     `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
     """
     policy = policy or load_effective_policy(settings)
@@ -141,49 +142,52 @@ async def open_runtime(
             "watches every call.",
             policy.source,
         )
-    owned = audit is None
-    audit = audit or AuditLog(audit_path(settings, sandbox=sandbox is not None))
-    try:
-        async with membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry) as client:
-            cache_dir = None if sandbox else settings.cache_dir
-            who = credential_identity(settings)
-            memory = ConnectionMemory(cache_dir, client.base_url, who) if cache_dir else None
-            known = settings.connection_id or (memory.recall() if memory else None)
-            catalog = Catalog(client, known or "", cache_dir=cache_dir, reserved=BUILTIN_NAMES, risks=policy.risk)
-            upkeep = CatalogUpkeep(client, catalog, connection_id=settings.connection_id, memory=memory)
-            if start_timeout is None:
-                await upkeep.resolve()
-                await catalog.start()
-            else:
-                await upkeep.start(start_timeout)
-            # Before the first catalog arrives, every custom action would look unknown.
-            for key in policy.unknown_actions(known_names(catalog)) if catalog.specs else ():
-                logger.warning(
-                    "the policy (%s) names %r, which is neither a tool nor a Kartra action: check the "
-                    "spelling; the entry does nothing",
-                    policy.source,
-                    key,
-                )
-            # Pending confirmations live in this process only, and so does the secret that signs them.
-            book = ConfirmationBook(secrets.token_bytes(32), ttl=policy.confirmation_ttl)
-            approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token)
-            executor = Executor(
-                client=client,
-                catalog=catalog,
-                policy=policy,
-                book=book,
-                audit=audit,
-                tool_mode=settings.tool_mode,
-                approvals=approvals,
+    async with AsyncExitStack() as stack:
+        if audit is None:
+            path = audit_path(settings, sandbox=sandbox is not None)
+            audit = await stack.enter_async_context(audit_trail(settings, path, sandbox=sandbox is not None))
+        shared = await stack.enter_async_context(shared_state(settings, sandbox=sandbox is not None))
+        client = await stack.enter_async_context(
+            membrane_client(settings, sandbox=sandbox, transport=transport, retry=retry)
+        )
+        cache_dir = None if sandbox else settings.cache_dir
+        who = credential_identity(settings)
+        memory = ConnectionMemory(cache_dir, client.base_url, who) if cache_dir else None
+        known = settings.connection_id or (memory.recall() if memory else None)
+        catalog = Catalog(client, known or "", cache_dir=cache_dir, reserved=BUILTIN_NAMES, risks=policy.risk)
+        upkeep = CatalogUpkeep(client, catalog, connection_id=settings.connection_id, memory=memory)
+        if start_timeout is None:
+            await upkeep.resolve()
+            await catalog.start()
+        else:
+            await upkeep.start(start_timeout)
+        # Before the first catalog arrives, every custom action would look unknown.
+        for key in policy.unknown_actions(known_names(catalog)) if catalog.specs else ():
+            logger.warning(
+                "the policy (%s) names %r, which is neither a tool nor a Kartra action: check the "
+                "spelling; the entry does nothing",
+                policy.source,
+                key,
             )
-            if upkeep.problem is None:
-                logger.info(
-                    "Kartra connection %s: %d tools%s",
-                    upkeep.connection.name if upkeep.connection else catalog.connection_id,
-                    len(executor.tools()),
-                    " from the cache (checking with Membrane in the background)" if catalog.loaded_from_cache else "",
-                )
-            yield Runtime(settings, client, upkeep, executor, audit, sandbox)
-    finally:
-        if owned:
-            audit.close()
+        # Without Redis, pending confirmations live in this process only, and so does the secret that signs them.
+        book = ConfirmationBook(ttl=policy.confirmation_ttl, store=shared.pending)
+        approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token)
+        executor = Executor(
+            client=client,
+            catalog=catalog,
+            policy=policy,
+            book=book,
+            audit=audit,
+            tool_mode=settings.tool_mode,
+            approvals=approvals,
+            refunds=shared.refunds,
+            critical_cap=shared.critical_cap,
+        )
+        if upkeep.problem is None:
+            logger.info(
+                "Kartra connection %s: %d tools%s",
+                upkeep.connection.name if upkeep.connection else catalog.connection_id,
+                len(executor.tools()),
+                " from the cache (checking with Membrane in the background)" if catalog.loaded_from_cache else "",
+            )
+        yield Runtime(settings, client, upkeep, executor, audit, sandbox)

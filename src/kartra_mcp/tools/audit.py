@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
@@ -82,6 +82,11 @@ class AuditRow:
     tenant: str | None = None
     answered_by: str | None = None
 
+    @classmethod
+    def from_record(cls, record: Sequence[Any]) -> AuditRow:
+        """A row from its columns in table order (arguments as stored JSON text)."""
+        return cls(record[0], record[1], record[2], record[3], json.loads(record[4]), *record[5:])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -125,6 +130,14 @@ CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 """
 
 
+def row_filters(mark: str, **values: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause (with the driver's parameter `mark`) for the given filters that are set, and its values."""
+    clause = {"since": "started_at >= {}", "tool": "tool = {}", "outcome": "outcome = {}", "tenant": "tenant = {}"}
+    used = [(clause[name].format(mark), value) for name, value in values.items() if value is not None]
+    where = f"WHERE {' AND '.join(c for c, _ in used)}" if used else ""
+    return where, [v for _, v in used]
+
+
 def sandbox_audit_path(path: Path) -> Path:
     """The sandbox's own log beside the real one (`audit.sqlite3` -> `audit-sandbox.sqlite3`)."""
     return path.with_name(f"{path.stem}-sandbox{path.suffix}")
@@ -152,6 +165,72 @@ def fix_for(path: Path | None, exc: BaseException) -> str:
     else:
         cause = "check the file"
     return f"{cause}, or set KARTRA_MCP_AUDIT_DB to a file in a writable directory"
+
+
+class AuditTrail(Protocol):
+    """What the pipeline and `kartra-mcp audit` need of an audit log: this SQLite one, or a shared one
+    (PostgreSQL, `kartra_mcp.state.postgres`) with the same rows and the same rules."""
+
+    clock: Callable[[], float]
+    # Hosted: the tenant this view stamps on its rows and counts caps over; None for the whole log.
+    tenant: str | None
+
+    def for_tenant(self, tenant: str) -> AuditTrail:
+        """This log as one tenant sees it: its rows stamped with `tenant`, caps counted over them only."""
+        ...
+
+    async def intent(
+        self,
+        *,
+        tool: str,
+        action: str | None,
+        arguments: Any,
+        risk: str,
+        decision: str,
+        confirmation: str | None,
+        connection: str | None,
+        outcome: Outcome = "unknown",
+        error: str | None = None,
+        at: float | None = None,
+        answered_by: str | None = None,
+    ) -> int:
+        """Write a row before a call is sent; raises `AuditUnavailable` when it cannot (then nothing is sent)."""
+        ...
+
+    async def finish(
+        self, row: int, outcome: Outcome, *, upstream_status: int | None = None, error: str | None = None
+    ) -> str | None:
+        """Complete a row; never raises: a failure comes back as a sentence for the result."""
+        ...
+
+    async def count_since(
+        self,
+        since: float,
+        *,
+        risk: str,
+        connection: str | None = None,
+        outcomes: Sequence[str] = ("success", "unknown", "failed"),
+    ) -> int:
+        """Calls of `risk` since `since` that may have run; raises `AuditUnavailable` when it cannot count."""
+        ...
+
+    def rows(
+        self,
+        *,
+        since: float | None = None,
+        tool: str | None = None,
+        outcome: str | None = None,
+        tenant: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRow]:
+        """The newest rows first, of `tenant` (or this view's) when given (for the CLI and tests; blocks)."""
+        ...
+
+    async def read_rows(self, *, since: float | None = None, limit: int = 1000) -> list[AuditRow]:
+        """`rows` (of this view's tenant) while serving, without holding up the event loop."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class AuditLog:
@@ -366,16 +445,10 @@ class AuditLog:
         tenant: str | None = None,
         limit: int = 1000,
     ) -> list[AuditRow]:
-        clauses, params = [], []
         tenant = tenant if tenant is not None else self.tenant
         if tenant is not None and not self._has_tenant:
             return []  # a log from before hosted mode has no tenant's rows
-        filters = (("started_at >= ?", since), ("tool = ?", tool), ("outcome = ?", outcome), ("tenant = ?", tenant))
-        for clause, value in filters:
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = row_filters("?", since=since, tool=tool, outcome=outcome, tenant=tenant)
         query = (
             "SELECT id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
             f" duration_ms, error, connection, {'tenant' if self._has_tenant else 'NULL'},"
@@ -384,7 +457,7 @@ class AuditLog:
         )
         with self._lock:
             found = self._db.execute(query, (*params, limit)).fetchall()
-        return [AuditRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in found]
+        return [AuditRow.from_record(r) for r in found]
 
     async def read_rows(self, *, since: float | None = None, limit: int = 1000) -> list[AuditRow]:
         """`rows`, in the worker thread: while a write waits for the file, the event loop does not wait too."""
@@ -404,7 +477,7 @@ class Journal:
     ends, so a refusal never waits on the database and every path leaves its row.
     """
 
-    log: AuditLog
+    log: AuditTrail
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _finishes: list[tuple[int, Outcome, int | None, str | None]] = field(default_factory=list)
 

@@ -6,6 +6,10 @@ server keeps beside the nonce. So an id runs exactly the call it was issued for,
 it was issued for, once, before it expires, and only through its channel: a `token` id through
 the confirm-action tool, an `elicitation` id echoed back by a client whose person said yes. A
 forged, damaged, expired, spent, unknown or declined id runs nothing.
+
+Where the pending calls live is a `PendingStore`: this process's memory by default, or a store
+that several replicas share (Redis), whose `take` is atomic, so an id raced on two replicas runs
+once. The store also holds the secret, so every replica signs and checks ids alike.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from kartra_mcp.errors import ConfirmationInvalid
 
@@ -46,80 +50,57 @@ class PendingCall:
         return hashlib.sha256(canonical(self.arguments).encode()).hexdigest()
 
 
-class ConfirmationBook:
-    """Issues confirmation ids, keeps the calls they stand for, and redeems each at most once."""
+class PendingStore(Protocol):
+    """Where pending calls wait, and which ids are spent; every method may raise `StateUnavailable`."""
 
-    def __init__(self, secret: bytes, *, ttl: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+    async def secret(self) -> bytes:
+        """The key that signs ids: the same for every process sharing this store."""
+        ...
+
+    async def put(self, call: PendingCall) -> None:
+        """Keep `call` until it expires."""
+        ...
+
+    async def get(self, nonce: str) -> PendingCall | None:
+        """The pending call of `nonce`; None when unknown, spent or forgotten."""
+        ...
+
+    async def was_spent(self, nonce: str) -> bool:
+        """Whether `nonce` was spent (until its expiry)."""
+        ...
+
+    async def take(self, nonce: str, until: float) -> bool:
+        """Atomically remove the pending call and mark it spent until `until`: True for exactly one caller."""
+        ...
+
+
+class MemoryPendingStore:
+    """The pending calls of one process; every method runs without awaiting, so each is atomic on its loop."""
+
+    def __init__(self, secret: bytes, *, clock: Callable[[], float] = time.time) -> None:
         self._secret = secret
-        self.ttl = ttl
         self._clock = clock
         self._pending: dict[str, PendingCall] = {}
         self._spent: dict[str, float] = {}
 
-    def issue(
-        self, tool: str, arguments: Mapping[str, Any], connection: str, *, channel: Channel = "token"
-    ) -> tuple[str, float]:
-        """A new id for this exact call through this channel, and when it expires (epoch seconds)."""
+    async def secret(self) -> bytes:
+        return self._secret
+
+    async def put(self, call: PendingCall) -> None:
         self._forget_expired()
-        nonce = secrets.token_hex(12)
-        call = PendingCall(nonce, tool, copy.deepcopy(dict(arguments)), connection, self._clock() + self.ttl, channel)
-        self._pending[nonce] = call
-        return f"{nonce}.{self._mac(call)}", call.expires_at
+        self._pending[call.nonce] = call
 
-    def redeem(self, confirmation_id: str, connection: str) -> PendingCall:
-        """Spend a `token` id and return the call it confirms (for the confirm-action tool)."""
-        call = self._verify(confirmation_id, connection, "token")
-        self._spend(call)
-        return call
+    async def get(self, nonce: str) -> PendingCall | None:
+        return self._pending.get(nonce)
 
-    def redeem_for(self, confirmation_id: str, tool: str, arguments: Mapping[str, Any], connection: str) -> None:
-        """Spend an `elicitation` id echoed back with a retried call; it must be for this very call."""
-        call = self._verify(confirmation_id, connection, "elicitation")
-        if call.tool != tool or call.digest != PendingCall("", tool, arguments, connection, 0).digest:
-            raise ConfirmationInvalid(
-                "This confirmation was given for a different call; nothing was run. Call the "
-                "tool again to get a new confirmation."
-            )
-        self._spend(call)
+    async def was_spent(self, nonce: str) -> bool:
+        return nonce in self._spent
 
-    def discard(self, confirmation_id: str) -> None:
-        """Spend an id without running anything: the person said no, or it was replaced."""
-        call = self._pending.get(confirmation_id.strip().partition(".")[0])
-        if call is not None:
-            self._spend(call)
-
-    def _verify(self, confirmation_id: str, connection: str, channel: Channel) -> PendingCall:
-        nonce, _, mac = confirmation_id.strip().partition(".")
-        if nonce in self._spent:
-            raise ConfirmationInvalid(
-                "This confirmation id was already used or declined; nothing was run. Each id works once."
-            )
-        call = self._pending.get(nonce)
-        if call is None or not mac:
-            raise ConfirmationInvalid(
-                "Unknown confirmation id; nothing was run. It may be mistyped, or the server "
-                "restarted: call the tool again to get a new preview and id."
-            )
-        if not hmac.compare_digest(mac, self._mac(call)) or call.connection != connection or call.channel != channel:
-            raise ConfirmationInvalid(
-                "This confirmation id is not valid (it was altered, forged, or issued for the "
-                "person to answer in their client); nothing was run."
-            )
-        if self._clock() > call.expires_at:
-            self._pending.pop(nonce, None)
-            raise ConfirmationInvalid(
-                "This confirmation id has expired; nothing was run. Call the tool again and ask the person again."
-            )
-        return call
-
-    def _spend(self, call: PendingCall) -> None:
-        self._pending.pop(call.nonce, None)
-        self._spent[call.nonce] = call.expires_at
-
-    def _mac(self, call: PendingCall) -> str:
-        fields = (call.nonce, call.channel, call.tool, call.digest, call.connection, f"{call.expires_at:.3f}")
-        message = "\x1f".join(fields)
-        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()[:32]
+    async def take(self, nonce: str, until: float) -> bool:
+        if self._pending.pop(nonce, None) is None:
+            return False
+        self._spent[nonce] = until
+        return True
 
     def _forget_expired(self) -> None:
         now = self._clock()
@@ -127,3 +108,94 @@ class ConfirmationBook:
             del self._pending[nonce]
         for nonce in [n for n, t in self._spent.items() if t < now]:
             del self._spent[nonce]
+
+
+_SPENT = "This confirmation id was already used or declined; nothing was run. Each id works once."
+
+
+class ConfirmationBook:
+    """Issues confirmation ids, keeps the calls they stand for in its store, and redeems each at most once.
+
+    Without a `store`, the calls wait in this process under `secret` (a new random one by default).
+    """
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        ttl: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        store: PendingStore | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self.store: PendingStore = store or MemoryPendingStore(secret or secrets.token_bytes(32), clock=clock)
+
+    async def issue(
+        self, tool: str, arguments: Mapping[str, Any], connection: str, *, channel: Channel = "token"
+    ) -> tuple[str, float]:
+        """A new id for this exact call through this channel, and when it expires (epoch seconds)."""
+        nonce = secrets.token_hex(12)
+        call = PendingCall(nonce, tool, copy.deepcopy(dict(arguments)), connection, self._clock() + self.ttl, channel)
+        mac = await self._mac(call)
+        await self.store.put(call)
+        return f"{nonce}.{mac}", call.expires_at
+
+    async def redeem(self, confirmation_id: str, connection: str) -> PendingCall:
+        """Spend a `token` id and return the call it confirms (for the confirm-action tool)."""
+        call = await self._verify(confirmation_id, connection, "token")
+        await self._spend(call)
+        return call
+
+    async def redeem_for(self, confirmation_id: str, tool: str, arguments: Mapping[str, Any], connection: str) -> None:
+        """Spend an `elicitation` id echoed back with a retried call; it must be for this very call."""
+        call = await self._verify(confirmation_id, connection, "elicitation")
+        if call.tool != tool or call.digest != PendingCall("", tool, arguments, connection, 0).digest:
+            raise ConfirmationInvalid(
+                "This confirmation was given for a different call; nothing was run. Call the "
+                "tool again to get a new confirmation."
+            )
+        await self._spend(call)
+
+    async def discard(self, confirmation_id: str) -> None:
+        """Spend an id without running anything: the person said no, or it was replaced."""
+        nonce = confirmation_id.strip().partition(".")[0]
+        call = await self.store.get(nonce)
+        if call is not None:
+            await self.store.take(nonce, call.expires_at)
+
+    async def _verify(self, confirmation_id: str, connection: str, channel: Channel) -> PendingCall:
+        nonce, _, mac = confirmation_id.strip().partition(".")
+        call = await self.store.get(nonce)
+        # Asked after the read: an id spent elsewhere in between is gone from pending and marked spent.
+        if call is None and await self.store.was_spent(nonce):
+            raise ConfirmationInvalid(_SPENT)
+        if call is None or not mac:
+            raise ConfirmationInvalid(
+                "Unknown confirmation id; nothing was run. It may be mistyped, or the server "
+                "restarted: call the tool again to get a new preview and id."
+            )
+        if (
+            not hmac.compare_digest(mac, await self._mac(call))
+            or call.connection != connection
+            or call.channel != channel
+        ):
+            raise ConfirmationInvalid(
+                "This confirmation id is not valid (it was altered, forged, or issued for the "
+                "person to answer in their client); nothing was run."
+            )
+        if self._clock() > call.expires_at:
+            raise ConfirmationInvalid(
+                "This confirmation id has expired; nothing was run. Call the tool again and ask the person again."
+            )
+        return call
+
+    async def _spend(self, call: PendingCall) -> None:
+        # Another process (or task) may have spent it since it was checked: only one take succeeds.
+        if not await self.store.take(call.nonce, call.expires_at):
+            raise ConfirmationInvalid(_SPENT)
+
+    async def _mac(self, call: PendingCall) -> str:
+        fields = (call.nonce, call.channel, call.tool, call.digest, call.connection, f"{call.expires_at:.3f}")
+        message = "\x1f".join(fields)
+        return hmac.new(await self.store.secret(), message.encode(), hashlib.sha256).hexdigest()[:32]

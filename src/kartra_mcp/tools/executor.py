@@ -44,6 +44,7 @@ from kartra_mcp.errors import (
     MembraneNotFound,
     MembraneRateLimited,
     ProxyRequestRefused,
+    StateUnavailable,
     ToolCallError,
     UnknownToolError,
 )
@@ -51,7 +52,7 @@ from kartra_mcp.membrane import MembraneClient
 from kartra_mcp.schemas import argument_problems, checked_arguments
 from kartra_mcp.tools.answers import garbled_answer, resend_garbled
 from kartra_mcp.tools.approval import CHECK_TOOL, CONFIRM_TOOL, Approval, Approvals, TokenChannel
-from kartra_mcp.tools.audit import AuditLog, Journal, Outcome, redact
+from kartra_mcp.tools.audit import AuditTrail, Journal, Outcome, redact
 from kartra_mcp.tools.builtin import CHECK_APPROVAL_SPEC, check_approval
 from kartra_mcp.tools.call import (
     Accepted,
@@ -68,6 +69,7 @@ from kartra_mcp.tools.call import (
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.credentials import refuse_credentials, without_credentials
+from kartra_mcp.tools.critical_cap import AuditCountedCap, CriticalCap
 from kartra_mcp.tools.kartra_ops import COMMANDS, Invocation, ambiguity, invocations_for_action, one_lead_note
 from kartra_mcp.tools.limits import check_bounds, loads
 from kartra_mcp.tools.policy import Decision, Policy, Target
@@ -214,11 +216,12 @@ class Executor:
         catalog: Catalog,
         policy: Policy,
         book: ConfirmationBook,
-        audit: AuditLog,
+        audit: AuditTrail,
         tool_mode: Literal["actions", "search"] = "actions",
         clock: Callable[[], float] = time.time,
         approvals: Approvals | None = None,
         refunds: RefundLedger | None = None,
+        critical_cap: CriticalCap | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -228,7 +231,7 @@ class Executor:
         self.tool_mode = tool_mode
         self._clock = clock
         self.refunds = refunds or MemoryRefundLedger()
-        self._counting = anyio.Lock()
+        self.critical_cap = critical_cap or AuditCountedCap(audit, clock=clock)
         self.previewer = Previewer(
             self._read,
             max_refund_amount=policy.max_refund_amount,
@@ -332,14 +335,19 @@ class Executor:
         if decision.mode == "deny":
             self._refuse(call, decision.reason)
         self._check_targets(call)
-        await self._check_rate(call)
-        preview: Preview | None = None
-        if decision.mode == "confirm" or self._refund_capped(call):
-            preview = await self._preview(call)
-        if decision.mode == "allow":
-            return await self._execute(call, decision, "policy")
-        assert preview is not None
-        return await self._ask(call, decision, preview, confirmer)
+        try:
+            await self._check_rate(call)
+            preview: Preview | None = None
+            if decision.mode == "confirm" or self._refund_capped(call):
+                preview = await self._preview(call)
+            if decision.mode == "allow":
+                return await self._execute(call, decision, "policy")
+            assert preview is not None
+            return await self._ask(call, decision, preview, confirmer)
+        except StateUnavailable as exc:
+            # Raised only before anything is sent: the refusal keeps its row like any other.
+            self._record(call, decision.mode, None, "refused", error=str(exc))
+            raise
 
     def _lookup(self, name: str, arguments: Mapping[str, Any]) -> ToolSpec:
         builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC, CHECK_APPROVAL_SPEC)}
@@ -533,19 +541,20 @@ class Executor:
             )
 
     async def _check_rate(self, call: _Call) -> None:
+        """Refuse a critical call the cap already excludes, before anyone is asked about it."""
         cap = self.policy.max_critical_calls_per_hour
-        if cap is None or call.risk is not Risk.CRITICAL:
-            return
-        done = await self.audit.count_since(
-            self._clock() - 3600, risk=Risk.CRITICAL.value, connection=self.connection_id
+        if cap is not None and call.risk is Risk.CRITICAL:
+            done = await self.critical_cap.used(self.connection_id)
+            if done >= cap:
+                self._refuse_rate(call, cap, done)
+
+    def _refuse_rate(self, call: _Call, cap: int, done: int) -> NoReturn:
+        self._refuse(
+            call,
+            f"The policy allows {cap} critical call(s) per hour and {done} ran in the last hour. "
+            "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
+            rule="cap",
         )
-        if done >= cap:
-            self._refuse(
-                call,
-                f"The policy allows {cap} critical call(s) per hour and {done} ran in the last hour. "
-                "Wait, or ask a person to raise limits.max_critical_calls_per_hour.",
-                rule="cap",
-            )
 
     def _refuse(self, call: _Call, reason: str, *, rule: str = "policy") -> NoReturn:
         self._record(call, "deny", None, "refused", error=reason)
@@ -590,7 +599,7 @@ class Executor:
 
     async def _ask(self, call: _Call, decision: Decision, preview: Preview, confirmer: Confirmer) -> CallResult:
         spec, book, connection = call.spec, self.book, self.connection_id
-        asked, expires_at = book.issue(spec.name, call.arguments, connection, channel="elicitation")
+        asked, expires_at = await book.issue(spec.name, call.arguments, connection, channel="elicitation")
         request = ConfirmationRequest(spec.name, call.risk, preview, asked, expires_at, call.arguments, connection)
         try:
             answer = await confirmer.confirm(request)
@@ -598,7 +607,8 @@ class Executor:
                 answer = await TokenChannel(book).confirm(request)
         except anyio.get_cancelled_exc_class():
             # The client went away or gave up while the person was asked: the attempt still leaves its row.
-            book.discard(asked)
+            with anyio.CancelScope(shield=True), contextlib.suppress(StateUnavailable):
+                await book.discard(asked)
             self._record(call, "confirm", "elicitation", "declined", error="cancelled before the person answered")
             raise
         if isinstance(answer, Deferred):
@@ -606,20 +616,20 @@ class Executor:
             return CallResult("Waiting for the person's answer.", awaiting=request)
         if isinstance(answer, Accepted):
             try:
-                book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
+                await book.redeem_for(answer.echoed_id or asked, spec.name, call.arguments, connection)
             except ConfirmationInvalid as exc:
                 self._record(call, "confirm", answer.how, "refused", error=str(exc), by=answer.by)
                 raise
             finally:
-                book.discard(asked)
+                await book.discard(asked)
             return await self._execute(call, decision, answer.how, by=answer.by)
-        book.discard(asked)
+        await book.discard(asked)
         if isinstance(answer, Pending):
             self._record(call, "confirm", answer.channel, "awaiting_confirmation")
             return answer.result
         if isinstance(answer, Declined):
             if answer.echoed_id:
-                book.discard(answer.echoed_id)
+                await book.discard(answer.echoed_id)
             error = f"person chose {answer.action}" + (f": {answer.note}" if answer.note else "")
             self._record(call, "confirm", answer.how, "declined", error=error, by=answer.by)
             raise ConfirmationDeclined(answer.action, answer.note)
@@ -633,8 +643,8 @@ class Executor:
 
     async def _confirm_action(self, confirmation_id: str) -> CallResult:
         try:
-            pending = self.book.redeem(confirmation_id, self.connection_id)
-        except ConfirmationInvalid as exc:
+            pending = await self.book.redeem(confirmation_id, self.connection_id)
+        except (ConfirmationInvalid, StateUnavailable) as exc:
             self._audit(
                 CONFIRM_TOOL,
                 None,
@@ -695,12 +705,13 @@ class Executor:
 
     async def _admit(self, call: _Call, decision: Decision, how: str, by: str | None) -> int | None:
         """The last checks before sending, and the intent row; raises when the call may not be sent."""
-        # Checked again here, and the intent row written, under one lock: both wait for the audit log's
-        # worker, so without it concurrent calls could all count before any writes and overrun the cap.
-        # Only capped calls take it, so a slow audit log never holds up reads.
-        capped = call.risk is Risk.CRITICAL and self.policy.max_critical_calls_per_hour is not None
-        async with self._counting if capped else contextlib.nullcontext():
-            await self._check_rate(call)
+        # A place under the hourly cap is taken, and the intent row written, in one step (see `CriticalCap`).
+        # Only capped calls take one, so a slow audit log or shared store never holds up reads.
+        cap = self.policy.max_critical_calls_per_hour if call.risk is Risk.CRITICAL else None
+        reserving = self.critical_cap.reserve(self.connection_id, cap) if cap is not None else contextlib.nullcontext()
+        async with reserving as done:
+            if cap is not None and done is not None:
+                self._refuse_rate(call, cap, done)
             if call.risk is Risk.READ:
                 return None
             # Written before sending, and if it cannot be, nothing is sent.

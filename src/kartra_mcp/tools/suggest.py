@@ -16,7 +16,7 @@ from typing import Any
 
 from kartra_mcp.errors import MembraneError
 from kartra_mcp.membrane import MembraneClient
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditTrail
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.policy import Policy, Target
 from kartra_mcp.tools.spec import Risk
@@ -56,7 +56,7 @@ class Suggester:
         client: MembraneClient,
         catalog: Catalog,
         policy: Policy,
-        audit: AuditLog,
+        audit: AuditTrail,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client

@@ -8,9 +8,9 @@ alone; both are bounded LRU maps with a TTL, so memory stays bounded whatever th
 people. Every Membrane request made for a person runs inside `person_token`, so it carries
 their token and no one else's.
 
-State shared by replicas slots in behind three seams, each keyed by tenant: the `ConfirmationBook`
-and the `RefundLedger` each tenant's executor is given (`state_for`), and the `AuditLog` view each
-tenant writes and counts caps in (`AuditLog.for_tenant`).
+State shared by replicas slots in behind these seams, each keyed by tenant: the `ConfirmationBook`,
+the `RefundLedger` and the `CriticalCap` each tenant's executor is given (`state_for`; Redis:
+`kartra_mcp.state`), and the audit log view each tenant writes and counts caps in (`for_tenant`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import jwt
 
 from kartra_mcp.errors import MembraneAccessDenied, MembraneNotAuthenticated
 from kartra_mcp.membrane import Connection, MembraneClient, person_token
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditTrail
 from kartra_mcp.tools.catalog import Catalog
 from kartra_mcp.tools.confirm import ConfirmationBook
 from kartra_mcp.tools.connection import INTEGRATION_KEY, resolve_connection
+from kartra_mcp.tools.critical_cap import CriticalCap
 from kartra_mcp.tools.executor import BUILTIN_NAMES, Executor
 from kartra_mcp.tools.policy import Policy
 from kartra_mcp.tools.refund_ledger import MemoryRefundLedger, RefundLedger
@@ -88,6 +89,8 @@ class TenantState:
 
     book: ConfirmationBook
     refunds: RefundLedger
+    # None: counted from the tenant's audit rows under a lock of this process (see `AuditCountedCap`).
+    critical_cap: CriticalCap | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ class TenantRuntimes:
         client: MembraneClient,
         *,
         policy: Policy,
-        audit: AuditLog,
+        audit: AuditTrail,
         tool_mode: ToolMode = "actions",
         ttl: float = TENANT_TTL,
         size: int = TENANT_ENTRIES,
@@ -239,6 +242,7 @@ class TenantRuntimes:
             policy=self._policy,
             book=state.book,
             refunds=state.refunds,
+            critical_cap=state.critical_cap,
             audit=self._audit.for_tenant(tenant),
             tool_mode=self._tool_mode,
         )

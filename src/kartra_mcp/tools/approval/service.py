@@ -18,7 +18,7 @@ from typing import Literal, NoReturn
 
 from kartra_mcp.errors import AuditUnavailable, ConfirmationInvalid
 from kartra_mcp.tools.approval.store import Approval, ApprovalStore, MemoryApprovalStore, digest, new_id, new_secret
-from kartra_mcp.tools.audit import AuditLog
+from kartra_mcp.tools.audit import AuditTrail
 from kartra_mcp.tools.call import CallResult, ChannelName, ConfirmationRequest
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Approvals:
 
     def __init__(
         self,
-        audit: AuditLog,
+        audit: AuditTrail,
         *,
         ttl: float = 300.0,
         store: ApprovalStore | None = None,

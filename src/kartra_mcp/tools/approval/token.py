@@ -21,7 +21,7 @@ class TokenChannel:
         self._book = book
 
     async def confirm(self, request: ConfirmationRequest) -> Answer:
-        confirmation_id, expires_at = self._book.issue(
+        confirmation_id, expires_at = await self._book.issue(
             request.tool, request.arguments, request.connection, channel="token"
         )
         until = time.strftime("%H:%M:%S UTC", time.gmtime(expires_at))
