@@ -326,7 +326,7 @@ class Executor:
         if spec.kind == "search":
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
         if spec.kind == "check":
-            return check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
+            return await check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
             arguments = self._check_arguments(spec, arguments)
