@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -45,6 +46,9 @@ from kartra_mcp.sandbox import Sandbox, SandboxConfig
 from kartra_mcp.server.runtime import membrane_client
 
 MEMBRANE_ENV = "KARTRA_MCP_BENCH_MEMBRANE_MCP"
+# One TLS context for every benchmark client: building one loads the CA bundle (about 30 ms here),
+# which would otherwise be counted in each new session of every server alike though no TLS is used.
+_TLS = ssl.create_default_context()
 PRELOAD = Path(__file__).with_name("membrane_mcp_preload.cjs")
 CONCURRENCY = 8
 
@@ -71,7 +75,10 @@ class Target:
     async def session(self) -> AsyncIterator[Client]:
         async with (
             httpx2.AsyncClient(
-                headers={"Authorization": f"Bearer {self.token}"}, timeout=httpx2.Timeout(60), trust_env=False
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=httpx2.Timeout(60),
+                trust_env=False,
+                verify=_TLS,
             ) as http,
             Client(streamable_http_client(self.url, http_client=http), mode=self.mode) as client,
         ):

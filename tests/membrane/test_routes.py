@@ -49,6 +49,16 @@ async def _run_and_raw(client: MembraneClient, sandbox: Sandbox) -> None:
     assert (raw.status_code, raw.data()["lead_details"]["id"]) == (200, "1")
 
 
+@pytest.mark.parametrize("without", [(), ("act",)], ids=["act", "deprecated-run"])
+async def test_a_run_goes_to_the_connection_each_call_names_even_for_the_same_action(without: tuple[str, ...]) -> None:
+    sandbox = _box(*without)
+    async for client in _opened(sandbox):
+        action, lead = BY_KEY["get-lead"].id, {"lead_id": "1"}
+        await client.run_action(action, connection_id=sandbox.connections[0]["id"], input=lead, retry_safe=True)
+        with pytest.raises(MembraneNotFound):
+            await client.run_action(action, connection_id="no-such-connection", input=lead, retry_safe=True)
+
+
 async def test_runs_and_raw_requests_use_only_act_where_membrane_serves_it() -> None:
     sandbox = _box("run", "proxy")  # the deprecated and undocumented routes are not even there
     async for client in _opened(sandbox):

@@ -21,12 +21,25 @@ async def test_no_tool_says_an_id_wins_over_an_email_and_a_call_giving_both_is_r
         )
         read = await client.call_tool("get-lead", {"email": lead["email"], "lead_id": str(lead["id"])})
     assert not any("wins over" in (t.description or "") for t in tools.values())
-    assert "never both: a call that gives both is refused" in (tools["assign-tag"].description or "")
+    assert "Give email or lead_id, never both." in (tools["assign-tag"].description or "")
     assert result.is_error and result.structured_content is not None
     assert result.structured_content["error"] == "ActionDenied"
     # A read giving both is answered (Kartra takes the id), and says nothing of a refusal.
-    assert "refused" not in (tools["get-lead"].description or "")
+    assert "never both" not in (tools["get-lead"].description or "")
     assert not read.is_error
+
+
+async def test_the_sandbox_catalog_lists_at_most_1000_bytes_per_tool_with_every_description_kept(
+    runtime: Runtime, mode: str
+) -> None:
+    async with connect(runtime, mode) as client:
+        tools = await all_tools(client)
+    sizes = [len(t.model_dump_json(by_alias=True, exclude_none=True).encode()) for t in tools]
+    assert sum(sizes) / len(tools) <= 1000
+    assert all(t.description for t in tools)
+    for tool in tools:
+        for name, schema in tool.input_schema.get("properties", {}).items():
+            assert schema.get("description"), f"{tool.name}.{name}"
 
 
 async def test_the_proxy_tool_says_once_that_changes_may_need_a_confirmation(runtime: Runtime, mode: str) -> None:

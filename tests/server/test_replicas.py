@@ -8,6 +8,7 @@ cap of critical calls holds for both together, both write their audit rows to Po
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
@@ -59,12 +60,15 @@ class Replicas:
         return count
 
 
-def _env(tmp_path: Path, membrane: dict[str, str], redis_url: str, audit_dsn: str, name: str) -> dict[str, str]:
+def _env(
+    tmp_path: Path, membrane: dict[str, str], redis_url: str, audit_dsn: str, name: str, **extra: str
+) -> dict[str, str]:
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     return local_env(
         None,
         **membrane,
+        **extra,
         KARTRA_MCP_REDIS_URL=redis_url,
         KARTRA_MCP_AUDIT_DSN=audit_dsn,
         KARTRA_MCP_POLICY=str(policy),
@@ -95,7 +99,7 @@ def two_servers(tmp_path: Path, env: Callable[[str], dict[str, str]], *args: str
 
 
 @contextmanager
-def replicas(tmp_path: Path, redis_url: str, audit_dsn: str) -> Iterator[Replicas]:
+def replicas(tmp_path: Path, redis_url: str, audit_dsn: str, **extra: str) -> Iterator[Replicas]:
     """A standalone sandbox and two replicas in front of it, clients authenticated by one HTTP token."""
     with standalone_sandbox(tmp_path / "sandbox") as sandbox:
         membrane = {
@@ -105,7 +109,7 @@ def replicas(tmp_path: Path, redis_url: str, audit_dsn: str) -> Iterator[Replica
         }
 
         def env(name: str) -> dict[str, str]:
-            return _env(tmp_path, membrane, redis_url, audit_dsn, name)
+            return _env(tmp_path, membrane, redis_url, audit_dsn, name, **extra)
 
         with two_servers(tmp_path, env) as urls:
             yield Replicas(urls, sandbox, env("cli"))
@@ -291,3 +295,77 @@ async def test_hosted_replicas_keep_each_persons_ids_apart_spend_them_once_and_s
     assert len(tenants) == 2 and None not in tenants  # alice's and bob's rows, each stamped
     (bobs,) = {r["tenant"] for r in rows if r["tool"] == "confirm-action" and "Unknown" in (r["error"] or "")}
     assert {r["tenant"] for r in rows if r["tool"] == "assign-tag"} == tenants - {bobs}
+
+
+APPROVER = "approver-token-held-by-a-person-0123456789"
+
+
+async def _sign_in(http: httpx2.AsyncClient, url: str) -> None:
+    """The approver signs in on one replica's page; the cookie is what the browser keeps."""
+    signed = await http.post(
+        f"{url}/approvals/login", data={"token": APPROVER, "next": "/approvals"}, headers={"Origin": url}
+    )
+    assert signed.status_code == 303, signed.text
+
+
+async def _form(http: httpx2.AsyncClient, url: str, approval_id: str) -> dict[str, str]:
+    page = await http.get(f"{url}/approvals/{approval_id}")
+    assert page.status_code == 200, page.text
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found is not None, page.text
+    return {"csrf": found.group(1), "answer": "approve"}
+
+
+async def test_an_approval_opened_on_one_replica_is_answered_on_the_other_and_runs_once(
+    tmp_path: Path, redis: RedisServer, audit_dsn: str
+) -> None:
+    extra = {"KARTRA_MCP_APPROVER_TOKEN": APPROVER}
+    with replicas(tmp_path, redis.url, audit_dsn, **extra) as two, anyio.fail_after(120):
+        url_a, url_b = two.urls
+        email = two.sandbox.state()["samples"]["lead_with_transactions"]["email"]
+        async with (
+            client(url_a, "legacy") as a,
+            client(url_b, "auto") as b,
+            httpx2.AsyncClient(trust_env=False, timeout=30) as person,
+        ):
+            # Opened on A, listed and approved in B's inbox; the model checks on B.
+            pending = await a.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
+            assert pending.structured_content is not None, text_of(pending)
+            first = pending.structured_content["approval_id"]
+            before = two.runs()
+            await _sign_in(person, url_b)
+            inbox = await person.get(f"{url_b}/approvals")
+            approved = await person.post(
+                f"{url_b}/approvals/{first}", data=await _form(person, url_b, first), headers={"Origin": url_b}
+            )
+            checked = await b.call_tool("check-approval", {"approval_id": first})
+            assert two.runs() == before + 1
+
+            # The same form posted on A and on B at once: one answer runs the call, the other is refused.
+            second = (await b.call_tool("assign-tag", {"email": email, "tag_name": "Customer"})).structured_content
+            assert second is not None
+            form = await _form(person, url_a, second["approval_id"])  # B's sign-in holds on A too
+            raced: list[httpx2.Response] = []
+
+            async def post(url: str) -> None:
+                target = f"{url}/approvals/{second['approval_id']}"
+                raced.append(await person.post(target, data=form, headers={"Origin": url}))
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(post, url_a)
+                tasks.start_soon(post, url_b)
+            assert two.runs() == before + 2
+            after = await a.call_tool("check-approval", {"approval_id": second["approval_id"]})
+
+            # Without Redis no approval is opened: the call is refused and nothing is sent.
+            redis.kill()
+            refused = await a.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
+            assert two.runs() == before + 2
+    assert first in inbox.text and "assign-tag" in inbox.text
+    assert approved.status_code == 200 and 'id="outcome">Approved' in approved.text, approved.text
+    assert checked.structured_content is not None
+    assert (checked.structured_content["state"], checked.structured_content["outcome_is_error"]) == ("approved", False)
+    assert sorted(r.status_code for r in raced) == [200, 403], [r.text for r in raced]
+    assert "answered once" in next(r.text for r in raced if r.status_code == 403)
+    assert after.structured_content is not None and after.structured_content["state"] == "approved"
+    assert refused.is_error and "Redis" in text_of(refused) and "nothing was sent" in text_of(refused), text_of(refused)

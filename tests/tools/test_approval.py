@@ -31,7 +31,7 @@ def audit(tmp_path: Path) -> AuditLog:
 
 async def test_an_approval_is_answered_once_and_every_other_answer_is_refused_and_audited(audit: AuditLog) -> None:
     approvals = Approvals(audit)
-    approval, secret = approvals.open(_request(), "browser", on_answer="wait")
+    approval, secret = await approvals.open(_request(), "browser", on_answer="wait")
     with pytest.raises(ConfirmationInvalid, match="forged"):
         await approvals.answer(approval.id, approve=True, via="browser", by="x", secret="not-" + secret)
     answered = await approvals.answer(approval.id, approve=False, via="browser", by="person", secret=secret)
@@ -48,7 +48,7 @@ async def test_an_approval_is_answered_once_and_every_other_answer_is_refused_an
 async def test_an_expired_approval_cannot_be_answered(audit: AuditLog) -> None:
     now = [1000.0]
     approvals = Approvals(audit, ttl=300, clock=lambda: now[0])
-    approval, secret = approvals.open(_request(expires_at=1300.0), "browser", on_answer="wait")
+    approval, secret = await approvals.open(_request(expires_at=1300.0), "browser", on_answer="wait")
     now[0] = 1301.0
     with pytest.raises(ConfirmationInvalid, match="expired"):
         await approvals.answer(approval.id, approve=True, via="browser", by="person", secret=secret)
@@ -62,8 +62,8 @@ async def test_the_inbox_keeps_a_call_whose_webhook_is_down(audit: AuditLog) -> 
     answer = await channel.confirm(_request())
     assert isinstance(answer, Pending) and answer.result.structured is not None
     approval_id = answer.result.structured["approval_id"]
-    assert [a.id for a in approvals.store.pending()] == [approval_id]
-    checked = check_approval(approvals, approval_id, "c1")
+    assert [a.id for a in (await approvals.store.pending())] == [approval_id]
+    checked = await check_approval(approvals, approval_id, "c1")
     assert checked.structured is not None and checked.structured["state"] == "pending"
     with pytest.raises(ConfirmationInvalid):
-        check_approval(approvals, approval_id, "another-connection")
+        await check_approval(approvals, approval_id, "another-connection")

@@ -170,6 +170,9 @@ class MembraneClient:
             },
             trust_env=True,
         )
+        # Merging the base URL and query costs more than the rest of building a request; action runs
+        # reuse a few URLs, so each is built once.
+        self._run_urls: dict[tuple[str, str], httpx2.URL] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -226,18 +229,31 @@ class MembraneClient:
             data = await self._json_call(
                 "POST",
                 ACT,
+                url=self._built_url(ACT),
                 json={"id": action_id, "connectionId": connection_id, "input": dict(input)},
                 retry_safe=retry_safe,
             )
         else:
+            path = f"/actions/{action_id}/run"
             data = await self._json_call(
                 "POST",
-                f"/actions/{action_id}/run",
-                params={"connectionId": connection_id},
+                path,
+                url=self._built_url(path, connection_id),
                 json={"input": dict(input)},
                 retry_safe=retry_safe,
             )
         return self._parse(ActionRun, data)
+
+    def _built_url(self, path: str, connection_id: str | None = None) -> httpx2.URL:
+        """The absolute URL of `path` (with `connectionId` in its query when given), built once."""
+        key = (path, connection_id or "")
+        url = self._run_urls.get(key)
+        if url is None:
+            if len(self._run_urls) >= 1024:
+                self._run_urls.clear()
+            params = {"connectionId": connection_id} if connection_id else None
+            url = self._run_urls[key] = self._http.build_request("POST", path, params=params).url
+        return url
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -435,10 +451,13 @@ class MembraneClient:
             )
             await self._retry.sleep(delay)
 
-    async def _attempt(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+    async def _attempt(
+        self, method: str, path: str, *, url: httpx2.URL | None = None, **kwargs: Any
+    ) -> httpx2.Response:
+        """One request to `path` (or, when given, its already built absolute `url`)."""
         try:
             with anyio.fail_after(self._timeout):
-                return await self._http.request(method, path, **kwargs)
+                return await self._http.request(method, path if url is None else url, **kwargs)
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise MembraneUnreachable(f"Could not reach Membrane at {self.base_url}: {type(exc).__name__}") from None
         except (TimeoutError, httpx2.TimeoutException):

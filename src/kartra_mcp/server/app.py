@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -44,6 +45,8 @@ from kartra_mcp.tools.spec import ToolSpec
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+# The JSON Schema keyword by which a tool asks clients to mirror an argument in an Mcp-Param header.
+_HEADER_KEYWORD = '"x-mcp-header"'
 
 INSTRUCTIONS = (
     "Operate a Kartra account (leads, tags, lists, sequences, memberships, products, transactions, subscriptions) "
@@ -204,13 +207,38 @@ def serve_executors(
         description="Kartra's actions as tools, with guardrails a person controls.",
         instructions=instructions,
         website_url="https://github.com/kartra-mcp/kartra-mcp",
-        get_tool_input_schema=input_schema,
+        get_tool_input_schema=declaring_headers(input_schema),
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)
     return server, notifier
+
+
+def declaring_headers(
+    lookup: Callable[[str], Mapping[str, Any] | None],
+) -> Callable[[str], Mapping[str, Any] | None]:
+    """`lookup`, answering only with schemas that declare `x-mcp-header` properties (else None).
+
+    The SDK walks the called tool's schema on every stateless-era call to check `Mcp-Param-*`
+    headers against such properties; a schema without any has nothing to check, and None tells the
+    SDK so. Whether a schema declares any is worked out once per schema.
+    """
+    declares: dict[int, tuple[Mapping[str, Any], bool]] = {}
+
+    def lookup_declaring(name: str) -> Mapping[str, Any] | None:
+        schema = lookup(name)
+        if schema is None:
+            return None
+        known = declares.get(id(schema))
+        if known is None or known[0] is not schema:
+            if len(declares) >= 4096:
+                declares.clear()
+            known = declares[id(schema)] = (schema, _HEADER_KEYWORD in json.dumps(schema))
+        return schema if known[1] else None
+
+    return lookup_declaring
 
 
 async def _answer_from_app(executor: Executor, arguments: dict[str, Any]) -> CallToolResult:

@@ -52,7 +52,7 @@ class AppChannel:
     async def confirm(self, request: ConfirmationRequest) -> Answer:
         if not client_supports_apps(self._ctx):
             return Unavailable()
-        approval, secret = self._approvals.open(request, "app", on_answer="run")
+        approval, secret = await self._approvals.open(request, "app", on_answer="run")
         base = pending_result(approval, "in the approval view shown with this result")
         meta = {
             META_KEY: {

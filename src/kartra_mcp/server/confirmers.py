@@ -213,7 +213,7 @@ class UrlConfirmer:
             return await self._round_trip(approvals, request)
         if not self._ctx.session.can_send_request:
             return Unavailable()
-        approval, secret = approvals.open(request, "url", on_answer="wait")
+        approval, secret = await approvals.open(request, "url", on_answer="wait")
         try:
             opened = await self._ctx.session.elicit_url(
                 _url_message(request),
@@ -222,14 +222,14 @@ class UrlConfirmer:
                 related_request_id=self._ctx.request_id,
             )
         except NoBackChannelError:
-            approvals.expire(approval, "url")
+            await approvals.expire(approval, "url")
             return Unavailable()
         except (MCPError, ValidationError) as exc:
             logger.warning("the client could not open the approval page (%s); nothing was sent", exc)
-            approvals.expire(approval, "url")
+            await approvals.expire(approval, "url")
             return Declined("cancel", how="url", note="The client could not open the approval page.")
         if not isinstance(opened, ElicitResult) or opened.action != "accept":
-            approvals.expire(approval, "url")
+            await approvals.expire(approval, "url")
             action = opened.action if isinstance(opened, ElicitResult) and opened.action == "decline" else "cancel"
             return Declined(action, how="url")
         answer = await self._wait(approvals, approval.id)
@@ -244,15 +244,15 @@ class UrlConfirmer:
         responses = self._params.input_responses or {}
         approval_id = self._deployment.url_rounds.pop(state, None) if state else None
         if approval_id is None or URL_KEY not in responses:
-            approval, secret = approvals.open(request, "url", on_answer="wait")
+            approval, secret = await approvals.open(request, "url", on_answer="wait")
             self._deployment.url_rounds[request.confirmation_id] = approval.id
             self._link = approvals.link(approval, secret)
             return Deferred("url")
         opened = responses.get(URL_KEY)
         if not isinstance(opened, ElicitResult) or opened.action != "accept":
-            abandoned = approvals.store.get(approval_id)
+            abandoned = await approvals.store.get(approval_id)
             if abandoned is not None:
-                approvals.expire(abandoned, "url")
+                await approvals.expire(abandoned, "url")
             return Declined("cancel", state, how="url")
         answer = await self._wait(approvals, approval_id)
         if isinstance(answer, Accepted):
@@ -262,7 +262,7 @@ class UrlConfirmer:
         return answer
 
     async def _wait(self, approvals: Approvals, approval_id: str) -> Answer:
-        approval = approvals.store.get(approval_id)
+        approval = await approvals.store.get(approval_id)
         if approval is None:
             return Declined("cancel", how="url", note="The approval page was lost (the server restarted).")
         return await wait_for_answer(

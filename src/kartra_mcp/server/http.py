@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kartra_mcp.errors import ConfigError
 from kartra_mcp.server.app import KartraServer
+from kartra_mcp.server.era_routing import EraRouter
 from kartra_mcp.tools.approval.page import PREFIX as APPROVALS_PATH, ApprovalPages
 
 logger = logging.getLogger(__name__)
@@ -105,15 +106,17 @@ def http_app(server: KartraServer, *, host: str, token: str | None, pages: Appro
     """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm), /healthz, and,
     with an approver credential, the approval inbox at /approvals."""
     check_binding(host, token)
+    security = _loopback_only(host)
     routes: list[Route] = [Route(HEALTH_PATH, _health)]
     if pages is not None:
         routes += pages.routes()
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         host=host,
-        transport_security=_loopback_only(host),
+        transport_security=security,
         custom_starlette_routes=routes,
     )
+    app = EraRouter(app, server, path=MCP_PATH, security=security)
     return BearerGuard(app, token) if token else app
 
 

@@ -131,7 +131,7 @@ async def open_runtime(
     cache is served at once, and a Membrane that does not answer within `start_timeout` seconds leaves
     a runtime whose `problem` says so; the caller runs `upkeep.keep_current` to catch up.
     `audit` is a log the caller opened and closes; by default the one the settings name (see `audit_trail`).
-    Confirmations, the hourly cap and refund holds live in Redis when the settings name one.
+    Confirmations, pending approvals, the hourly cap and refund holds live in Redis when the settings name one.
     `approver_token` (HTTP deployments) puts approval pages behind the approver credential.
     """
     policy = policy or load_effective_policy(settings)
@@ -171,7 +171,7 @@ async def open_runtime(
             )
         # Without Redis, pending confirmations live in this process only, and so does the secret that signs them.
         book = ConfirmationBook(ttl=policy.confirmation_ttl, store=shared.pending)
-        approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token)
+        approvals = Approvals(audit, ttl=policy.confirmation_ttl, approver_token=approver_token, store=shared.approvals)
         executor = Executor(
             client=client,
             catalog=catalog,

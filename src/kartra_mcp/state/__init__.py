@@ -19,6 +19,7 @@ from kartra_mcp.tools.audit import AuditLog, AuditTrail
 
 # Only the types at import: `kartra-mcp audit` reads the log without loading the call pipeline.
 if TYPE_CHECKING:
+    from kartra_mcp.tools.approval.store import ApprovalStore
     from kartra_mcp.tools.confirm import PendingStore
     from kartra_mcp.tools.critical_cap import CriticalCap
     from kartra_mcp.tools.refund_ledger import RefundLedger
@@ -40,6 +41,7 @@ class SharedState:
     refunds: RefundLedger | None = None
     critical_cap: CriticalCap | None = None
     tenant_state: Callable[[str, float], TenantState] | None = None
+    approvals: ApprovalStore | None = None
 
     def state_for(self, confirmation_ttl: float) -> Callable[[str], TenantState] | None:
         """What `TenantRuntimes(state_for=...)` takes: None keeps each tenant's state in this process."""
@@ -56,7 +58,8 @@ async def shared_state(settings: Settings, *, sandbox: bool) -> AsyncIterator[Sh
     if settings.redis_url is None:
         yield SharedState()
         return
-    from kartra_mcp.state.redis_store import (  # only when configured
+    from kartra_mcp.state.redis_approvals import RedisApprovalStore  # only when configured
+    from kartra_mcp.state.redis_store import (
         RedisCriticalCap,
         RedisPendingStore,
         RedisRefundLedger,
@@ -80,7 +83,9 @@ async def shared_state(settings: Settings, *, sandbox: bool) -> AsyncIterator[Sh
             book = ConfirmationBook(ttl=ttl, store=RedisPendingStore(scoped))
             return TenantState(book, RedisRefundLedger(scoped), RedisCriticalCap(scoped))
 
-        yield SharedState(pending, RedisRefundLedger(state), RedisCriticalCap(state), tenant_state)
+        yield SharedState(
+            pending, RedisRefundLedger(state), RedisCriticalCap(state), tenant_state, RedisApprovalStore(state)
+        )
     finally:
         await client.aclose()
 

@@ -121,6 +121,21 @@ class RedisState:
     def key(self, *parts: str) -> str:
         return self.namespace + ":".join(parts)
 
+    async def shared_key(self, name: str, what: str) -> bytes:
+        """A random key under `name` that every replica uses: the first replica's wins.
+
+        Read every time, not kept: a Redis that restarted empty gets a new key, and all replicas move to it together.
+        """
+        client, key = self.client, self.key(name)
+
+        async def shared() -> bytes:
+            candidate = secrets.token_hex(32)
+            found = await client.set(key, candidate, nx=True, get=True)
+            value = candidate if found is None else found.decode() if isinstance(found, bytes) else str(found)
+            return bytes.fromhex(value)
+
+        return await self.run(what, shared)
+
     async def run(self, what: str, work: Callable[[], Awaitable[_T]]) -> _T:
         """`work`, with a Redis failure turned into a refusal that says what happened and what to do."""
         try:
@@ -141,17 +156,7 @@ class RedisPendingStore:
         self._clock = clock
 
     async def secret(self) -> bytes:
-        client, key = self._state.client, self._state.key("confirm-secret")
-
-        async def shared() -> bytes:
-            # The first replica's random key wins and every replica signs with it. Read every time, not
-            # kept: a Redis that restarted empty gets a new key, and all replicas move to it together.
-            candidate = secrets.token_hex(32)
-            found = await client.set(key, candidate, nx=True, get=True)
-            value = candidate if found is None else found.decode() if isinstance(found, bytes) else str(found)
-            return bytes.fromhex(value)
-
-        return await self._state.run("read the key that signs confirmation ids", shared)
+        return await self._state.shared_key("confirm-secret", "read the key that signs confirmation ids")
 
     def _ttl_ms(self, until: float) -> int:
         # A minute's slack: the book checks the expiry itself, against its own clock.

@@ -57,9 +57,9 @@ APP_ANSWER_SPEC = ToolSpec(
 )
 
 
-def check_approval(approvals: Approvals | None, approval_id: str, connection: str) -> CallResult:
+async def check_approval(approvals: Approvals | None, approval_id: str, connection: str) -> CallResult:
     """The state of one approval on this connection, and the outcome of its call once it ran."""
-    approval = approvals.store.get(approval_id) if approvals else None
+    approval = await approvals.store.get(approval_id) if approvals else None
     if approvals is None or approval is None or approval.connection != connection:
         raise ConfirmationInvalid(f"No pending approval {approval_id!r} on this connection (or the server restarted).")
     state = approval.state

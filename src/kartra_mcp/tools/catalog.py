@@ -81,6 +81,9 @@ class Catalog:
         self._specs: dict[str, ToolSpec] = {}
         self._by_key: dict[str, ToolSpec] = {}
         self._fingerprint = ""
+        self._sorted: list[ToolSpec] = []
+        # Bumped whenever the tools are replaced, so listings built from them know when to rebuild.
+        self.generation = 0
         self.loaded_from_cache = False
 
     @property
@@ -92,7 +95,7 @@ class Catalog:
 
     @property
     def specs(self) -> list[ToolSpec]:
-        return [self._specs[name] for name in sorted(self._specs)]
+        return list(self._sorted)
 
     def get(self, name: str) -> ToolSpec | None:
         return self._specs.get(name)
@@ -190,8 +193,10 @@ class Catalog:
             )
         changed = fingerprint != self._fingerprint
         self._specs = specs
+        self._sorted = [specs[name] for name in sorted(specs)]
         self._by_key = {s.action_key: s for s in specs.values() if s.action_key}
         self._fingerprint = fingerprint
+        self.generation += 1
         return changed
 
     def _read_cache(self) -> list[Action] | None:

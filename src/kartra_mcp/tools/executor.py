@@ -239,6 +239,7 @@ class Executor:
             counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
         )
         self._proxy = proxy_spec()
+        self._listed: tuple[int, Policy, str, list[ToolSpec]] | None = None
         self.approvals = approvals
         if approvals is not None:
             approvals.settler = self._settle
@@ -250,7 +251,18 @@ class Executor:
     # -- listing ------------------------------------------------------------------------------
 
     def tools(self) -> list[ToolSpec]:
-        """The tools to list, in a stable order, under the policy."""
+        """The tools to list, in a stable order, under the policy; rebuilt only when the catalog or policy changes.
+
+        Every call looks its tool up here, so deciding the policy for each tool each time would cost
+        more than the lookup.
+        """
+        memo = self._listed
+        key = (self.catalog.generation, self.policy, self.tool_mode)
+        if memo is None or memo[0] != key[0] or memo[1] is not key[1] or memo[2] != key[2]:
+            memo = self._listed = (*key, self._listing())
+        return list(memo[3])
+
+    def _listing(self) -> list[ToolSpec]:
         policy = self.policy
         if self.tool_mode == "search":
             listed = [s for s in (_SEARCH_SPEC, _RUN_SPEC) if policy.actions.get(s.name) != "deny"]
@@ -315,7 +327,7 @@ class Executor:
         if spec.kind == "search":
             return await self._search(str(arguments["query"]), int(arguments.get("limit", 8)))
         if spec.kind == "check":
-            return check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
+            return await check_approval(self.approvals, str(arguments["approval_id"]), self.connection_id)
         if spec.kind == "run":
             spec, arguments = self._run_target(arguments)
             arguments = self._check_arguments(spec, arguments)

@@ -196,7 +196,7 @@ def one_lead_note(action_key: str | None, schema: Mapping[str, Any]) -> str | No
     named = [k for k in _LEAD_KEYS if k in schema.get("properties", {})]
     if len(named) < 2:
         return None
-    return f"Give {' or '.join(named)}, never both: a call that gives both is refused."
+    return f"Give {' or '.join(named)}, never both."
 
 
 def invocations_for_action(key: str, arguments: Mapping[str, Any]) -> list[Invocation]:

@@ -67,10 +67,10 @@ class BrowserChannel:
         approvals = self._approvals
         if approvals.base_url is None or approvals.needs_approver:
             return Unavailable()
-        approval, secret = approvals.open(request, "browser", on_answer="wait")
+        approval, secret = await approvals.open(request, "browser", on_answer="wait")
         opened = await anyio.to_thread.run_sync(self._opener, approvals.link(approval, secret))
         if not opened:
             logger.warning("no browser could be opened for the approval page; set BROWSER to a browser program")
-            approvals.expire(approval, "browser")
+            await approvals.expire(approval, "browser")
             return Unavailable()
         return await wait_for_answer(approvals, approval, timeout=self._timeout, via="browser", progress=self._progress)

@@ -51,7 +51,7 @@ class InboxChannel:
         approvals = self._approvals
         if approvals.base_url is None or not approvals.needs_approver:
             return Unavailable()
-        approval, _ = approvals.open(request, "inbox", on_answer="run")
+        approval, _ = await approvals.open(request, "inbox", on_answer="run")
         if self._webhook:
             await self._notify(approval)
         channel: ChannelName = "inbox"

@@ -12,14 +12,14 @@ import contextlib
 import html
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kartra_mcp.errors import ConfirmationInvalid
+from kartra_mcp.errors import ConfirmationInvalid, StateUnavailable
 from kartra_mcp.tools.approval.service import Approvals
 from kartra_mcp.tools.approval.store import Approval
 from kartra_mcp.tools.spec import Risk
@@ -151,6 +151,21 @@ def _refused(reason: str, status: int = 403) -> HTMLResponse:
     return _document("Approval refused", body, status=status)
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _unless_unavailable(endpoint: Endpoint) -> Endpoint:
+    """The page, or (when the shared store cannot be reached) a page that says so: nothing was answered or run."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StateUnavailable as exc:
+            return _refused(str(exc), 503)
+
+    return guarded
+
+
 class ApprovalPages:
     """The page routes over one `Approvals`: `/approvals` (the inbox) and `/approvals/{id}`."""
 
@@ -159,10 +174,10 @@ class ApprovalPages:
 
     def routes(self) -> list[Route]:
         return [
-            Route(PREFIX, self.inbox, methods=["GET"]),
-            Route(f"{PREFIX}/login", self.login, methods=["POST"]),
-            Route(PREFIX + "/{approval_id}", self.page, methods=["GET"]),
-            Route(PREFIX + "/{approval_id}", self.submit, methods=["POST"]),
+            Route(PREFIX, _unless_unavailable(self.inbox), methods=["GET"]),
+            Route(f"{PREFIX}/login", _unless_unavailable(self.login), methods=["POST"]),
+            Route(PREFIX + "/{approval_id}", _unless_unavailable(self.page), methods=["GET"]),
+            Route(PREFIX + "/{approval_id}", _unless_unavailable(self.submit), methods=["POST"]),
         ]
 
     def _own_origin(self, request: Request) -> str:
@@ -171,8 +186,8 @@ class ApprovalPages:
             return f"{scheme}://{rest.split('/')[0]}"
         return f"{request.url.scheme}://{request.headers.get('host', '')}"
 
-    def _is_approver(self, request: Request) -> bool:
-        return self.approvals.needs_approver and self.approvals.is_approver_cookie(request.cookies.get(COOKIE))
+    async def _is_approver(self, request: Request) -> bool:
+        return self.approvals.needs_approver and await self.approvals.is_approver_cookie(request.cookies.get(COOKIE))
 
     def _login_form(self, after: str, *, wrong: bool = False) -> HTMLResponse:
         note = '<p class="warn" id="reason">That is not the approver token.</p>' if wrong else ""
@@ -189,10 +204,10 @@ class ApprovalPages:
     async def inbox(self, request: Request) -> Response:
         if not self.approvals.needs_approver:
             return _refused("There is no inbox here; each approval has its own link.", 404)
-        if not self._is_approver(request):
+        if not await self._is_approver(request):
             return self._login_form(PREFIX)
         now = self.approvals.now()
-        items = sorted(self.approvals.store.pending(), key=lambda a: a.expires_at)
+        items = sorted(await self.approvals.store.pending(), key=lambda a: a.expires_at)
         rows = "".join(
             f'<li class="card"><a href="{PREFIX}/{_e(a.id)}">{_e(a.tool)}</a>: '
             f"{_e(a.preview_text.splitlines()[0] if a.preview_text else '')} "
@@ -216,7 +231,7 @@ class ApprovalPages:
         response = RedirectResponse(after, status_code=303, headers=HEADERS)
         response.set_cookie(
             COOKIE,
-            self.approvals.approver_cookie(),
+            await self.approvals.approver_cookie(),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -226,11 +241,11 @@ class ApprovalPages:
         return response
 
     async def page(self, request: Request) -> Response:
-        approval = self.approvals.store.get(request.path_params["approval_id"])
+        approval = await self.approvals.store.get(request.path_params["approval_id"])
         secret = request.query_params.get("k")
-        if self.approvals.needs_approver and not self._is_approver(request):
+        if self.approvals.needs_approver and not await self._is_approver(request):
             return self._login_form(request.url.path + (f"?k={secret}" if secret else ""))
-        if approval is None or not (self._is_approver(request) or (secret and approval.matches(secret))):
+        if approval is None or not (await self._is_approver(request) or (secret and approval.matches(secret))):
             via = approval.channel if approval else "browser"
             with contextlib.suppress(ConfirmationInvalid):  # refused and audited; the page says so below
                 await self.approvals.refuse(approval, "a forged or mistyped link was opened", via, None)
@@ -239,22 +254,25 @@ class ApprovalPages:
             return _answered(approval) if approval.state != "expired" else _refused("This approval expired.", 410)
         if self.approvals.now() > approval.expires_at:
             return _refused("This approval expired; nothing was run.", 410)
-        return approval_page(approval, secret=secret, csrf=self.approvals.csrf(approval.id), now=self.approvals.now())
+        return approval_page(
+            approval, secret=secret, csrf=await self.approvals.csrf(approval.id), now=self.approvals.now()
+        )
 
     async def submit(self, request: Request) -> Response:
         approval_id = request.path_params["approval_id"]
-        approval = self.approvals.store.get(approval_id)
+        approval = await self.approvals.store.get(approval_id)
         via = approval.channel if approval else "browser"
-        who = "approver" if self._is_approver(request) else "person"
+        approver = await self._is_approver(request)
+        who = "approver" if approver else "person"
         by = f"{who} at {request.client.host if request.client else '?'}"
         form = await request.form()
         try:
             origin = request.headers.get("origin")
             if origin != self._own_origin(request):
                 await self.approvals.refuse(approval, f"the answer came from another origin ({origin!r})", via, by)
-            if str(form.get("csrf") or "") != self.approvals.csrf(approval_id):
+            if str(form.get("csrf") or "") != await self.approvals.csrf(approval_id):
                 await self.approvals.refuse(approval, "the answer did not come from the approval page (CSRF)", via, by)
-            if self.approvals.needs_approver and not self._is_approver(request):
+            if self.approvals.needs_approver and not approver:
                 await self.approvals.refuse(approval, "the approver credential is missing", via, by)
             answer = str(form.get("answer") or "")
             if answer not in ("approve", "decline"):
@@ -265,7 +283,7 @@ class ApprovalPages:
                 via=via,
                 by=by,
                 secret=str(form.get("k") or "") or None,
-                approver=self._is_approver(request),
+                approver=approver,
             )
         except ConfirmationInvalid as exc:
             return _refused(str(exc))

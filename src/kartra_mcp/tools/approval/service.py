@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, NoReturn
@@ -46,7 +45,6 @@ class Approvals:
         self.settler: Settler | None = None
         # Where the approval page is served (loopback for stdio, the server's own URL for HTTP).
         self.base_url: str | None = None
-        self._key = secrets.token_bytes(32)
         self._approver = digest(approver_token) if approver_token else None
 
     @property
@@ -57,10 +55,13 @@ class Approvals:
     def now(self) -> float:
         return self._clock()
 
-    def open(
+    async def open(
         self, request: ConfirmationRequest, channel: ChannelName, *, on_answer: Literal["run", "wait"]
     ) -> tuple[Approval, str]:
-        """A new approval bound to this call, and its single-use secret (never stored, never shown to the model)."""
+        """A new approval bound to this call, and its single-use secret (never stored, never shown to the model).
+
+        Raises `StateUnavailable` when a shared store cannot keep it: then nobody is asked and nothing is sent.
+        """
         secret = new_secret()
         approval = Approval(
             id=new_id(),
@@ -75,7 +76,7 @@ class Approvals:
             expires_at=min(request.expires_at, self._clock() + self.ttl),
             on_answer=on_answer,
         )
-        self.store.put(approval)
+        await self.store.put(approval)
         return approval, secret
 
     def link(self, approval: Approval, secret: str | None = None) -> str:
@@ -83,18 +84,19 @@ class Approvals:
         base = (self.base_url or "").rstrip("/")
         return f"{base}/approvals/{approval.id}" + (f"?k={secret}" if secret else "")
 
-    def csrf(self, approval_id: str) -> str:
+    async def csrf(self, approval_id: str) -> str:
         """The token a page's form carries back, so a form on another site cannot answer."""
-        return hmac.new(self._key, f"csrf\x1f{approval_id}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(await self.store.secret(), f"csrf\x1f{approval_id}".encode(), hashlib.sha256).hexdigest()
 
-    def approver_cookie(self) -> str:
-        return hmac.new(self._key, b"approver", hashlib.sha256).hexdigest()
+    async def approver_cookie(self) -> str:
+        # Signed with the store's key: a sign-in on one replica holds on every replica sharing the store.
+        return hmac.new(await self.store.secret(), b"approver", hashlib.sha256).hexdigest()
 
     def is_approver_token(self, presented: str) -> bool:
         return self._approver is not None and hmac.compare_digest(digest(presented), self._approver)
 
-    def is_approver_cookie(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.approver_cookie())
+    async def is_approver_cookie(self, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented, await self.approver_cookie())
 
     async def answer(
         self,
@@ -107,7 +109,7 @@ class Approvals:
         approver: bool = False,
     ) -> Approval:
         """Record a person's answer once; raises `ConfirmationInvalid` (and audits it) otherwise."""
-        approval = self.store.get(approval_id)
+        approval = await self.store.get(approval_id)
         if approval is None:
             await self.refuse(None, f"unknown approval {approval_id[:40]!r} (a forged or mistyped link)", via, by)
         elif not approver and not (secret and approval.matches(secret)):
@@ -115,18 +117,19 @@ class Approvals:
         elif approval.state != "pending":
             await self.refuse(approval, f"already {approval.state}: each approval is answered once", via, by)
         elif self._clock() > approval.expires_at:
-            self.store.settle(approval.id, "expired", via, by)
+            await self.store.settle(approval.id, "expired", via, by)
             await self.refuse(approval, "the approval expired", via, by)
-        settled = self.store.settle(approval_id, "approved" if approve else "declined", via, by)
+        settled = await self.store.settle(approval_id, "approved" if approve else "declined", via, by)
         if settled is None:  # answered in between: the first answer stands
             await self.refuse(approval, "already answered: each approval is answered once", via, by)
         if settled.on_answer == "run" and self.settler is not None:
             settled.result = await self.settler(settled)
+            await self.store.record(settled, settled.result)
         return settled
 
-    def expire(self, approval: Approval, via: ChannelName) -> None:
+    async def expire(self, approval: Approval, via: ChannelName) -> None:
         """No answer came in time: the link stops working."""
-        self.store.settle(approval.id, "expired", via, None)
+        await self.store.settle(approval.id, "expired", via, None)
 
     async def refuse(self, approval: Approval | None, reason: str, via: ChannelName, by: str | None) -> NoReturn:
         """Audit a refused answer and raise it (refused all the same when the log cannot record it)."""

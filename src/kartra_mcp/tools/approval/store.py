@@ -59,16 +59,31 @@ class Approval:
 
 
 class ApprovalStore(Protocol):
-    """Where pending approvals live. Methods are plain and quick; waiting happens on `Approval.answered`."""
+    """Where pending approvals live: in this process, or in Redis for replicas (`state.redis_approvals`).
 
-    def put(self, approval: Approval) -> None: ...
+    A shared store raises `StateUnavailable` when it cannot be reached, so nothing is opened or answered.
+    """
 
-    def get(self, approval_id: str) -> Approval | None: ...
+    async def secret(self) -> bytes:
+        """The key that signs approver cookies and page forms (the same on every replica sharing the store)."""
+        ...
 
-    def pending(self) -> list[Approval]: ...
+    async def put(self, approval: Approval) -> None: ...
 
-    def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
+    async def get(self, approval_id: str) -> Approval | None: ...
+
+    async def pending(self) -> list[Approval]: ...
+
+    async def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
         """Move a pending approval to `state` once; returns None when it was not pending."""
+        ...
+
+    async def record(self, approval: Approval, result: CallResult) -> None:
+        """Keep the outcome of the call an answer ran, for `check-approval`."""
+        ...
+
+    async def wait(self, approval: Approval, timeout: float) -> Approval:
+        """The approval as it is once answered, or as it is after `timeout` seconds."""
         ...
 
 
@@ -79,25 +94,38 @@ class MemoryApprovalStore:
         self._clock = clock
         self._keep = keep
         self._items: dict[str, Approval] = {}
+        self._key = secrets.token_bytes(32)
 
-    def put(self, approval: Approval) -> None:
+    async def secret(self) -> bytes:
+        return self._key
+
+    async def put(self, approval: Approval) -> None:
         self._forget_old()
         self._items[approval.id] = approval
 
-    def get(self, approval_id: str) -> Approval | None:
+    async def get(self, approval_id: str) -> Approval | None:
         return self._items.get(approval_id)
 
-    def pending(self) -> list[Approval]:
+    async def pending(self) -> list[Approval]:
         now = self._clock()
         return [a for a in self._items.values() if a.state == "pending" and a.expires_at > now]
 
-    def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
+    async def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
         approval = self._items.get(approval_id)
         if approval is None or approval.state != "pending":
             return None
         approval.state, approval.answered_via, approval.answered_by = state, via, by
         approval.answered.set()
         return approval
+
+    async def record(self, approval: Approval, result: CallResult) -> None:
+        approval.result = result
+
+    async def wait(self, approval: Approval, timeout: float) -> Approval:
+        held = self._items.get(approval.id, approval)
+        with anyio.move_on_after(timeout):
+            await held.answered.wait()
+        return held
 
     def _forget_old(self) -> None:
         cutoff = self._clock() - self._keep

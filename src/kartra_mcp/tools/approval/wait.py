@@ -29,16 +29,18 @@ async def wait_for_answer(
     limit = max(0.0, min(timeout, approval.expires_at - started))
     message = f"A person is being asked {where}; waiting up to {limit:.0f} s for their answer."
     with anyio.move_on_after(limit):
-        while not approval.answered.is_set():
+        while approval.state == "pending":
             if progress is not None:
                 await progress(approvals.now() - started, limit, message)
-            with anyio.move_on_after(PROGRESS_EVERY):
-                await approval.answered.wait()
+            approval = await approvals.store.wait(approval, PROGRESS_EVERY)
+    if approval.state == "pending":
+        # Expired only if still pending: an answer that came at the last moment stands (the store settles once).
+        await approvals.expire(approval, via)
+        approval = await approvals.store.get(approval.id) or approval
     if approval.state == "approved":
         return Accepted(via, by=approval.answered_by)
     if approval.state == "declined":
         return Declined("decline", how=via, by=approval.answered_by)
-    approvals.expire(approval, via)
     return Declined(
         "cancel", how=via, note=f"No answer came {where} within {limit:.0f} s, so the link no longer works."
     )

@@ -1,0 +1,87 @@
+"""Stateless-era requests that cannot stream anything answered as plain JSON, beside the SSE session manager.
+
+The SDK fixes JSON-or-SSE per session manager. The handshake era (2025-11-25) needs SSE: the server
+asks a person to confirm in the middle of a call. A stateless-era (2026-07-28) request can only
+stream progress or log records, and only when its `_meta` asks for them; the rest are one result,
+which a JSON-response manager writes without the SSE machinery (about a sixth less CPU per call).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.types import LOG_LEVEL_META_KEY
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_VERSION_HEADER = b"mcp-protocol-version"
+# A request asking for anything streamed back names one of these; they never occur otherwise.
+# Matching the raw bytes can only err towards SSE (a string argument that happens to contain one).
+_STREAMED = (b'"progressToken"', f'"{LOG_LEVEL_META_KEY}"'.encode())
+
+
+def wants_stream(body: bytes) -> bool:
+    """Whether a stateless-era request's body asks for progress or log records while it runs."""
+    return any(key in body for key in _STREAMED)
+
+
+class EraRouter:
+    """ASGI middleware over the SDK's app: POSTs of the stateless era that want no stream go to a JSON manager.
+
+    Everything else (the handshake era, GET/DELETE, oversized bodies, requests asking for progress or
+    logs) reaches `app` untouched. Both managers check the same Host/Origin rules and body limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, server: Server[Any], *, path: str, security: TransportSecuritySettings | None
+    ) -> None:
+        self.app = app
+        self._path = path
+        self._json = StreamableHTTPSessionManager(app=server, json_response=True, security_settings=security)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            async with self._json.run():
+                await self.app(scope, receive, send)
+            return
+        if not self._is_stateless_post(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > DEFAULT_MAX_REQUEST_BODY_SIZE or not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+        complete = chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body", False)
+        replay = _replaying(chunks, receive)
+        if complete and size <= DEFAULT_MAX_REQUEST_BODY_SIZE and not wants_stream(body):
+            await self._json.handle_request(scope, replay, send)
+        else:
+            await self.app(scope, replay, send)
+
+    def _is_stateless_post(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self._path:
+            return False
+        version = next((v for k, v in scope["headers"] if k == _VERSION_HEADER), None)
+        return version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+def _replaying(chunks: list[Message], receive: Receive) -> Receive:
+    """`receive` that first hands back what was already read."""
+    pending = list(chunks)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
