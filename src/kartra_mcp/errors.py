@@ -26,7 +26,8 @@ KartraMCPError
 │   ├── ConfirmationDeclined     the person said no, or dismissed the question
 │   ├── ConfirmationInvalid      a confirmation id that is forged, expired, used or unknown
 │   ├── AuditUnavailable         the audit log cannot record the call, so nothing is sent
-│   └── StateUnavailable         the shared state (Redis) cannot be reached, so nothing is sent
+│   ├── StateUnavailable         the shared state (Redis) cannot be reached, so nothing is sent
+│   └── TooManyPending           too many calls wait for a person's answer on this connection
 └── SandboxRefusal               the sandbox's own signal to answer a request with an error
     ├── KartraRefusal            ... as Kartra does: HTTP 200, {status: "Error", message, type}
     └── MembraneRefusal          ... as Membrane does: an HTTP error status with its error body
@@ -235,6 +236,10 @@ class AuditUnavailable(ToolCallError):
 
 class StateUnavailable(ToolCallError):
     """The shared state (confirmations, caps, refund totals) cannot be reached, so nothing is sent."""
+
+
+class TooManyPending(ToolCallError):
+    """Too many calls already wait for a person's answer on this connection, so no new one is asked or sent."""
 
 
 class SandboxRefusal(KartraMCPError):

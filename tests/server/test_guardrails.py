@@ -648,3 +648,26 @@ async def test_a_refund_amount_that_is_not_a_positive_number_is_refused_before_a
     assert result.is_error and result.structured is not None and result.structured["error"] == "ActionDenied"
     assert client.asked == []
     assert not _refund_happened(sandbox, samples)
+
+
+async def test_past_the_bound_on_pending_confirmations_a_critical_call_is_refused_audited_and_not_sent(
+    settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    arguments = {"transaction_id": samples["refundable_transaction"]["transaction_id"]}
+    tokens = Policy(on_unconfirmable="token")
+    async with open_runtime(settings, sandbox=sandbox, policy=tokens, retry=FAST_RETRY) as runtime:
+        runtime.executor.book.limit = 2
+        waiting = [await runtime.executor.call("refund-transaction", arguments, NoConfirmer()) for _ in range(2)]
+        sandbox.requests.clear()
+        refused = await runtime.executor.call("refund-transaction", arguments, NoConfirmer())
+        sent = list(sandbox.requests)
+        rows = runtime.audit.rows(tool="refund-transaction")
+        confirmed = await runtime.executor.call(
+            "confirm-action", {"confirmation_id": (waiting[0].structured or {})["confirmation_id"]}, NoConfirmer()
+        )
+    assert refused.is_error and "2 calls on this connection are already waiting" in refused.text
+    assert "let them expire" in refused.text and (refused.structured or {}).get("error") == "TooManyPending"
+    assert not ran(sent, BY_KEY["refund-transaction"].id)
+    assert [r.outcome for r in rows] == ["refused", "awaiting_confirmation", "awaiting_confirmation"]
+    assert "already waiting" in (rows[0].error or "")
+    assert not confirmed.is_error  # the ids issued before the bound still work

@@ -17,6 +17,7 @@ from kartra_mcp.tools.audit import AuditLog
 from kartra_mcp.tools.call import Accepted, ConfirmationRequest
 from kartra_mcp.tools.preview import Preview
 from kartra_mcp.tools.spec import Risk
+from tests.pending_bound import LIMIT, Clock, check_approvals_bound
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.hosted
@@ -99,3 +100,13 @@ async def test_with_redis_down_no_approval_is_opened_or_answered(
         await a.open(_request(), "inbox", on_answer="run")
     with pytest.raises(StateUnavailable, match="nothing was sent"):
         await b.answer(approval.id, approve=True, via="inbox", by="p", approver=True)
+
+
+async def test_the_bound_on_pending_approvals_holds_in_redis_as_in_process(redis: RedisServer, tmp_path: Path) -> None:
+    clock, client = Clock(), redis_client(redis.url)
+    try:
+        store = RedisApprovalStore(RedisState(client, "test:tenant:t1:"), clock=clock)
+        approvals = Approvals(AuditLog(tmp_path / "a.sqlite3"), ttl=300, store=store, clock=clock, limit=LIMIT)
+        await check_approvals_bound(approvals, clock)
+    finally:
+        await client.aclose()

@@ -14,6 +14,7 @@ from kartra_mcp.errors import ConfirmationInvalid, StateUnavailable
 from kartra_mcp.state import shared_state
 from kartra_mcp.state.redis_store import RedisCriticalCap, RedisPendingStore, RedisState, redis_client
 from kartra_mcp.tools.confirm import ConfirmationBook
+from tests.pending_bound import LIMIT, Clock, check_book_bound
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.hosted
@@ -141,3 +142,9 @@ async def test_each_tenant_keeps_its_ids_refund_holds_and_cap_apart_on_every_rep
         assert await alice.refunds.hold("conn", "7", 30.0, seen=0.0, limit=50.0) is not None
         assert await bob.refunds.hold("conn", "7", 30.0, seen=0.0, limit=50.0) is not None
         assert await alice_elsewhere.refunds.hold("conn", "7", 30.0, seen=0.0, limit=50.0) is None
+
+
+async def test_the_bound_on_pending_ids_holds_in_redis_as_in_process(replicas: tuple[RedisState, RedisState]) -> None:
+    clock = Clock()
+    book = ConfirmationBook(ttl=300, clock=clock, store=RedisPendingStore(replicas[0], clock=clock), limit=LIMIT)
+    await check_book_bound(book, clock)

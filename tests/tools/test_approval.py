@@ -14,6 +14,7 @@ from kartra_mcp.tools.builtin import check_approval
 from kartra_mcp.tools.call import ConfirmationRequest, Pending
 from kartra_mcp.tools.preview import Preview
 from kartra_mcp.tools.spec import Risk
+from tests.pending_bound import LIMIT, Clock, check_approvals_bound
 from tests.processes import free_port
 
 
@@ -67,3 +68,10 @@ async def test_the_inbox_keeps_a_call_whose_webhook_is_down(audit: AuditLog) -> 
     assert checked.structured is not None and checked.structured["state"] == "pending"
     with pytest.raises(ConfirmationInvalid):
         await check_approval(approvals, approval_id, "another-connection")
+
+
+async def test_a_connection_with_the_most_approvals_pending_gets_no_new_one_until_one_is_answered_or_expires(
+    audit: AuditLog,
+) -> None:
+    clock = Clock()
+    await check_approvals_bound(Approvals(audit, ttl=300, clock=clock, limit=LIMIT), clock)

@@ -6,6 +6,7 @@ import pytest
 
 from kartra_mcp.errors import ConfirmationInvalid
 from kartra_mcp.tools.confirm import ConfirmationBook
+from tests.pending_bound import LIMIT, Clock, check_book_bound
 
 SECRET = b"k" * 32
 
@@ -108,3 +109,8 @@ async def test_a_discarded_id_runs_nothing() -> None:
     await book.discard(confirmation)
     with pytest.raises(ConfirmationInvalid, match="already used or declined"):
         await book.redeem(confirmation, "conn")
+
+
+async def test_a_connection_with_the_most_ids_pending_gets_no_new_one_until_one_is_spent_or_expires() -> None:
+    clock = Clock()
+    await check_book_bound(ConfirmationBook(SECRET, ttl=300, clock=clock, limit=LIMIT), clock)

@@ -28,10 +28,25 @@ KEEP_SECONDS = 3600.0
 # The inbox shows the soonest to expire; more than this many waiting at once is a queue nobody reads.
 INBOX_LIMIT = 200
 
+# Each connection's pending approvals are also a sorted set by expiry: counting them and opening one is one step.
+_PUT = """
+local now, limit, keep_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+if redis.call('ZCARD', KEYS[3]) >= limit then return 0 end
+redis.call('HSET', KEYS[1], 'call', ARGV[3], 'state', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], keep_ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+if redis.call('PTTL', KEYS[3]) < keep_ms then redis.call('PEXPIRE', KEYS[3], keep_ms) end
+return 1
+"""
+
 _SETTLE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'via', ARGV[2], 'by', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[4])
+redis.call('ZREM', KEYS[3], ARGV[4])
 return 1
 """
 
@@ -46,6 +61,7 @@ class RedisApprovalStore:
     def __init__(self, state: RedisState, *, clock: Callable[[], float] = time.time) -> None:
         self._state = state
         self._clock = clock
+        self._put = state.client.register_script(_PUT)
         self._settle = state.client.register_script(_SETTLE)
 
     def _key(self, approval_id: str) -> str:
@@ -54,7 +70,7 @@ class RedisApprovalStore:
     async def secret(self) -> bytes:
         return await self._state.shared_key("approval-secret", "read the key that signs approval pages")
 
-    async def put(self, approval: Approval) -> None:
+    async def put(self, approval: Approval, limit: int) -> bool:
         call = {
             "secret_digest": approval.secret_digest,
             "tool": approval.tool,
@@ -67,18 +83,15 @@ class RedisApprovalStore:
             "expires_at": approval.expires_at,
             "on_answer": approval.on_answer,
         }
-        key, index = self._key(approval.id), self._state.key("approvals")
+        keys = [self._key(approval.id), self._state.key("approvals"), self._by_connection(approval.connection)]
         keep_ms = max(1, int((approval.expires_at - self._clock() + KEEP_SECONDS) * 1000))
+        args: list[Any] = [repr(self._clock()), limit, json.dumps(call, default=str), keep_ms, approval.state]
+        args += [approval.id, repr(approval.expires_at), repr(KEEP_SECONDS)]
+        kept = await self._state.run("keep the pending approval", lambda: self._put(keys=keys, args=args))
+        return bool(kept)
 
-        async def keep() -> None:
-            async with self._state.client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"call": json.dumps(call, default=str), "state": approval.state})
-                pipe.pexpire(key, keep_ms)
-                pipe.zremrangebyscore(index, "-inf", self._clock() - KEEP_SECONDS)
-                pipe.zadd(index, {approval.id: approval.expires_at})
-                await pipe.execute()
-
-        await self._state.run("keep the pending approval", keep)
+    def _by_connection(self, connection: str) -> str:
+        return self._state.key("approvals-pending", connection)
 
     async def get(self, approval_id: str) -> Approval | None:
         key = self._key(approval_id)
@@ -100,7 +113,11 @@ class RedisApprovalStore:
         return await self._state.run("list the pending approvals", read)
 
     async def settle(self, approval_id: str, state: State, via: ChannelName, by: str | None) -> Approval | None:
-        keys = [self._key(approval_id), self._state.key("approvals")]
+        # The connection names the set the answer leaves; an unknown approval has nothing to settle.
+        held = await self.get(approval_id)
+        if held is None:
+            return None
+        keys = [self._key(approval_id), self._state.key("approvals"), self._by_connection(held.connection)]
         args = [state, via, json.dumps(by), approval_id]
         done = await self._state.run("record the answer", lambda: self._settle(keys=keys, args=args))
         return await self.get(approval_id) if done else None

@@ -37,9 +37,21 @@ _T = TypeVar("_T")
 REFUND_MEMORY_SECONDS = 7 * 24 * 3600
 TIMEOUT_SECONDS = 2.0
 
+# A connection's pending ids are also a sorted set by expiry: counting them and keeping one is one step.
+_PUT = """
+local now, limit, px = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+if redis.call('ZCARD', KEYS[2]) >= limit then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', px)
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+if redis.call('PTTL', KEYS[2]) < px then redis.call('PEXPIRE', KEYS[2], px) end
+return 1
+"""
+
 _TAKE = """
 if redis.call('DEL', KEYS[1]) == 1 then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[2])
   return 1
 end
 return 0
@@ -107,6 +119,7 @@ class RedisState:
     def __init__(self, client: redis_asyncio.Redis, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
+        self.put = client.register_script(_PUT)
         self.take = client.register_script(_TAKE)
         self.reserve = client.register_script(_RESERVE)
         self.hold = client.register_script(_HOLD)
@@ -162,7 +175,7 @@ class RedisPendingStore:
         # A minute's slack: the book checks the expiry itself, against its own clock.
         return max(1, int((until - self._clock() + 60) * 1000))
 
-    async def put(self, call: PendingCall) -> None:
+    async def put(self, call: PendingCall, limit: int) -> bool:
         value = json.dumps(
             {
                 "tool": call.tool,
@@ -173,9 +186,11 @@ class RedisPendingStore:
             },
             default=str,
         )
-        key = self._state.key("confirm", call.nonce)
-        px = self._ttl_ms(call.expires_at)
-        await self._state.run("keep the confirmation", lambda: self._state.client.set(key, value, px=px))
+        keys = [self._state.key("confirm", call.nonce), self._state.key("confirm-pending", call.connection)]
+        args: list[Any] = [repr(self._clock()), limit, value, self._ttl_ms(call.expires_at), call.nonce]
+        args.append(repr(call.expires_at))
+        kept = await self._state.run("keep the confirmation", lambda: self._state.put(keys=keys, args=args))
+        return bool(kept)
 
     async def get(self, nonce: str) -> PendingCall | None:
         key = self._state.key("confirm", nonce)
@@ -192,9 +207,11 @@ class RedisPendingStore:
         found = await self._state.run("read the confirmation", lambda: self._state.client.exists(key))
         return bool(found)
 
-    async def take(self, nonce: str, until: float) -> bool:
+    async def take(self, call: PendingCall, until: float) -> bool:
+        nonce = call.nonce
         keys = [self._state.key("confirm", nonce), self._state.key("spent", nonce)]
-        args = [self._ttl_ms(until)]
+        keys.append(self._state.key("confirm-pending", call.connection))
+        args: list[Any] = [self._ttl_ms(until), nonce]
         taken = await self._state.run("spend the confirmation", lambda: self._state.take(keys=keys, args=args))
         return bool(taken)
 

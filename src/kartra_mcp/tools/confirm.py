@@ -10,6 +10,10 @@ forged, damaged, expired, spent, unknown or declined id runs nothing.
 Where the pending calls live is a `PendingStore`: this process's memory by default, or a store
 that several replicas share (Redis), whose `take` is atomic, so an id raced on two replicas runs
 once. The store also holds the secret, so every replica signs and checks ids alike.
+
+Each pending call holds its arguments until it expires, so a connection may have at most
+`PENDING_LIMIT` waiting at once (a tenant's store in hosted mode is its own, so the bound is per
+tenant too); past it a new call is refused (`TooManyPending`) and nothing is kept or sent.
 """
 
 from __future__ import annotations
@@ -24,9 +28,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from kartra_mcp.errors import ConfirmationInvalid
+from kartra_mcp.errors import ConfirmationInvalid, TooManyPending
 
 Channel = Literal["token", "elicitation"]
+
+# Calls one connection may have waiting for a person at once (confirmation ids, and approvals apart).
+PENDING_LIMIT = 50
+
+
+def too_many_pending(limit: int, ttl: float) -> TooManyPending:
+    """The refusal of a call past the bound: what happened, and what the person can do."""
+    return TooManyPending(
+        f"{limit} calls on this connection are already waiting for a person's answer, so this one was not "
+        f"asked and nothing was sent. Have the person answer or decline the waiting ones, or let them expire "
+        f"(within {round(ttl / 60) or 1} min), then call again."
+    )
 
 
 def canonical(arguments: Mapping[str, Any]) -> str:
@@ -57,8 +73,8 @@ class PendingStore(Protocol):
         """The key that signs ids: the same for every process sharing this store."""
         ...
 
-    async def put(self, call: PendingCall) -> None:
-        """Keep `call` until it expires."""
+    async def put(self, call: PendingCall, limit: int) -> bool:
+        """Keep `call` until it expires, unless its connection has `limit` unexpired ones: then False, nothing kept."""
         ...
 
     async def get(self, nonce: str) -> PendingCall | None:
@@ -69,7 +85,7 @@ class PendingStore(Protocol):
         """Whether `nonce` was spent (until its expiry)."""
         ...
 
-    async def take(self, nonce: str, until: float) -> bool:
+    async def take(self, call: PendingCall, until: float) -> bool:
         """Atomically remove the pending call and mark it spent until `until`: True for exactly one caller."""
         ...
 
@@ -86,9 +102,13 @@ class MemoryPendingStore:
     async def secret(self) -> bytes:
         return self._secret
 
-    async def put(self, call: PendingCall) -> None:
+    async def put(self, call: PendingCall, limit: int) -> bool:
         self._forget_expired()
+        now = self._clock()
+        if sum(1 for c in self._pending.values() if c.connection == call.connection and c.expires_at >= now) >= limit:
+            return False
         self._pending[call.nonce] = call
+        return True
 
     async def get(self, nonce: str) -> PendingCall | None:
         return self._pending.get(nonce)
@@ -96,10 +116,10 @@ class MemoryPendingStore:
     async def was_spent(self, nonce: str) -> bool:
         return nonce in self._spent
 
-    async def take(self, nonce: str, until: float) -> bool:
-        if self._pending.pop(nonce, None) is None:
+    async def take(self, call: PendingCall, until: float) -> bool:
+        if self._pending.pop(call.nonce, None) is None:
             return False
-        self._spent[nonce] = until
+        self._spent[call.nonce] = until
         return True
 
     def _forget_expired(self) -> None:
@@ -117,6 +137,7 @@ class ConfirmationBook:
     """Issues confirmation ids, keeps the calls they stand for in its store, and redeems each at most once.
 
     Without a `store`, the calls wait in this process under `secret` (a new random one by default).
+    A connection has at most `limit` ids pending at once.
     """
 
     def __init__(
@@ -126,19 +147,25 @@ class ConfirmationBook:
         ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
         store: PendingStore | None = None,
+        limit: int = PENDING_LIMIT,
     ) -> None:
         self.ttl = ttl
+        self.limit = limit
         self._clock = clock
         self.store: PendingStore = store or MemoryPendingStore(secret or secrets.token_bytes(32), clock=clock)
 
     async def issue(
         self, tool: str, arguments: Mapping[str, Any], connection: str, *, channel: Channel = "token"
     ) -> tuple[str, float]:
-        """A new id for this exact call through this channel, and when it expires (epoch seconds)."""
+        """A new id for this exact call through this channel, and when it expires (epoch seconds).
+
+        Raises `TooManyPending` when the connection already has `limit` ids pending: nothing is kept.
+        """
         nonce = secrets.token_hex(12)
         call = PendingCall(nonce, tool, copy.deepcopy(dict(arguments)), connection, self._clock() + self.ttl, channel)
         mac = await self._mac(call)
-        await self.store.put(call)
+        if not await self.store.put(call, self.limit):
+            raise too_many_pending(self.limit, self.ttl)
         return f"{nonce}.{mac}", call.expires_at
 
     async def redeem(self, confirmation_id: str, connection: str) -> PendingCall:
@@ -162,7 +189,7 @@ class ConfirmationBook:
         nonce = confirmation_id.strip().partition(".")[0]
         call = await self.store.get(nonce)
         if call is not None:
-            await self.store.take(nonce, call.expires_at)
+            await self.store.take(call, call.expires_at)
 
     async def _verify(self, confirmation_id: str, connection: str, channel: Channel) -> PendingCall:
         nonce, _, mac = confirmation_id.strip().partition(".")
@@ -192,7 +219,7 @@ class ConfirmationBook:
 
     async def _spend(self, call: PendingCall) -> None:
         # Another process (or task) may have spent it since it was checked: only one take succeeds.
-        if not await self.store.take(call.nonce, call.expires_at):
+        if not await self.store.take(call, call.expires_at):
             raise ConfirmationInvalid(_SPENT)
 
     async def _mac(self, call: PendingCall) -> str:

@@ -46,6 +46,7 @@ from kartra_mcp.errors import (
     ProxyRequestRefused,
     StateUnavailable,
     ToolCallError,
+    TooManyPending,
     UnknownToolError,
 )
 from kartra_mcp.membrane import MembraneClient
@@ -345,7 +346,7 @@ class Executor:
                 return await self._execute(call, decision, "policy")
             assert preview is not None
             return await self._ask(call, decision, preview, confirmer)
-        except StateUnavailable as exc:
+        except (StateUnavailable, TooManyPending) as exc:
             # Raised only before anything is sent: the refusal keeps its row like any other.
             self._record(call, decision.mode, None, "refused", error=str(exc))
             raise
@@ -606,12 +607,17 @@ class Executor:
         try:
             answer = await confirmer.confirm(request)
             if isinstance(answer, Unavailable) and self.policy.on_unconfirmable == "token":
+                await book.discard(asked)  # the token id stands in for it, and counts alone under the bound
                 answer = await TokenChannel(book).confirm(request)
         except anyio.get_cancelled_exc_class():
             # The client went away or gave up while the person was asked: the attempt still leaves its row.
             with anyio.CancelScope(shield=True), contextlib.suppress(StateUnavailable):
                 await book.discard(asked)
             self._record(call, "confirm", "elicitation", "declined", error="cancelled before the person answered")
+            raise
+        except TooManyPending:
+            # The channel's own id or approval was refused by the bound: this id waits for nothing.
+            await book.discard(asked)
             raise
         if isinstance(answer, Deferred):
             self._record(call, "confirm", answer.channel, "awaiting_confirmation")

@@ -19,6 +19,7 @@ from kartra_mcp.errors import AuditUnavailable, ConfirmationInvalid
 from kartra_mcp.tools.approval.store import Approval, ApprovalStore, MemoryApprovalStore, digest, new_id, new_secret
 from kartra_mcp.tools.audit import AuditTrail
 from kartra_mcp.tools.call import CallResult, ChannelName, ConfirmationRequest
+from kartra_mcp.tools.confirm import PENDING_LIMIT, too_many_pending
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,11 @@ class Approvals:
         store: ApprovalStore | None = None,
         clock: Callable[[], float] = time.time,
         approver_token: str | None = None,
+        limit: int = PENDING_LIMIT,
     ) -> None:
         self.audit = audit
         self.ttl = ttl
+        self.limit = limit
         self._clock = clock
         self.store: ApprovalStore = store or MemoryApprovalStore(clock=clock)
         self.settler: Settler | None = None
@@ -60,7 +63,8 @@ class Approvals:
     ) -> tuple[Approval, str]:
         """A new approval bound to this call, and its single-use secret (never stored, never shown to the model).
 
-        Raises `StateUnavailable` when a shared store cannot keep it: then nobody is asked and nothing is sent.
+        Raises `StateUnavailable` when a shared store cannot keep it, `TooManyPending` when the connection
+        already has `limit` approvals pending: then nobody is asked and nothing is sent.
         """
         secret = new_secret()
         approval = Approval(
@@ -76,7 +80,8 @@ class Approvals:
             expires_at=min(request.expires_at, self._clock() + self.ttl),
             on_answer=on_answer,
         )
-        await self.store.put(approval)
+        if not await self.store.put(approval, self.limit):
+            raise too_many_pending(self.limit, self.ttl)
         return approval, secret
 
     def link(self, approval: Approval, secret: str | None = None) -> str:

@@ -68,7 +68,9 @@ class ApprovalStore(Protocol):
         """The key that signs approver cookies and page forms (the same on every replica sharing the store)."""
         ...
 
-    async def put(self, approval: Approval) -> None: ...
+    async def put(self, approval: Approval, limit: int) -> bool:
+        """Keep `approval`, unless its connection has `limit` pending unexpired ones: then False, nothing kept."""
+        ...
 
     async def get(self, approval_id: str) -> Approval | None: ...
 
@@ -99,9 +101,12 @@ class MemoryApprovalStore:
     async def secret(self) -> bytes:
         return self._key
 
-    async def put(self, approval: Approval) -> None:
+    async def put(self, approval: Approval, limit: int) -> bool:
         self._forget_old()
+        if sum(1 for a in await self.pending() if a.connection == approval.connection) >= limit:
+            return False
         self._items[approval.id] = approval
+        return True
 
     async def get(self, approval_id: str) -> Approval | None:
         return self._items.get(approval_id)
