@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 from mcp import Client
+from mcp.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from kartra_mcp.sandbox import FaultRule, Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.app import build_server
-from kartra_mcp.server.logs import REDACTED, Redactor
+from kartra_mcp.server.logs import REDACTED, Redactor, register
 from kartra_mcp.server.runtime import Runtime
 from tests.routes import run_rule
 from tests.server.conftest import text_of
@@ -93,3 +95,16 @@ def test_the_redactor_hides_known_secrets_and_credential_shaped_text() -> None:
     assert "eyJ" not in text
     assert text.count(REDACTED) == 5
     assert "x=1" in text and text.endswith("keep ab")  # short strings are not treated as secrets
+
+
+async def test_the_level_a_closed_2025_connection_chose_is_forgotten() -> None:
+    server: Server[Any] = Server("levels")
+    chosen = register(server, Redactor([]), logging.getLogger("tests.levels"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel is 2025-only
+        for _ in range(20):
+            async with Client(server, mode="legacy") as client:
+                await client.set_logging_level("info")
+                await client.set_logging_level("debug")  # a second choice replaces the first
+                assert chosen.held() == 1
+    assert chosen.held() == 0  # a server up for days must not keep a level for every session it ever had

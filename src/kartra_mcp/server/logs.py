@@ -1,7 +1,7 @@
 """Log messages to the client: what the server logs while serving its request, secrets redacted.
 
 - 2025-11-25 and earlier: nothing is sent until the client picks a level with `logging/setLevel`
-  (remembered per connection).
+  (remembered per connection, and forgotten when it closes).
 - 2026-07-28: a request opts in by carrying the `io.modelcontextprotocol/logLevel` key in its
   `_meta`; only that request's messages at that level and above are sent, on its own stream.
 
@@ -32,6 +32,7 @@ from mcp.types import (
 )
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
+from kartra_mcp.server.connections import anchor_of, on_close
 from kartra_mcp.server.runtime import Runtime
 
 LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -110,24 +111,45 @@ def install(logger: logging.Logger) -> None:
         logger.addHandler(_HANDLER)
 
 
-def register(server: Server[Any], redact: Redactor, logger: logging.Logger) -> None:
+class ChosenLevels:
+    """The level each handshake connection chose with `logging/setLevel`, until that connection closes."""
+
+    def __init__(self) -> None:
+        # The anchor is kept with the level so its id stays this connection's.
+        self._chosen: dict[int, tuple[object, LoggingLevel]] = {}
+
+    def get(self, ctx: ServerRequestContext[Any, Any]) -> LoggingLevel | None:
+        anchor = anchor_of(ctx)
+        found = self._chosen.get(id(anchor)) if anchor is not None else None
+        return found[1] if found else None
+
+    def choose(self, ctx: ServerRequestContext[Any, Any], level: LoggingLevel) -> None:
+        anchor = anchor_of(ctx)
+        if anchor is None:
+            return
+        key = id(anchor)
+        if key not in self._chosen:
+            on_close(ctx, lambda: self._chosen.pop(key, None))
+        self._chosen[key] = (anchor, level)
+
+    def held(self) -> int:
+        """How many open connections have a level (closed ones are forgotten)."""
+        return len(self._chosen)
+
+
+def register(server: Server[Any], redact: Redactor, logger: logging.Logger) -> ChosenLevels:
     """Serve `logging/setLevel` and send each opted-in request the records logged while it runs."""
-    chosen: dict[int, tuple[object, LoggingLevel]] = {}
+    chosen = ChosenLevels()
     install(logger)
 
     def threshold(ctx: ServerRequestContext[Any, Any]) -> LoggingLevel | None:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             wanted = (ctx.meta or {}).get(LOG_LEVEL_META_KEY)
             return wanted if wanted in LEVELS else None
-        anchor = ctx.session.client_params
-        found = chosen.get(id(anchor)) if anchor is not None else None
-        return found[1] if found else None
+        return chosen.get(ctx)
 
     async def set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
-        anchor = ctx.session.client_params
-        if anchor is not None:
-            # The anchor is kept with the level so its id stays this connection's.
-            chosen[id(anchor)] = (anchor, params.level)
+        chosen.choose(ctx, params.level)
         return EmptyResult()
 
     async def forward(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -163,3 +185,4 @@ def register(server: Server[Any], redact: Redactor, logger: logging.Logger) -> N
 
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     server.middleware.append(forward)
+    return chosen

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,8 @@ from mcp.server import ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, ToolsListChanged
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
+
+from kartra_mcp.server.connections import anchor_of, on_close
 
 _MAX_LEGACY_SESSIONS = 1000
 
@@ -39,9 +40,7 @@ class ToolListNotifier:
     def _entry(self, ctx: ServerRequestContext[Any, Any]) -> _Legacy | None:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return None
-        # A handshake connection's initialize parameters are one object for its whole life: the
-        # public handle that tells one connection from another.
-        anchor = ctx.session.client_params
+        anchor = anchor_of(ctx)
         if anchor is None:
             return None
         key = id(anchor)
@@ -49,11 +48,8 @@ class ToolListNotifier:
         if entry is None:
             entry = self._legacy[key] = _Legacy(ctx.session, anchor)
             # Forget the connection when it closes: a server up for days must not hold every session it
-            # ever had (up to the cap, ~17 KB each) until a notification to it fails. The SDK unwinds a
-            # connection's exit stack on close; the lowlevel context reaches it only through the session.
-            stack = getattr(getattr(ctx.session, "_connection", None), "exit_stack", None)
-            if isinstance(stack, AsyncExitStack):
-                stack.callback(self._legacy.pop, key, None)
+            # ever had (up to the cap, ~17 KB each) until a notification to it fails.
+            on_close(ctx, lambda: self._legacy.pop(key, None))
         entry.session = ctx.session
         self._legacy.move_to_end(key)
         while len(self._legacy) > _MAX_LEGACY_SESSIONS:
