@@ -830,8 +830,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sandbox = command("sandbox", "run the sandbox: a Membrane-compatible API over a Kartra account")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8700)
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8700, help="port to listen on (default 8700)")
     sandbox.add_argument("--token", help="the bearer token to accept (default: a tenant JWT, printed at start)")
     sandbox.add_argument("--seed", type=int, default=7, help="seed of the generated account (default 7)")
     sandbox.add_argument("--leads", type=int, default=120, help="how many leads to generate (default 120)")
@@ -860,7 +860,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--tool")
     audit.add_argument("--outcome", choices=OUTCOMES)
     audit.add_argument("--tenant", help="hosted: only this Membrane tenant's rows")
-    audit.add_argument("--limit", type=int, default=200)
+    audit.add_argument("--limit", type=int, default=200, help="at most this many rows, newest first (default 200)")
     audit.add_argument("--json", action="store_true", help="every field, with whole arguments and errors")
 
     connect = command(

@@ -98,7 +98,7 @@ _RUNNING = (
     ("KARTRA_MCP_TOOL_MODE", "actions or search, as --tool-mode"),
     ("KARTRA_MCP_AUDIT_DB", "the audit log (SQLite)"),
     ("KARTRA_MCP_AUDIT_DSN", "PostgreSQL for the audit log instead"),
-    ("KARTRA_MCP_REDIS_URL", "Redis shared by replicas (confirmations, the hourly cap, refund holds)"),
+    ("KARTRA_MCP_REDIS_URL", "Redis shared by replicas (confirmations, approvals, the hourly cap, refund holds)"),
     ("KARTRA_MCP_CACHE_DIR", "where the catalog of actions is cached"),
 )
 _LOGGING = (("KARTRA_MCP_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR, as --log-level"),)
