@@ -51,6 +51,7 @@ from kartra_mcp.membrane.routes import (
     api_request,
     upstream_answer,
 )
+from kartra_mcp.membrane.transport import network_transport
 
 _M = TypeVar("_M", Action, ActionRun, Connection, ConnectionRequest)
 
@@ -135,8 +136,9 @@ class MembraneClient:
     Args:
         base_url: Membrane's API, e.g. `https://api.getmembrane.com`.
         auth: credentials (`BearerToken` or `WorkspaceCredentials`).
-        transport: where requests go; the default opens real connections, tests and `--sandbox`
-            pass the sandbox's in-process transport.
+        transport: where requests go; the default opens real connections (`membrane.transport`,
+            or httpx2's own where the environment names a proxy), tests and `--sandbox` pass the
+            sandbox's in-process transport.
         timeout: seconds one attempt may take, whatever the transport.
         retry: backoff for requests that are safe to send again.
         act: whether the deployment serves `POST /act`; None (the default) asks it once, before
@@ -161,7 +163,7 @@ class MembraneClient:
         self._http = httpx2.AsyncClient(
             base_url=self.base_url,
             auth=auth,
-            transport=transport,
+            transport=transport if transport is not None else network_transport(),
             timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
             headers={
                 "membrane-api-version": API_VERSION,

@@ -1,0 +1,233 @@
+"""A lean HTTP/1.1 transport for the Membrane client on asyncio, with httptools' C parser.
+
+httpx2's own transport (httpcore2 over anyio, h11 in pure Python) spent about a third of the
+server's CPU per tool call: request and response events built and parsed in Python, an anyio
+cancel scope per read and write, headers and body sent as two writes, and the socket polled
+before each reuse. This one sends a request in one write, parses the answer in C, learns of a
+closed connection from the event loop instead of polling, and keeps a few idle connections per
+origin. It answers httpx2's transport interface, so the client, its auth, and the in-process
+sandbox transport the tests use are unchanged; proxies from the environment still go through
+httpx2's own transports (it mounts them per URL pattern).
+
+Its errors are httpx2's: `ConnectError`/`ConnectTimeout` only when nothing was sent (the client
+may then send again), `WriteError`/`ReadError`/`RemoteProtocolError`/`ReadTimeout` once the
+request may have reached the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import urllib.request
+from collections import deque
+from typing import Any, cast
+
+import httptools
+import httpx2
+
+# Idle connections kept per origin: the server's concurrent calls reuse them instead of reconnecting.
+MAX_IDLE = 20
+# An idle connection older than this is not reused: servers close idle ones (Node after 5 s), and a
+# request written as the server closes would be lost (as httpx2's own transport does, 5 s).
+KEEPALIVE_EXPIRY = 5.0
+
+
+class _Exchange(asyncio.Protocol):
+    """One TCP (or TLS) connection: it parses the answers to the requests written on it, one at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._answer: asyncio.Future[None] | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._head = False
+        self.status = 0
+        self.keep_alive = False
+        self.idle_since = 0.0
+        self._until_close = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not its subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            self.close()  # bytes nobody asked for: this connection can no longer be trusted
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx2.RemoteProtocolError("Membrane switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpx2.RemoteProtocolError(f"Membrane's answer is not valid HTTP/1.1: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        self.closed = True
+        if self._answer is not None and not self._answer.done():
+            if self.status and self._until_close:  # an answer without a length ends with the connection
+                self._finish()
+            else:
+                self._fail(httpx2.RemoteProtocolError("Membrane closed the connection before answering in full"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._answer is not None and not self._answer.done():
+            self._fail(httpx2.ReadError(f"The connection to Membrane broke: {exc or 'closed'}"))
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self.keep_alive = self._parser.should_keep_alive()
+        framed = {name.lower() for name, _ in self._headers} & {b"content-length", b"transfer-encoding"}
+        self._until_close = not framed and not self.keep_alive
+        if self._head:  # the parser would wait for the body the headers describe
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer (103 Early Hints): the real one follows
+            self._headers, self._body = [], []
+            return
+        self._finish()
+
+    # -- the exchange ---------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def exchange(self, data: bytes, *, head: bool, timeout: float | None) -> httpx2.Response:
+        """Write one request and wait for its whole answer (at most `timeout` seconds for it)."""
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None
+        self._answer = answer = loop.create_future()
+        self._headers, self._body, self._head, self.status = [], [], head, 0
+        try:
+            self.transport.write(data)
+        except (OSError, RuntimeError) as exc:
+            self.close()
+            raise httpx2.WriteError(f"Could not send to Membrane: {exc}") from None
+        timer = loop.call_later(timeout, self._time_out) if timeout is not None else None
+        try:
+            await answer
+        except BaseException:
+            self.close()  # cancelled or failed mid-answer: what is left on the wire belongs to no one
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._answer = None
+        if self._head:
+            self._parser = httptools.HttpResponseParser(self)  # the parser still expects the body it will not get
+        return httpx2.Response(
+            self.status,
+            headers=self._headers,
+            content=b"".join(self._body),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    def _time_out(self) -> None:
+        self._fail(httpx2.ReadTimeout("Membrane did not answer in time"))
+
+
+class MembraneTransport(httpx2.AsyncBaseTransport):
+    """HTTP/1.1 over asyncio streams with keep-alive; see the module's docstring."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = MAX_IDLE) -> None:
+        self._ssl = ssl_context
+        self._max_idle = max_idle
+        self._idle: dict[tuple[bytes, bytes, int], deque[_Exchange]] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx2.UnsupportedProtocol(f"Membrane's URL must be http or https, not {scheme.decode()}")
+        port = url.port or (443 if scheme == b"https" else 80)
+        origin = (scheme, url.raw_host, port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        body = await request.aread()
+        head = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)
+        lines = [head, *(b"%s: %s\r\n" % pair for pair in request.headers.raw)]
+        if body and "content-length" not in request.headers and "transfer-encoding" not in request.headers:
+            lines.append(b"content-length: %d\r\n" % len(body))
+        lines.append(b"\r\n")
+        data = b"".join(lines) + body
+        exchange = self._reuse(origin) or await self._connect(origin, timeouts.get("connect"))
+        response = await exchange.exchange(data, head=request.method == "HEAD", timeout=timeouts.get("read"))
+        idle = self._idle.setdefault(origin, deque())
+        if exchange.keep_alive and not exchange.closed and len(idle) < self._max_idle:
+            exchange.idle_since = asyncio.get_running_loop().time()
+            idle.append(exchange)
+        else:
+            exchange.close()
+        response.request = request
+        return response
+
+    def _reuse(self, origin: tuple[bytes, bytes, int]) -> _Exchange | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        fresh = asyncio.get_running_loop().time() - KEEPALIVE_EXPIRY
+        while idle and idle[0].idle_since < fresh:  # the oldest are at the left
+            idle.popleft().close()
+        while idle:
+            exchange = idle.pop()  # the most recently used is the least likely to have been closed by the server
+            if not exchange.closed:
+                return exchange
+        return None
+
+    async def _connect(self, origin: tuple[bytes, bytes, int], timeout: float | None) -> _Exchange:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if scheme == b"https":
+            if self._ssl is None:  # built once: loading the CA bundle takes tens of milliseconds
+                self._ssl = httpx2.create_ssl_context()
+            tls = {"ssl": self._ssl, "server_hostname": host.decode("ascii")}
+        try:
+            async with asyncio.timeout(timeout):
+                _, exchange = await loop.create_connection(_Exchange, host.decode("ascii"), port, **tls)
+        except TimeoutError:
+            raise httpx2.ConnectTimeout(f"Connecting to {host.decode()}:{port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx2.ConnectError(f"Could not connect to {host.decode()}:{port}: {exc}") from None
+        return exchange
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+        self._idle.clear()
+
+
+def network_transport() -> MembraneTransport | None:
+    """This transport, unless the environment names a proxy: then None, so httpx2 uses its own, which honours it.
+
+    (httpx2 reads `HTTPS_PROXY` and the like, and `NO_PROXY`, only when the client is given no transport.)
+    """
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return None
+    return MembraneTransport()

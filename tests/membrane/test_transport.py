@@ -1,0 +1,203 @@
+"""The Membrane client's own HTTP/1.1 transport, against real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import httpx2
+import pytest
+
+from kartra_mcp.errors import MembraneTransportError
+from kartra_mcp.membrane import BearerToken, MembraneClient
+from kartra_mcp.membrane.transport import MembraneTransport, network_transport
+from tests.conftest import FAST_RETRY
+
+JSON_OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
+
+# What the server does with one whole request: bytes to answer with, and whether to close afterwards.
+Script = Callable[[int, bytes], tuple[bytes, bool]]
+
+
+@dataclass
+class Loopback:
+    """A scripted HTTP server on a loopback port: it records each request whole, per connection."""
+
+    script: Script
+    url: str = ""
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+def _whole(buffer: bytes) -> int:
+    """The length of the first whole request in `buffer` (0 if none yet)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return 0
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in buffer[:end].split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        ),
+        0,
+    )
+    return end + 4 + length if len(buffer) >= end + 4 + length else 0
+
+
+@asynccontextmanager
+async def _loopback(script: Script) -> AsyncIterator[Loopback]:
+    served = Loopback(script)
+    open_ones: list[tuple[asyncio.StreamWriter, asyncio.Task[None]]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        open_ones.append((writer, task))
+        buffer = b""
+        try:
+            while chunk := await reader.read(65536):
+                buffer += chunk
+                while size := _whole(buffer):
+                    request, buffer = buffer[:size], buffer[size:]
+                    served.requests.append(request)
+                    answer, close = served.script(len(served.requests), request)
+                    writer.write(answer)
+                    await writer.drain()
+                    if close:
+                        writer.close()
+                        return
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    served.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield served
+    finally:
+        server.close()
+        for writer, _ in open_ones:  # each handler ends as its connection does, before the loop goes
+            writer.close()
+        await asyncio.gather(*(task for _, task in open_ones), return_exceptions=True)
+
+
+def _always(answer: bytes, *, close: bool = False) -> Script:
+    return lambda _, __: (answer, close)
+
+
+async def test_one_connection_carries_calls_in_turn_each_request_sent_whole() -> None:
+    async with (
+        _loopback(_always(JSON_OK)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        for n in range(3):
+            response = await http.post("/act", json={"n": n})
+            assert response.status_code == 200
+            assert response.json() == {"ok": True}
+    assert served.connections == 1
+    assert [r.split(b"\r\n\r\n", 1)[1] for r in served.requests] == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+    assert all(
+        r.startswith(b"POST /act HTTP/1.1\r\n") and b"\r\nhost: 127.0.0.1:" in r.lower() for r in served.requests
+    )
+
+
+async def test_concurrent_calls_each_get_their_own_answer() -> None:
+    def echo(_: int, request: bytes) -> tuple[bytes, bool]:
+        body = request.split(b"\r\n\r\n", 1)[1]
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body), False
+
+    async with (
+        _loopback(echo) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        answers: dict[int, bytes] = {}
+
+        async def call(n: int) -> None:
+            answers[n] = (await http.post("/act", content=str(n).encode())).content
+
+        async with anyio.create_task_group() as group:
+            for n in range(8):
+                group.start_soon(call, n)
+    assert answers == {n: str(n).encode() for n in range(8)}
+
+
+async def test_a_connection_the_server_closed_is_not_used_again() -> None:
+    closing = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    async with (
+        _loopback(_always(closing, close=True)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        for _ in range(3):
+            assert (await http.get("/connections")).content == b"ok"
+            await anyio.sleep(0.05)  # the close reaches the client
+    assert served.connections == 3
+
+
+async def test_chunked_answers_and_answers_ended_by_closing_are_read_whole() -> None:
+    chunked = b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    until_close = b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"b":2}'
+    async with (
+        _loopback(lambda n, _: (chunked, False) if n == 1 else (until_close, True)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        assert (await http.get("/a")).json() == {"a": 1}
+        assert (await http.get("/b")).json() == {"b": 2}
+
+
+async def test_an_answer_to_head_has_no_body_and_the_connection_goes_on() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n"
+    async with (
+        _loopback(lambda n, _: (head, False) if n == 1 else (JSON_OK, False)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        assert (await http.head("/")).content == b""
+        assert (await http.get("/")).json() == {"ok": True}
+    assert served.connections == 1
+
+
+async def test_an_answer_cut_off_loses_a_write_as_unknown_and_sends_it_once() -> None:
+    cut = b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"output"'
+    async with (
+        _loopback(_always(cut, close=True)) as served,
+        MembraneClient(base_url=served.url, auth=BearerToken("t"), retry=FAST_RETRY, act=True) as client,
+    ):
+        with pytest.raises(MembraneTransportError) as raised:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+    assert raised.value.may_have_executed
+    assert len(served.requests) == 1
+
+
+async def test_an_answer_that_never_comes_times_out_and_the_connection_is_dropped() -> None:
+    async with (
+        _loopback(lambda n, _: (b"", False) if n == 1 else (JSON_OK, False)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url, timeout=0.2) as http,
+    ):
+        with pytest.raises(httpx2.ReadTimeout):
+            await http.get("/")
+        assert (await http.get("/")).json() == {"ok": True}
+    assert served.connections == 2
+
+
+async def test_a_call_cancelled_mid_answer_does_not_leave_its_connection_for_the_next() -> None:
+    async with (
+        _loopback(lambda n, _: (b"", False) if n == 1 else (JSON_OK, False)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        with anyio.move_on_after(0.1):
+            await http.get("/")
+        assert (await http.get("/")).json() == {"ok": True}
+    assert served.connections == 2
+
+
+def test_a_proxy_in_the_environment_leaves_requests_to_httpx2s_own_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert isinstance(network_transport(), MembraneTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert network_transport() is None
