@@ -7,9 +7,9 @@ Outside a request nothing is listening and `report` does nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
+from types import TracebackType
 
 Reporter = Callable[[str], Awaitable[None]]
 
@@ -23,11 +23,22 @@ async def report(message: str) -> None:
         await reporter(message)
 
 
-@asynccontextmanager
-async def reporting_to(reporter: Reporter) -> AsyncIterator[None]:
-    """Within the block, `report` goes to `reporter`."""
-    token = _current.set(reporter)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class reporting_to:  # lower case: it is used as a function, `async with reporting_to(...)`
+    """Within the block, `report` goes to `reporter`.
+
+    A class rather than a generator: it wraps every tool call, and a generator-based context manager
+    costs several times as much to enter and leave.
+    """
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+        self._token: Token[Reporter | None] | None = None
+
+    async def __aenter__(self) -> None:
+        self._token = _current.set(self._reporter)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)

@@ -108,3 +108,41 @@ async def test_a_2026_listener_hears_that_the_audit_log_changed(runtime: Runtime
             async for event in subscription:
                 assert getattr(event, "uri", None) == AUDIT_URI
                 break
+
+
+async def test_a_2025_watcher_still_hears_after_another_watcher_of_the_same_resource_left(runtime: Runtime) -> None:
+    updated: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            updated.append(str(message.params.uri))
+
+    server, _ = build_server(runtime)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)  # resources/subscribe is 2025-only
+        async with Client(server, mode="legacy", message_handler=on_message) as staying:
+            await staying.subscribe_resource(AUDIT_URI)
+            async with Client(server, mode="legacy") as leaving:
+                await leaving.subscribe_resource(AUDIT_URI)
+                await leaving.unsubscribe_resource(AUDIT_URI)
+                await leaving.unsubscribe_resource(AUDIT_URI)  # twice: still counted once
+            async with Client(server, mode="legacy") as closing:
+                await closing.subscribe_resource(AUDIT_URI)
+            await staying.call_tool("create-lead", {"email": "still-watched@example.com"})
+            with anyio.fail_after(5):
+                while not updated:
+                    await anyio.sleep(0.01)
+    assert updated == [AUDIT_URI]
+
+
+async def test_a_2026_listener_opened_after_another_closed_still_hears(runtime: Runtime) -> None:
+    server, _ = build_server(runtime)
+    async with Client(server) as client:
+        async with client.listen(resource_subscriptions=[AUDIT_URI]):
+            pass
+        async with client.listen(resource_subscriptions=[AUDIT_URI]) as subscription:
+            await client.call_tool("create-lead", {"email": "listened-again@example.com"})
+            with anyio.fail_after(5):
+                async for event in subscription:
+                    assert getattr(event, "uri", None) == AUDIT_URI
+                    break

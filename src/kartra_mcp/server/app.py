@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from mcp import MCPError
@@ -121,6 +121,19 @@ async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallN
 ExecutorFor = Callable[[ServerRequestContext[Any, Any]], AbstractAsyncContextManager[Executor]]
 
 
+class _Holding(AbstractAsyncContextManager[Executor]):
+    """The one executor of a single-connection server, as `ExecutorFor` hands it out (without a generator per call)."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def __aenter__(self) -> Executor:
+        return self._executor
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
 def build_server(
     runtime: Runtime, *, page_size: int = PAGE_SIZE, deployment: Deployment | None = None
 ) -> tuple[KartraServer, ToolListNotifier]:
@@ -131,9 +144,10 @@ def build_server(
     """
     executor = runtime.executor
 
-    @asynccontextmanager
-    async def the_one(ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[Executor]:
-        yield executor
+    holding = _Holding(executor)
+
+    def the_one(ctx: ServerRequestContext[Any, Any]) -> _Holding:
+        return holding
 
     def input_schema(name: str) -> dict[str, Any] | None:
         spec = next((s for s in [*executor.tools(), APP_ANSWER_SPEC] if s.name == name), None)

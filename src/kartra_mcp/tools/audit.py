@@ -490,6 +490,16 @@ class Journal:
     ) -> None:
         self._finishes.append((row, outcome, upstream_status, error))
 
+    async def flush_shielded(self) -> list[str]:
+        """`flush`, finished even when the call is cancelled (rows are owed all the same); nothing to do for a
+        read, which owes none, so it skips the cancel scope."""
+        if not self._rows and not self._finishes:
+            return []
+        notes: list[str] = []
+        with anyio.CancelScope(shield=True):
+            notes = await self.flush()
+        return notes
+
     async def flush(self) -> list[str]:
         """Write what is owed; what could not be written comes back as sentences for the result."""
         notes: list[str] = []

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 logger = logging.getLogger("kartra_mcp.calls")
@@ -65,22 +64,37 @@ class CallRecord:
         self.outcome: str | None = None
 
 
-@contextmanager
-def logged(tool: str) -> Iterator[CallRecord]:
-    """Log one line when the block ends; set the record's `result` inside it."""
-    outline = Outline(tool)
-    record = CallRecord()
-    token = _CURRENT.set(outline)
-    started = time.perf_counter()
-    try:
-        yield record
-    finally:
-        _CURRENT.reset(token)
+class logged:  # lower case: it is used as a function, `with logged(tool) as record`
+    """Log one line when the block ends; set the record's `result` inside it.
+
+    A class rather than a generator, and the line is only put together when INFO is logged: it
+    wraps every tool call.
+    """
+
+    def __init__(self, tool: str) -> None:
+        self._outline = Outline(tool)
+        self._record = CallRecord()
+        self._token: Token[Outline | None] | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> CallRecord:
+        self._token = _CURRENT.set(self._outline)
+        self._started = time.perf_counter()
+        return self._record
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        outline, record = self._outline, self._record
         logger.info(
             "%s class=%s decision=%s outcome=%s %.0f ms",
             outline.tool,
             outline.risk,
             outline.decision,
             outline.outcome or record.outcome or _outcome(record.result),
-            (time.perf_counter() - started) * 1000,
+            (time.perf_counter() - self._started) * 1000,
         )

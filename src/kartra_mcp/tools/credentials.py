@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,6 +23,9 @@ _CREDENTIALS = frozenset({"apikey", "apipassword", "appid"})
 _PART = re.compile(r"[^\[\]]+")
 
 
+# Calls repeat the same few field names; normalizing each one again on every call cost more than the rest
+# of the check.
+@lru_cache(maxsize=4096)
 def is_credential(key: str) -> bool:
     """Whether a field name, or any bracketed part of it, names one of Kartra's credentials."""
     folded = unicodedata.normalize("NFKC", key).casefold()

@@ -240,7 +240,8 @@ class Executor:
             counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
         )
         self._proxy = proxy_spec()
-        self._listed: tuple[int, Policy, str, list[ToolSpec]] | None = None
+        self._listed: tuple[int, Policy, str, list[ToolSpec], frozenset[str]] | None = None
+        self._builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC, CHECK_APPROVAL_SPEC)}
         self.approvals = approvals
         if approvals is not None:
             approvals.settler = self._settle
@@ -257,11 +258,15 @@ class Executor:
         Every call looks its tool up here, so deciding the policy for each tool each time would cost
         more than the lookup.
         """
+        return list(self._listed_now()[3])
+
+    def _listed_now(self) -> tuple[int, Policy, str, list[ToolSpec], frozenset[str]]:
         memo = self._listed
         key = (self.catalog.generation, self.policy, self.tool_mode)
         if memo is None or memo[0] != key[0] or memo[1] is not key[1] or memo[2] != key[2]:
-            memo = self._listed = (*key, self._listing())
-        return list(memo[3])
+            listing = self._listing()
+            memo = self._listed = (*key, listing, frozenset(s.name for s in listing))
+        return memo
 
     def _listing(self) -> list[ToolSpec]:
         policy = self.policy
@@ -312,9 +317,7 @@ class Executor:
             result = CallResult(str(exc), {"error": type(exc).__name__, "message": str(exc)}, is_error=True)
         finally:
             _JOURNAL.reset(token)
-            # Rows are owed even when the call is cancelled.
-            with anyio.CancelScope(shield=True):
-                notes = await journal.flush()
+            notes = await journal.flush_shielded()
         if not notes:
             return result
         structured = None if result.structured is None else {**result.structured, "audit_log_error": notes}
@@ -352,9 +355,8 @@ class Executor:
             raise
 
     def _lookup(self, name: str, arguments: Mapping[str, Any]) -> ToolSpec:
-        builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC, CHECK_APPROVAL_SPEC)}
-        listed = {s.name for s in self.tools()}
-        spec = builtins.get(name) or (self.catalog.get(name) if self.tool_mode == "actions" else None)
+        listed = self._listed_now()[4]
+        spec = self._builtins.get(name) or (self.catalog.get(name) if self.tool_mode == "actions" else None)
         if spec is not None and name in listed:
             return spec
         if spec is not None:
@@ -692,8 +694,7 @@ class Executor:
             result = await self._settled(approval)
         finally:
             _JOURNAL.reset(token)
-            with anyio.CancelScope(shield=True):
-                notes = await journal.flush()
+            notes = await journal.flush_shielded()
         return replace(result, text="\n\n".join([result.text, *notes])) if notes else result
 
     async def _settled(self, approval: Approval) -> CallResult:
