@@ -11,7 +11,7 @@ import anyio
 import httpx2
 import pytest
 
-from kartra_mcp.errors import MembraneTransportError
+from kartra_mcp.errors import MembraneTimeout, MembraneTransportError
 from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.membrane.transport import MembraneTransport, network_transport
 from tests.conftest import FAST_RETRY
@@ -201,3 +201,31 @@ def test_a_proxy_in_the_environment_leaves_requests_to_httpx2s_own_transport(
     assert isinstance(network_transport(), MembraneTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     assert network_transport() is None
+
+
+async def test_an_answer_trickling_in_past_the_clients_timeout_ends_the_attempt() -> None:
+    """Each byte comes well within the per-read timeout; the attempt as a whole is what is bounded."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+        try:
+            for _ in range(100):
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with MembraneClient(
+            base_url=url, auth=BearerToken("t"), retry=FAST_RETRY, act=True, timeout=0.3
+        ) as client:
+            with pytest.raises(MembraneTimeout):
+                await client.run_action("get-lead", connection_id="c", input={}, retry_safe=False)
+    finally:
+        server.close()

@@ -51,7 +51,7 @@ from kartra_mcp.membrane.routes import (
     api_request,
     upstream_answer,
 )
-from kartra_mcp.membrane.transport import network_transport
+from kartra_mcp.membrane.transport import MembraneTransport, network_transport
 
 _M = TypeVar("_M", Action, ActionRun, Connection, ConnectionRequest)
 
@@ -160,10 +160,14 @@ class MembraneClient:
         self._route_lock = anyio.Lock()
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
+        if transport is None:
+            transport = network_transport(timeout)
+        # Our own transport bounds each attempt as a whole; any other is bounded here, by a cancel scope.
+        self._keeps_time = isinstance(transport, MembraneTransport) and transport.attempt_timeout == timeout
         self._http = httpx2.AsyncClient(
             base_url=self.base_url,
             auth=auth,
-            transport=transport if transport is not None else network_transport(),
+            transport=transport,
             timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
             headers={
                 "membrane-api-version": API_VERSION,
@@ -458,6 +462,8 @@ class MembraneClient:
     ) -> httpx2.Response:
         """One request to `path` (or, when given, its already built absolute `url`)."""
         try:
+            if self._keeps_time:
+                return await self._http.request(method, path if url is None else url, **kwargs)
             with anyio.fail_after(self._timeout):
                 return await self._http.request(method, path if url is None else url, **kwargs)
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:

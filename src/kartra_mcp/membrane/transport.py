@@ -154,7 +154,16 @@ class _Exchange(asyncio.Protocol):
 class MembraneTransport(httpx2.AsyncBaseTransport):
     """HTTP/1.1 over asyncio streams with keep-alive; see the module's docstring."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = MAX_IDLE) -> None:
+    def __init__(
+        self,
+        *,
+        attempt_timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_idle: int = MAX_IDLE,
+    ) -> None:
+        """`attempt_timeout` bounds each request as a whole, connecting included (else only each step is bounded,
+        by httpx2's timeouts); a caller that needs such a bound need not set one of its own around each request."""
+        self.attempt_timeout = attempt_timeout
         self._ssl = ssl_context
         self._max_idle = max_idle
         self._idle: dict[tuple[bytes, bytes, int], deque[_Exchange]] = {}
@@ -167,6 +176,11 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
         port = url.port or (443 if scheme == b"https" else 80)
         origin = (scheme, url.raw_host, port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        connect_timeout, answer_timeout = timeouts.get("connect"), timeouts.get("read")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self.attempt_timeout is not None:
+            connect_timeout = _least(connect_timeout, self.attempt_timeout)
         body = await request.aread()
         head = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)
         lines = [head, *(b"%s: %s\r\n" % pair for pair in request.headers.raw)]
@@ -174,11 +188,13 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         data = b"".join(lines) + body
-        exchange = self._reuse(origin) or await self._connect(origin, timeouts.get("connect"))
-        response = await exchange.exchange(data, head=request.method == "HEAD", timeout=timeouts.get("read"))
+        exchange = self._reuse(origin) or await self._connect(origin, connect_timeout)
+        if self.attempt_timeout is not None:
+            answer_timeout = _least(answer_timeout, max(0.0, started + self.attempt_timeout - loop.time()))
+        response = await exchange.exchange(data, head=request.method == "HEAD", timeout=answer_timeout)
         idle = self._idle.setdefault(origin, deque())
         if exchange.keep_alive and not exchange.closed and len(idle) < self._max_idle:
-            exchange.idle_since = asyncio.get_running_loop().time()
+            exchange.idle_since = loop.time()
             idle.append(exchange)
         else:
             exchange.close()
@@ -222,7 +238,11 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
         self._idle.clear()
 
 
-def network_transport() -> MembraneTransport | None:
+def _least(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
+
+
+def network_transport(attempt_timeout: float | None = None) -> MembraneTransport | None:
     """This transport, unless the environment names a proxy: then None, so httpx2 uses its own, which honours it.
 
     (httpx2 reads `HTTPS_PROXY` and the like, and `NO_PROXY`, only when the client is given no transport.)
@@ -230,4 +250,4 @@ def network_transport() -> MembraneTransport | None:
     proxies = urllib.request.getproxies()
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
         return None
-    return MembraneTransport()
+    return MembraneTransport(attempt_timeout=attempt_timeout)

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from kartra_mcp.errors import ArgumentProblem, InvalidArgumentsError
+from kartra_mcp.schemas.fast import Check, accepts
 
 _JSON_TYPES = {
     str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
@@ -22,25 +23,30 @@ _EXPECTED = {
 }  # fmt: skip
 
 
-# Compiled validators by schema identity: tool schemas live as long as their tools, and compiling
-# costs far more than validating.
-_COMPILED: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+# Compiled validators (and quick checks, see `schemas.fast`) by schema identity: tool schemas live as
+# long as their tools, and compiling costs far more than validating.
+_COMPILED: dict[int, tuple[Mapping[str, Any], Draft202012Validator, Check | None]] = {}
 
 
-def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+def _compiled(schema: Mapping[str, Any]) -> tuple[Mapping[str, Any], Draft202012Validator, Check | None]:
     hit = _COMPILED.get(id(schema))
     if hit is not None and hit[0] is schema:
-        return hit[1]
+        return hit
     if len(_COMPILED) >= 2048:
         _COMPILED.clear()
-    compiled = Draft202012Validator(schema, format_checker=FormatChecker())
-    _COMPILED[id(schema)] = (schema, compiled)
+    compiled = _COMPILED[id(schema)] = (
+        schema,
+        Draft202012Validator(schema, format_checker=FormatChecker()),
+        accepts(schema),
+    )
     return compiled
 
 
 def argument_problems(schema: Mapping[str, Any], arguments: Any) -> list[ArgumentProblem]:
     """Every problem with `arguments` under `schema`, one per path, in a stable order."""
-    validator = _validator(schema)
+    _, validator, quick = _compiled(schema)
+    if quick is not None and quick(arguments):
+        return []
     problems: dict[tuple[str, str], ArgumentProblem] = {}
     for error in validator.iter_errors(arguments):
         for problem in _describe(error, schema):

@@ -150,7 +150,7 @@ def build_server(
         return holding
 
     def input_schema(name: str) -> dict[str, Any] | None:
-        spec = next((s for s in [*executor.tools(), APP_ANSWER_SPEC] if s.name == name), None)
+        spec = executor.listed(name) or (APP_ANSWER_SPEC if name == APP_ANSWER_SPEC.name else None)
         return spec.input_schema if spec else None
 
     instructions = INSTRUCTIONS if runtime.sandbox is None else f"{SANDBOX_NOTE}\n\n{INSTRUCTIONS}"

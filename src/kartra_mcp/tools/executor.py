@@ -240,7 +240,7 @@ class Executor:
             counted=lambda transaction, seen: self.refunds.counted(self.connection_id, transaction, seen),
         )
         self._proxy = proxy_spec()
-        self._listed: tuple[int, Policy, str, list[ToolSpec], frozenset[str]] | None = None
+        self._listed: tuple[int, Policy, str, list[ToolSpec], dict[str, ToolSpec]] | None = None
         self._builtins = {s.name: s for s in (self._proxy, _CONFIRM_SPEC, _SEARCH_SPEC, _RUN_SPEC, CHECK_APPROVAL_SPEC)}
         self.approvals = approvals
         if approvals is not None:
@@ -260,12 +260,16 @@ class Executor:
         """
         return list(self._listed_now()[3])
 
-    def _listed_now(self) -> tuple[int, Policy, str, list[ToolSpec], frozenset[str]]:
+    def listed(self, name: str) -> ToolSpec | None:
+        """The listed tool of that name, if any."""
+        return self._listed_now()[4].get(name)
+
+    def _listed_now(self) -> tuple[int, Policy, str, list[ToolSpec], dict[str, ToolSpec]]:
         memo = self._listed
         key = (self.catalog.generation, self.policy, self.tool_mode)
         if memo is None or memo[0] != key[0] or memo[1] is not key[1] or memo[2] != key[2]:
             listing = self._listing()
-            memo = self._listed = (*key, listing, frozenset(s.name for s in listing))
+            memo = self._listed = (*key, listing, {s.name: s for s in listing})
         return memo
 
     def _listing(self) -> list[ToolSpec]:
