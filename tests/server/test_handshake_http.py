@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import httpx2
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -24,12 +23,11 @@ from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.handshake_http import HandshakeSessions
-from kartra_mcp.server.http import listen
 from kartra_mcp.server.resources import AUDIT_URI
 from kartra_mcp.server.runtime import Runtime
 from tests.routes import ran
 from tests.server.conftest import Person, text_of
-from tests.server.test_era_routing import _served
+from tests.server.test_era_routing import Heard, _served, serving
 from tests.server.test_logs_and_progress import _flaky_read
 
 ACCEPT = {"Accept": "application/json, text/event-stream"}
@@ -85,16 +83,8 @@ async def _sessions_only(runtime: Runtime, **options: Any) -> AsyncIterator[str]
     """HandshakeSessions alone on a loopback socket, with the given limits; yields its URL."""
     server, _ = build_server(runtime)
     sessions = HandshakeSessions(server, security=None, **options)
-    with listen("127.0.0.1", 0) as sock:
-        web = uvicorn.Server(uvicorn.Config(sessions, lifespan="off", log_config=None, access_log=False))
-        async with sessions.run(), anyio.create_task_group() as group:
-            group.start_soon(lambda: web.serve(sockets=[sock]))
-            while not web.started:
-                await anyio.sleep(0.01)
-            try:
-                yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-            finally:
-                web.should_exit = True
+    async with sessions.run(), serving(sessions, lifespan="off") as url:
+        yield url
 
 
 async def test_a_call_that_streams_nothing_is_answered_as_one_json_body(runtime: Runtime) -> None:
@@ -130,28 +120,17 @@ async def test_progress_and_log_records_still_reach_a_2025_client_over_http(
     runtime: Runtime, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     email = samples["lead_with_transactions"]["email"]
-    steps: list[float] = []
-    logs: list[Any] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        steps.append(progress)
-
-    async def on_log(params: Any) -> None:
-        logs.append(params)
-
+    heard = Heard()
     with anyio.fail_after(60):
-        async with (
-            _served(runtime) as url,
-            _client(url, logging_callback=on_log) as client,
-        ):
+        async with _served(runtime) as url, _client(url, logging_callback=heard.log) as client:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel is 2025-only
                 await client.set_logging_level("warning")
             _flaky_read(sandbox)
-            retried = await client.call_tool("get-lead", {"email": email}, progress_callback=on_progress)
+            retried = await client.call_tool("get-lead", {"email": email}, progress_callback=heard.progress)
     assert not retried.is_error, text_of(retried)
-    assert steps == [1, 2]
-    assert [log.level for log in logs] == ["warning", "warning"]
+    assert heard.steps == [1, 2]
+    assert [log.level for log in heard.logs] == ["warning", "warning"]
 
 
 async def test_a_subscribed_2025_client_hears_of_changes_on_its_standalone_stream(runtime: Runtime) -> None:
