@@ -16,6 +16,8 @@ over 8 concurrent sessions, a new session's connect + initialize + tools/list, t
 tools/list per tool, and server memory (RSS per idle session; after N sessions opened and closed).
 kartra-mcp is measured in both protocol eras; Membrane's server speaks only the handshake era. The
 direct floor is the same `get-lead` sent straight to the sandbox with kartra-mcp's Membrane client.
+Beside it, the pipeline itself: the same call through `Executor.call` (no MCP), in turn with the direct
+one, its added latency and CPU per call reported on their own.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from tests.processes import Server, free_port, local_env, standalone_sandbox
 from bench.server_bench import direct_calls, quantiles
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig
-from kartra_mcp.server.runtime import membrane_client
+from kartra_mcp.sandbox.actions import BY_KEY
+from kartra_mcp.server.runtime import open_runtime
+from kartra_mcp.tools.executor import NoConfirmer
 
 MEMBRANE_ENV = "KARTRA_MCP_BENCH_MEMBRANE_MCP"
 # One TLS context for every benchmark client: building one loads the CA bundle (about 30 ms here),
@@ -157,15 +161,45 @@ def _wait_listening(server: Server, url: str) -> None:
             time.sleep(0.1)
 
 
-async def _direct_floor(api_url: str, token: str, state: Path, emails: list[str]) -> list[float]:
+@dataclass
+class Floor:
+    """The same `get-lead` sent straight to the sandbox with our Membrane client, and through the pipeline."""
+
+    direct: list[float]
+    pipeline: list[float]
+    direct_cpu: float  # seconds of this process's CPU per call
+    pipeline_cpu: float
+
+
+async def _floor(api_url: str, token: str, state: Path, emails: list[str]) -> Floor:
+    """The direct floor, and the pipeline itself (`Executor.call` without MCP: lookup, validation,
+    classification, policy, the audit journal, the result) on the same client, call by call in turn."""
     settings = Settings(
         membrane_api_url=api_url,
         membrane_token=SecretStr(token),
         audit_db=state / "direct.sqlite3",
         cache_dir=state / "cache",
     )
-    async with membrane_client(settings) as client:
-        return await direct_calls(client, (await client.list_connections())[0].id, emails)
+    async with open_runtime(settings) as runtime:
+        client, executor = runtime.executor.client, runtime.executor
+        connection = (await client.list_connections())[0].id
+        await direct_calls(client, connection, emails[:50])
+        action = BY_KEY["get-lead"].id
+        floor = Floor([], [], 0.0, 0.0)
+        for email in emails:
+            started, cpu = time.perf_counter(), time.process_time()
+            await client.run_action(action, connection_id=connection, input={"email": email}, retry_safe=True)
+            floor.direct.append(time.perf_counter() - started)
+            floor.direct_cpu += time.process_time() - cpu
+            started, cpu = time.perf_counter(), time.process_time()
+            result = await executor.call("get-lead", {"email": email}, NoConfirmer())
+            floor.pipeline.append(time.perf_counter() - started)
+            floor.pipeline_cpu += time.process_time() - cpu
+            if result.is_error:
+                raise SystemExit(f"the pipeline's get-lead failed: {result.text}")
+        floor.direct_cpu /= len(emails)
+        floor.pipeline_cpu /= len(emails)
+        return floor
 
 
 async def _latency(targets: list[Target], emails: list[str]) -> None:
@@ -247,9 +281,9 @@ def _ratio(ours: float, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}x" if theirs else "-"
 
 
-def _print_table(targets: list[Target], direct: list[float], memory: dict[str, tuple[float, float, float]]) -> None:
+def _print_table(targets: list[Target], floor: Floor, memory: dict[str, tuple[float, float, float]]) -> None:
     membrane = next((t for t in targets if t.label.startswith("Membrane")), None)
-    d50, d99 = quantiles(direct)
+    d50, d99 = quantiles(floor.direct)
     print(f"\n{'figure':<46}" + "".join(f"{t.label:>24}" for t in targets))
 
     def row(name: str, values: list[str]) -> None:
@@ -299,6 +333,12 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
             f"{growth:+.1f} MiB after the open/close cycles"
         )
     print(f"\ndirect floor (get-lead straight to the sandbox): p50 {d50 * 1e3:.2f} ms, p99 {d99 * 1e3:.2f} ms")
+    p50 = quantiles(floor.pipeline)[0]
+    print(
+        f"the pipeline itself (Executor.call without MCP: validation, classification, policy, audit, result), in "
+        f"this process: adds {(p50 - d50) * 1e3:.3f} ms p50 and {(floor.pipeline_cpu - floor.direct_cpu) * 1e3:.3f} "
+        f"ms CPU per call over the direct call ({floor.direct_cpu * 1e3:.3f} ms CPU)"
+    )
     print(
         "ratios in brackets are kartra-mcp / Membrane's server (below 1 is faster for latency and size, above 1 "
         "for calls/s)"
@@ -311,7 +351,7 @@ async def _run(args: argparse.Namespace, api_url: str, token: str, targets: list
     ]
     emails = (emails * (args.calls // len(emails) + 1))[: args.calls]
     print(f"get-lead x{args.calls} per target, interleaved; {args.rounds} throughput rounds of {args.seconds:.0f} s")
-    direct = await _direct_floor(api_url, token, state, emails)
+    floor = await _floor(api_url, token, state, emails)
     await _latency(targets, emails)
     for _ in range(args.rounds):
         for target in targets:
@@ -323,7 +363,7 @@ async def _run(args: argparse.Namespace, api_url: str, token: str, targets: list
     if args.sessions:
         for target in targets:
             memory[target.label] = await _memory(target, idle=100, cycles=args.sessions)
-    _print_table(targets, direct, memory)
+    _print_table(targets, floor, memory)
 
 
 def main() -> None:
