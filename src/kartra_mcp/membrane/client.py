@@ -38,6 +38,7 @@ from kartra_mcp.errors import (
     MembraneTransportError,
     MembraneUnreachable,
 )
+from kartra_mcp.jsoncodec import loads
 from kartra_mcp.membrane.models import Action, ActionRun, Connection, ConnectionRequest, ProxyResponse
 from kartra_mcp.membrane.retry import RetryPolicy
 from kartra_mcp.membrane.routes import (
@@ -487,7 +488,7 @@ class MembraneClient:
         if not decode:
             return None, None
         try:
-            return None, response.json()
+            return None, loads(response.content)
         except ValueError:
             return MembraneProtocolError(
                 f"Membrane answered {response.request.method} {response.request.url.path} with a body that is not JSON"

@@ -7,11 +7,11 @@ its type code, and where it helps, what to do next.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from kartra_mcp.errors import KartraError
+from kartra_mcp.jsoncodec import compact
 
 MAX_TEXT = 60_000
 
@@ -90,7 +90,7 @@ def describe_failure(error: KartraError, *, commands: int = 1) -> str:
 
 def render(data: Any) -> str:
     """Compact JSON for the model; very large answers are cut (the structured content stays whole)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = compact(data)
     if len(text) > MAX_TEXT:
         return text[:MAX_TEXT] + f"… [cut at {MAX_TEXT} of {len(text)} characters; the structured content is whole]"
     return text
