@@ -92,11 +92,11 @@ def test_a_lock_that_disagrees_with_pyproject_fails_the_check_saying_what_to_run
     shutil.copy(ROOT / "scripts/lockcheck.py", tmp_path / "scripts")
     (tmp_path / "requirements").mkdir()
     shutil.copy(ROOT / "requirements/main.txt", tmp_path / "requirements")
-    text = (ROOT / "pyproject.toml").read_text().replace('"pyjwt>=2.10,<3",', '"pyjwt>=2.10,<3",\n    "orjson>=3,<4",')
+    text = (ROOT / "pyproject.toml").read_text().replace('"pyjwt>=2.10,<3",', '"pyjwt>=2.10,<3",\n    "ujson>=5,<6",')
     (tmp_path / "pyproject.toml").write_text(text.replace('"mcp>=2.3,<2.4"', '"mcp>=2.4,<2.5"'))
     result = _lockcheck(tmp_path, "requirements/main.txt")
     assert result.returncode == 1
-    assert "orjson<4,>=3 is declared but not pinned" in result.stderr
+    assert "ujson<6,>=5 is declared but not pinned" in result.stderr
     assert "mcp<2.5,>=2.4 is declared but mcp==2.3.0 is pinned" in result.stderr
     assert "Run scripts/lock" in result.stderr
 

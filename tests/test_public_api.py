@@ -18,12 +18,13 @@ PACKAGE = Path(kartra_mcp.__file__).parent
 
 # What each part may import from kartra_mcp (besides itself). Dependencies point one way:
 # server -> tools -> {membrane, schemas}; the sandbox stands beside them. `progress` is a leaf
-# like `errors`: slow code reports into it, and the server connects it to the client.
+# like `errors`: slow code reports into it, and the server connects it to the client. `jsoncodec`
+# is a leaf too: JSON on the per-call path.
 ALLOWED = {
-    "membrane": {"config", "errors", "progress", "__init__"},
+    "membrane": {"config", "errors", "progress", "jsoncodec", "__init__"},
     "schemas": {"errors"},
     "sandbox": {"errors", "phpform", "schemas"},
-    "tools": {"membrane", "schemas", "errors", "phpform", "config", "progress", "_lazy"},
+    "tools": {"membrane", "schemas", "errors", "phpform", "config", "progress", "jsoncodec", "_lazy"},
     # Shared state for replicas: implementations of the interfaces tools/ defines.
     "state": {"tools", "config", "errors"},
     "server": {
@@ -36,6 +37,7 @@ ALLOWED = {
         "config",
         "phpform",
         "progress",
+        "jsoncodec",
         "__init__",
         "_lazy",
     },
