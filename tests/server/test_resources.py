@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, MCPError
+from mcp.client.session import MessageHandlerFnT
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import ResourceUpdatedNotification, TextResourceContents
 
@@ -23,6 +24,17 @@ async def _read(client: Client, uri: str) -> Any:
     (contents,) = result.contents
     assert isinstance(contents, TextResourceContents) and contents.mime_type == "application/json"
     return json.loads(contents.text)
+
+
+def _updates() -> tuple[list[str], MessageHandlerFnT]:
+    """The URIs of the resource-updated notifications a client hears, and the handler that hears them."""
+    updated: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            updated.append(str(message.params.uri))
+
+    return updated, on_message
 
 
 async def test_the_policy_audit_log_and_sandbox_are_listed_with_a_template_for_one_row(
@@ -77,12 +89,7 @@ async def test_the_sandbox_state_resource_counts_what_a_call_changed(runtime: Ru
 
 
 async def test_a_2025_client_that_subscribed_hears_that_the_audit_log_changed(runtime: Runtime) -> None:
-    updated: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, ResourceUpdatedNotification):
-            updated.append(str(message.params.uri))
-
+    updated, on_message = _updates()
     server, _ = build_server(runtime)
     async with Client(server, mode="legacy", message_handler=on_message) as client:
         with warnings.catch_warnings():
@@ -111,12 +118,7 @@ async def test_a_2026_listener_hears_that_the_audit_log_changed(runtime: Runtime
 
 
 async def test_a_2025_watcher_still_hears_after_another_watcher_of_the_same_resource_left(runtime: Runtime) -> None:
-    updated: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, ResourceUpdatedNotification):
-            updated.append(str(message.params.uri))
-
+    updated, on_message = _updates()
     server, _ = build_server(runtime)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)  # resources/subscribe is 2025-only
