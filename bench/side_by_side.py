@@ -37,6 +37,7 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ListToolsResult
 from pydantic import SecretStr
 from tests.processes import Server, free_port, local_env, standalone_sandbox
 
@@ -65,6 +66,9 @@ class Target:
     token: str
     latency: list[float] = field(default_factory=list)
     connects: list[float] = field(default_factory=list)
+    # CPU seconds each new session cost this (client) process, and the server's process.
+    connect_client_cpu: list[float] = field(default_factory=list)
+    connect_server_cpu: list[float] = field(default_factory=list)
     calls_done: int = 0
     busy_seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -144,6 +148,26 @@ def _start_ours(api_url: str, token: str, state: Path, logs: Path) -> tuple[Serv
     return server, url
 
 
+async def _listing(target: Target) -> str:
+    """The target's whole tools/list, as one ListToolsResult in JSON."""
+    async with target.session() as client:
+        listing = await client.list_tools()
+    return ListToolsResult(tools=listing.tools).model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _start_floor(listing: str, logs: Path) -> tuple[Server, str]:
+    """bench.floor_server: the same SDK answering initialize and a constant copy of `listing`."""
+    logs.mkdir(parents=True, exist_ok=True)
+    tools = logs / "tools.json"
+    tools.write_text(listing)
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.floor_server", "--port", str(port), "--tools", str(tools)]
+    server = Server(argv, env=local_env(), logs=logs)
+    url = f"http://127.0.0.1:{port}"
+    _wait_listening(server, url)
+    return server, url
+
+
 def _wait_listening(server: Server, url: str) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -214,10 +238,13 @@ async def _throughput(target: Target, emails: list[str], seconds: float) -> None
 
 
 async def _connect(target: Target) -> None:
+    server_cpu, client_cpu = _cpu_seconds(target.pid), time.process_time()
     started = time.perf_counter()
     async with target.session() as client:
         await client.list_tools()
         target.connects.append(time.perf_counter() - started)
+    target.connect_client_cpu.append(time.process_time() - client_cpu)
+    target.connect_server_cpu.append(_cpu_seconds(target.pid) - server_cpu)
 
 
 async def _memory(target: Target, idle: int, cycles: int) -> tuple[float, float, float]:
@@ -241,6 +268,32 @@ async def _memory(target: Target, idle: int, cycles: int) -> tuple[float, float,
         await anyio.sleep(0.5)
         held = _rss_mib(target.pid)
     return before, (held - after) / idle, after - before
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _print_floor(targets: list[Target], floors: list[Target]) -> None:
+    """What the same client costs against a server that does nothing but answer: the reachable part."""
+    print(
+        "\nnew session, split (wall p50; mean CPU of the client process and of the server process; "
+        "/proc ticks, so means):"
+    )
+    for target in [*targets, *floors]:
+        wall = quantiles(target.connects)[0]
+        client, server = _mean(target.connect_client_cpu), _mean(target.connect_server_cpu)
+        print(
+            f"  {target.label:<28} {wall * 1e3:6.1f} ms wall, client CPU {client * 1e3:5.1f} ms, "
+            f"server CPU {server * 1e3:5.1f} ms"
+        )
+    for era, floor in zip(("2025-11-25", "2026-07-28"), floors, strict=True):
+        ours = next(t for t in targets if t.label.endswith(era))
+        fwall, owall = quantiles(floor.connects)[0], quantiles(ours.connects)[0]
+        print(
+            f"client floor {era} (the same SDK client against bench.floor_server, a bare SDK server listing the "
+            f"same {ours.tools} tools): {fwall * 1e3:.1f} ms, {fwall / owall:.0%} of kartra-mcp's {owall * 1e3:.1f} ms"
+        )
 
 
 def _ratio(ours: float, theirs: float | None) -> str:
@@ -305,7 +358,9 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
     )
 
 
-async def _run(args: argparse.Namespace, api_url: str, token: str, targets: list[Target], state: Path) -> None:
+async def _run(
+    args: argparse.Namespace, api_url: str, token: str, targets: list[Target], floors: list[Target], state: Path
+) -> None:
     emails = [
         lead.email for lead in Sandbox(SandboxConfig(leads=args.leads)).account.leads.values() if not lead.deleted
     ]
@@ -317,13 +372,14 @@ async def _run(args: argparse.Namespace, api_url: str, token: str, targets: list
         for target in targets:
             await _throughput(target, emails, args.seconds)
     for _ in range(args.connects):
-        for target in targets:
+        for target in [*targets, *floors]:
             await _connect(target)
     memory: dict[str, tuple[float, float, float]] = {}
     if args.sessions:
         for target in targets:
             memory[target.label] = await _memory(target, idle=100, cycles=args.sessions)
     _print_table(targets, direct, memory)
+    _print_floor(targets, floors)
 
 
 def main() -> None:
@@ -361,7 +417,13 @@ def main() -> None:
             )
         else:
             print(f"({MEMBRANE_ENV} is not set: Membrane's MCP server is left out)")
-        anyio.run(_run, args, sandbox.url, sandbox.token, targets, state)
+        floor, furl = _start_floor(anyio.run(_listing, targets[0]), state / "floor")
+        stack.callback(floor.stop)
+        floors = [
+            Target(f"SDK floor {era}", f"{furl}/mcp", "", mode, floor.process.pid, sandbox.token)
+            for era, mode in (("2025-11-25", "legacy"), ("2026-07-28", "auto"))
+        ]
+        anyio.run(_run, args, sandbox.url, sandbox.token, targets, floors, state)
 
 
 if __name__ == "__main__":
