@@ -38,6 +38,18 @@ async def test_a_new_session_is_listed_from_the_page_kept_for_the_one_before(run
     assert _cache_of(server).served == 1
 
 
+async def test_what_one_session_does_to_its_listing_never_reaches_the_next(runtime: Runtime, mode: str) -> None:
+    server, _ = build_server(runtime)
+    for _ in range(2):  # the second listing is the kept page
+        async with Client(server, mode=mode) as client:
+            first = (await all_tools(client))[0]
+            first.input_schema["properties"]["changed_by_a_client"] = {"type": "string"}
+    async with Client(server, mode=mode) as client:
+        first = (await all_tools(client))[0]
+    assert "changed_by_a_client" not in first.input_schema["properties"]
+    assert _cache_of(server).served == 2
+
+
 async def test_each_era_gets_a_page_of_its_own(runtime: Runtime) -> None:
     server, _ = build_server(runtime)
     for mode in ("legacy", "auto", "legacy", "auto"):
