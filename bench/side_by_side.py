@@ -101,19 +101,23 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+# Each thread's CPU nanoseconds as last read, by (pid, tid): a thread that has ended still counts.
+_THREAD_CPU: dict[tuple[int, str], int] = {}
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU time of a process, all its threads: what a call costs the server, however busy the machine is.
 
     From schedstat (nanoseconds) where the kernel has it: /proc/PID/stat counts in 10 ms ticks, too
-    coarse for one new session.
+    coarse for one new session. A thread that ended keeps its last reading, so the sum never drops.
     """
-    total, found = 0, False
+    found = False
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += int((task / "schedstat").read_text().split()[0])
+            _THREAD_CPU[(pid, task.name)] = int((task / "schedstat").read_text().split()[0])
             found = True
     if found:
-        return total / 1e9
+        return sum(ns for (owner, _), ns in _THREAD_CPU.items() if owner == pid) / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
