@@ -19,8 +19,8 @@ direct floor is the same `get-lead` sent straight to the sandbox with kartra-mcp
 
 A new session is mostly the SDK client's own work, so it has a floor too: the same client against
 bench/floor_server.py (the same SDK answering initialize and a constant copy of kartra-mcp's tool
-list, in JSON), interleaved with the rest; each session's CPU is split between the client (this
-process) and the server's process.
+list, in JSON, and again listing no tools), interleaved with the rest; each session's CPU is split
+between the client (this process) and the server's process.
 """
 
 from __future__ import annotations
@@ -301,15 +301,17 @@ def _print_floor(targets: list[Target], floors: list[Target]) -> None:
         wall = quantiles(target.connects)[0]
         client, server = _mean(target.connect_client_cpu), _mean(target.connect_server_cpu)
         print(
-            f"  {target.label:<28} {wall * 1e3:6.1f} ms wall, client CPU {client * 1e3:5.1f} ms, "
+            f"  {target.label:<32} {wall * 1e3:6.1f} ms wall, client CPU {client * 1e3:5.1f} ms, "
             f"server CPU {server * 1e3:5.1f} ms"
         )
-    for era, floor in zip(("2025-11-25", "2026-07-28"), floors, strict=True):
+    for era in ("2025-11-25", "2026-07-28"):
         ours = next(t for t in targets if t.label.endswith(era))
-        fwall, owall = quantiles(floor.connects)[0], quantiles(ours.connects)[0]
+        same, empty = (quantiles(f.connects)[0] for f in floors if f.label.endswith(era))
+        owall = quantiles(ours.connects)[0]
         print(
             f"client floor {era} (the same SDK client against bench.floor_server, a bare SDK server listing the "
-            f"same {ours.tools} tools): {fwall * 1e3:.1f} ms, {fwall / owall:.0%} of kartra-mcp's {owall * 1e3:.1f} ms"
+            f"same {ours.tools} tools): {same * 1e3:.1f} ms, {same / owall:.0%} of kartra-mcp's {owall * 1e3:.1f} ms; "
+            f"listing no tools: {empty * 1e3:.1f} ms"
         )
 
 
@@ -434,12 +436,15 @@ def main() -> None:
             )
         else:
             print(f"({MEMBRANE_ENV} is not set: Membrane's MCP server is left out)")
-        floor, furl = _start_floor(anyio.run(_listing, targets[0]), state / "floor")
-        stack.callback(floor.stop)
-        floors = [
-            Target(f"SDK floor {era}", f"{furl}/mcp", "", mode, floor.process.pid, sandbox.token)
-            for era, mode in (("2025-11-25", "legacy"), ("2026-07-28", "auto"))
-        ]
+        floors: list[Target] = []
+        # The same tools, then none: what the list itself costs the client.
+        for name, listing in (("", anyio.run(_listing, targets[0])), (", no tools", '{"tools":[]}')):
+            floor, furl = _start_floor(listing, state / f"floor{len(floors)}")
+            stack.callback(floor.stop)
+            floors += [
+                Target(f"SDK floor{name} {era}", f"{furl}/mcp", "", mode, floor.process.pid, sandbox.token)
+                for era, mode in (("2025-11-25", "legacy"), ("2026-07-28", "auto"))
+            ]
         anyio.run(_run, args, sandbox.url, sandbox.token, targets, floors, state)
 
 
