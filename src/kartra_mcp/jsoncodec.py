@@ -9,14 +9,16 @@ goes to `json` as before.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS  # keys that are numbers or booleans become text, as `json` makes them
-# orjson reads an integer past 64 bits as a float, losing digits; 19 digits in a row may be one.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# orjson reads an integer past 64 bits as a float, losing digits; 19 digits in a row may be one. Found
+# by mapping every digit to 0 and looking for nineteen of them: a regular expression took longer than
+# parsing the whole answer.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"0" * 9)
+_LONG_NUMBER = b"0" * 19
 
 
 def compact(data: Any) -> str:
@@ -29,7 +31,7 @@ def compact(data: Any) -> str:
 
 def loads(raw: bytes) -> Any:
     """The value of JSON bytes; raises `ValueError` when they are not JSON (as `json.loads`)."""
-    if _LONG_NUMBER.search(raw):
+    if _LONG_NUMBER in raw.translate(_DIGITS_AS_ZERO):
         return json.loads(raw)
     try:
         return orjson.loads(raw)
