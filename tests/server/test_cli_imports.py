@@ -1,7 +1,8 @@
 """The light commands load only what they need: run as real processes, their imports read from `-X importtime`.
 
 `--help`, `--version`, `audit` and `tools --json` from the catalog cache must not pay for the MCP
-SDK (most of a start), the sandbox, or the web server stack.
+SDK (most of a start), the sandbox, or the web server stack; nor for jsonschema (the cache records
+which schemas passed the meta-schema) or PyJWT (a bearer token signs nothing).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from tests.processes import local_env, run, standalone_sandbox
 
-HEAVY = ("mcp", "mcp_types", "kartra_mcp.sandbox", "uvicorn", "starlette")
+HEAVY = ("mcp", "mcp_types", "kartra_mcp.sandbox", "uvicorn", "starlette", "jsonschema", "jwt")
 
 
 def _imported(argv: list[str], env: dict[str, str]) -> tuple[set[str], str]:
@@ -37,7 +38,7 @@ def test_help_version_and_audit_import_neither_the_sdk_nor_the_sandbox(tmp_path:
     assert _heavy(modules) == []
 
 
-def test_tools_from_the_cache_imports_neither_the_sdk_nor_the_sandbox(tmp_path: Path) -> None:
+def test_tools_from_the_cache_imports_neither_the_sdk_nor_the_sandbox_nor_a_schema_checker(tmp_path: Path) -> None:
     with standalone_sandbox(tmp_path / "sandbox") as sandbox:
         env = local_env(
             MEMBRANE_API_URL=sandbox.url,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from kartra_mcp.errors import ArgumentProblem, InvalidArgumentsError
+
+if TYPE_CHECKING:  # imported when the first validator is compiled: listing tools needs none
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _JSON_TYPES = {
     str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
@@ -33,6 +34,8 @@ def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
         return hit[1]
     if len(_COMPILED) >= 2048:
         _COMPILED.clear()
+    from jsonschema import Draft202012Validator, FormatChecker
+
     compiled = Draft202012Validator(schema, format_checker=FormatChecker())
     _COMPILED[id(schema)] = (schema, compiled)
     return compiled

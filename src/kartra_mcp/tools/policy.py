@@ -13,15 +13,15 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from kartra_mcp.errors import PolicyError
 from kartra_mcp.schemas import POLICY_SCHEMA_PATH
 from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.spec import Risk
+
+if TYPE_CHECKING:  # imported when a policy file is read: the defaults need no schema
+    from jsonschema.exceptions import ValidationError
 
 Mode = Literal["allow", "confirm", "deny"]
 _ORDER: dict[Mode, int] = {"allow": 0, "confirm": 1, "deny": 2}
@@ -123,6 +123,8 @@ def load_policy(path: Path | None) -> Policy:
 
 
 def policy_from_mapping(data: Mapping[str, Any], *, source: str) -> Policy:
+    from jsonschema import Draft202012Validator
+
     schema = json.loads(POLICY_SCHEMA_PATH.read_text(encoding="utf-8"))
     errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
