@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
-from kartra_mcp.server.app import build_server
 from kartra_mcp.schemas import checked
+from kartra_mcp.server.app import build_server
 from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, credential_identity, open_runtime
 from kartra_mcp.tools.connection import ConnectionMemory
 from tests.conftest import FAST_RETRY
