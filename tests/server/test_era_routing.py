@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.types import ASGIApp
 
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.app import build_server, declaring_headers
@@ -21,24 +22,41 @@ from tests.server.conftest import Person, text_of
 from tests.server.test_logs_and_progress import _flaky_read
 
 
+class Heard:
+    """What a client was told while its calls ran: progress steps and log records."""
+
+    def __init__(self) -> None:
+        self.steps: list[float] = []
+        self.logs: list[Any] = []
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        self.steps.append(progress)
+
+    async def log(self, params: Any) -> None:
+        self.logs.append(params)
+
+
 @asynccontextmanager
-async def _served(runtime: Runtime) -> AsyncIterator[str]:
-    """The real HTTP app on a loopback socket of this process; yields the MCP URL."""
-    server, _ = build_server(runtime)
+async def serving(app: ASGIApp, *, lifespan: Literal["on", "off"] = "on") -> AsyncIterator[str]:
+    """`app` served by uvicorn on a loopback socket of this process; yields its MCP URL."""
     with listen("127.0.0.1", 0) as sock:
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            http_app(server, host="127.0.0.1", token=None), lifespan="on", log_config=None, access_log=False
-        )
-        web = uvicorn.Server(config)
+        web = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_config=None, access_log=False))
         async with anyio.create_task_group() as group:
             group.start_soon(lambda: web.serve(sockets=[sock]))
             while not web.started:
                 await anyio.sleep(0.01)
             try:
-                yield f"http://127.0.0.1:{port}/mcp"
+                yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
             finally:
                 web.should_exit = True
+
+
+@asynccontextmanager
+async def _served(runtime: Runtime) -> AsyncIterator[str]:
+    """The real HTTP app on a loopback socket of this process; yields the MCP URL."""
+    server, _ = build_server(runtime)
+    async with serving(http_app(server, host="127.0.0.1", token=None)) as url:
+        yield url
 
 
 @asynccontextmanager
@@ -72,23 +90,15 @@ async def test_a_2026_call_over_http_still_reports_progress_and_logs_when_asked_
     runtime: Runtime, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     email = samples["lead_with_transactions"]["email"]
-    steps: list[float] = []
-    logs: list[Any] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        steps.append(progress)
-
-    async def on_log(params: Any) -> None:
-        logs.append(params)
-
+    heard = Heard()
     with anyio.fail_after(60):
-        async with _served(runtime) as url, _client(url, "auto", logging_callback=on_log, log_level="warning") as c:
+        async with _served(runtime) as url, _client(url, "auto", logging_callback=heard.log, log_level="warning") as c:
             plain = await c.call_tool("get-lead", {"email": email})
             _flaky_read(sandbox)
-            retried = await c.call_tool("get-lead", {"email": email}, progress_callback=on_progress)
+            retried = await c.call_tool("get-lead", {"email": email}, progress_callback=heard.progress)
     assert not plain.is_error and not retried.is_error, text_of(retried)
-    assert steps == [1, 2]
-    assert len(logs) == 2
+    assert heard.steps == [1, 2]
+    assert len(heard.logs) == 2
 
 
 async def test_a_2025_call_over_http_still_asks_the_person_mid_call(runtime: Runtime) -> None:

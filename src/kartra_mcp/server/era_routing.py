@@ -1,9 +1,10 @@
-"""Stateless-era requests that cannot stream anything answered as plain JSON, beside the SSE session manager.
+"""Each request at the MCP path to the wire that serves its protocol era most cheaply.
 
-The SDK fixes JSON-or-SSE per session manager. The handshake era (2025-11-25) needs SSE: the server
-asks a person to confirm in the middle of a call. A stateless-era (2026-07-28) request can only
-stream progress or log records, and only when its `_meta` asks for them; the rest are one result,
-which a JSON-response manager writes without the SSE machinery (about a sixth less CPU per call).
+The handshake era (2025-11-25) goes to our own sessions (`handshake_http`), which answer JSON unless
+a request streams. The SDK fixes JSON-or-SSE per session manager for the stateless era (2026-07-28):
+a request there can only stream progress or log records, and only when its `_meta` asks for them;
+the rest are one result, which a JSON-response manager writes without the SSE machinery (about a
+sixth less CPU per call), and the SDK's own app takes the others.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from typing import Any
 
 from mcp.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    RequestBodyLimitMiddleware,
+    TransportSecuritySettings,
+)
 from mcp.types import LOG_LEVEL_META_KEY
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kartra_mcp.server.handshake_http import HandshakeSessions
+
 _VERSION_HEADER = b"mcp-protocol-version"
+_HANDSHAKE = frozenset({None, *HANDSHAKE_PROTOCOL_VERSIONS})
 # A request asking for anything streamed back names one of these; they never occur otherwise.
 # Matching the raw bytes can only err towards SSE (a string argument that happens to contain one).
 _STREAMED = (b'"progressToken"', f'"{LOG_LEVEL_META_KEY}"'.encode())
@@ -29,10 +37,11 @@ def wants_stream(body: bytes) -> bool:
 
 
 class EraRouter:
-    """ASGI middleware over the SDK's app: POSTs of the stateless era that want no stream go to a JSON manager.
+    """ASGI middleware over the SDK's app: the handshake era goes to our sessions, and POSTs of the
+    stateless era that want no stream to a JSON manager.
 
-    Everything else (the handshake era, GET/DELETE, oversized bodies, requests asking for progress or
-    logs) reaches `app` untouched. Both managers check the same Host/Origin rules and body limit.
+    Everything else (other paths, stateless-era GET/DELETE, oversized bodies, requests asking for
+    progress or logs) reaches `app` untouched. All three check the same Host/Origin rules and body limit.
     """
 
     def __init__(
@@ -41,11 +50,16 @@ class EraRouter:
         self.app = app
         self._path = path
         self._json = StreamableHTTPSessionManager(app=server, json_response=True, security_settings=security)
+        self._sessions = HandshakeSessions(server, security=security)
+        self._handshake = RequestBodyLimitMiddleware(self._sessions, DEFAULT_MAX_REQUEST_BODY_SIZE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            async with self._json.run():
+            async with self._json.run(), self._sessions.run():
                 await self.app(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"] == self._path and self._version(scope) in _HANDSHAKE:
+            await self._handshake(scope, receive, send)
             return
         if not self._is_stateless_post(scope):
             await self.app(scope, receive, send)
@@ -71,8 +85,13 @@ class EraRouter:
     def _is_stateless_post(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self._path:
             return False
+        return self._version(scope) not in _HANDSHAKE
+
+    @staticmethod
+    def _version(scope: Scope) -> str | None:
+        """The request's protocol version header; a request without one is of the handshake era."""
         version = next((v for k, v in scope["headers"] if k == _VERSION_HEADER), None)
-        return version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
+        return None if version is None else version.decode("latin-1")
 
 
 def _replaying(chunks: list[Message], receive: Receive) -> Receive:

@@ -1,0 +1,425 @@
+"""Streamable HTTP for the handshake era (2025-11-25): sessions whose requests are answered as plain
+JSON unless something streams.
+
+The SDK's transport for this era answers every request with an SSE stream, and the stream's
+machinery (a task group of four per response) costs about as much CPU as the rest of the call. The
+spec lets a server choose per request (JSON or SSE; a client MUST accept both), so here a request is
+answered as one JSON body when the first message back is its response, and turns into an SSE stream
+only when something comes first: progress, a log record, or a question for the person mid-call.
+
+Each session runs the SDK's own serve loop over a pair of memory streams; only the wire is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass, field
+from functools import partial
+from http import HTTPStatus
+from typing import Any, Final
+from uuid import uuid4
+
+import anyio
+import pydantic_core
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server import Server
+from mcp.server.runner import serve_loop
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, REQUEST_CANCELLED, check_accept_headers
+from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+# While a stream waits (a person deciding, a slow Kartra), a comment line now and then keeps proxies
+# from closing it as idle.
+PING_SECONDS: Final = 15.0
+# Messages for one request queued before the session's router waits for its reader.
+_BUFFER: Final = 16
+_SSE_HEADERS: Final = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"connection", b"keep-alive"),
+]
+_PING: Final = b": ping\n\n"
+
+Wire = MemoryObjectSendStream[JSONRPCMessage]
+
+
+@dataclass(eq=False)
+class _Session:
+    """One client's session: what reaches its serve loop, and where its answers go."""
+
+    id: str
+    inbound: MemoryObjectSendStream[SessionMessage | Exception]
+    outbound: MemoryObjectSendStream[SessionMessage]
+    idle: anyio.CancelScope
+    requests: dict[str, Wire] = field(default_factory=dict)
+    standalone: Wire | None = None
+    in_flight: int = 0
+    closed: bool = False
+
+
+class HandshakeSessions:
+    """The ASGI app for handshake-era requests at the MCP path (POST, GET and DELETE).
+
+    Host and Origin are checked as the SDK's transport checks them; sessions end after
+    `idle_timeout` seconds with nothing in flight, and at most `max_sessions` are open at once.
+    """
+
+    def __init__(
+        self,
+        server: Server[Any],
+        *,
+        security: TransportSecuritySettings | None,
+        idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> None:
+        self._server = server
+        self._security = TransportSecurityMiddleware(security)
+        self._idle_timeout = idle_timeout
+        self._max_sessions = max_sessions
+        self._sessions: dict[str, _Session] = {}
+        self._group: TaskGroup | None = None
+        self._lifespan_state: Any = None
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """Serve sessions until the block ends; every session ends with it."""
+        async with self._server.lifespan(self._server) as state, anyio.create_task_group() as group:
+            self._lifespan_state, self._group = state, group
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
+                self._group = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        refusal = await self._security.validate_request(request, is_post=request.method == "POST")
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        elif request.method == "POST":
+            await self._post(request, send)
+        elif request.method == "GET":
+            await self._get(request, send)
+        elif request.method == "DELETE":
+            await self._delete(request, send)
+        else:
+            await _error("Method Not Allowed", HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "GET, POST, DELETE"})(
+                scope, receive, send
+            )
+
+    async def _post(self, request: Request, send: Send) -> None:
+        has_json, has_sse = check_accept_headers(request)
+        if not (has_json and has_sse):
+            refusal = "Not Acceptable: Client must accept both application/json and text/event-stream"
+            await _error(refusal, HTTPStatus.NOT_ACCEPTABLE)(request.scope, request.receive, send)
+            return
+        try:
+            message = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(await request.body()))
+        except ValidationError as exc:
+            response = _error(f"Validation error: {exc}", HTTPStatus.BAD_REQUEST, INVALID_PARAMS)
+            await response(request.scope, request.receive, send)
+            return
+        except ValueError as exc:
+            await _error(f"Parse error: {exc}", HTTPStatus.BAD_REQUEST, PARSE_ERROR)(
+                request.scope, request.receive, send
+            )
+            return
+        if isinstance(message, JSONRPCRequest) and message.method == "initialize" and _session_id(request) is None:
+            await self._open(message, request, send)
+            return
+        session = await self._session(request, send)
+        if session is None:
+            return
+        with self._busy(session):
+            if isinstance(message, JSONRPCRequest):
+                await self._exchange(session, message, request, send)
+                return
+            await _headers_only(HTTPStatus.ACCEPTED, session)(request.scope, request.receive, send)
+            await self._deliver(
+                session, SessionMessage(message, metadata=ServerMessageMetadata(request_context=request))
+            )
+
+    async def _open(self, message: JSONRPCRequest, request: Request, send: Send) -> None:
+        """A new session for an `initialize` request, kept only if that request is answered."""
+        if self._group is None:
+            raise RuntimeError("HandshakeSessions.run() is not active")
+        if len(self._sessions) >= self._max_sessions:
+            logger.warning("Refusing to open a new session: %d sessions are already open", len(self._sessions))
+            await _error("Too many open sessions", HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR)(
+                request.scope, request.receive, send
+            )
+            return
+        session: _Session = await self._group.start(self._serve)
+        answer: JSONRPCMessage | None = None
+        try:
+            with self._busy(session):
+                answer = await self._exchange(session, message, request, send)
+        finally:
+            if not isinstance(answer, JSONRPCResponse):
+                self._end(session)  # a failed initialize establishes nothing
+
+    async def _serve(self, *, task_status: TaskStatus[_Session]) -> None:
+        """One session's serve loop and its router, until the client ends it, it idles out, or we stop."""
+        inbound, from_client = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        outbound, to_client = anyio.create_memory_object_stream[SessionMessage](0)
+        session = _Session(
+            uuid4().hex, inbound, outbound, anyio.CancelScope(deadline=anyio.current_time() + self._idle_timeout)
+        )
+        self._sessions[session.id] = session
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._route, session, to_client)
+                task_status.started(session)
+                with session.idle:
+                    await serve_loop(
+                        self._server,
+                        from_client,
+                        outbound.clone(),
+                        lifespan_state=self._lifespan_state,
+                        session_id=session.id,
+                    )
+                if session.idle.cancelled_caught:
+                    logger.info("Session %s ended after %.0f s idle", session.id, self._idle_timeout)
+                group.cancel_scope.cancel()
+        except Exception:
+            logger.exception("Session %s crashed", session.id)
+        finally:
+            self._end(session)
+            outbound.close()
+
+    async def _route(self, session: _Session, to_client: MemoryObjectReceiveStream[SessionMessage]) -> None:
+        """Hand each message from the serve loop to the request it belongs to, or to the GET stream."""
+        async with to_client:
+            async for item in to_client:
+                message = item.message
+                key: RequestId | None = None
+                if isinstance(message, JSONRPCResponse | JSONRPCError):
+                    key = message.id
+                elif isinstance(item.metadata, ServerMessageMetadata):
+                    key = item.metadata.related_request_id
+                wire = session.requests.get(str(key)) if key is not None else session.standalone
+                if wire is None:
+                    logger.debug("Session %s: no open stream for a %s; dropped", session.id, type(message).__name__)
+                    continue
+                try:
+                    await wire.send(message)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    logger.debug("Session %s: the stream closed before a message reached it", session.id)
+
+    async def _exchange(
+        self, session: _Session, message: JSONRPCRequest, request: Request, send: Send
+    ) -> JSONRPCMessage | None:
+        """Send one request to the session and answer it: JSON if its response comes first, else SSE.
+
+        Returns the response written, if one was.
+        """
+        key = str(message.id)
+        if key in session.requests:
+            response = _error(f"Request id {key} is already in flight", HTTPStatus.CONFLICT, INVALID_REQUEST)
+            await response(request.scope, request.receive, send)
+            return None
+        wire, replies = anyio.create_memory_object_stream[JSONRPCMessage](_BUFFER)
+        session.requests[key] = wire
+        metadata = ServerMessageMetadata(
+            request_context=request,
+            on_request_unanswered=partial(self._unanswered, session, message.id),
+            can_send_request=True,
+        )
+        try:
+            async with replies:
+                if not await self._deliver(session, SessionMessage(message, metadata=metadata)):
+                    await _ended(request, send)
+                    return None
+                try:
+                    first = await replies.receive()
+                except anyio.EndOfStream:
+                    await _ended(request, send)
+                    return None
+                if isinstance(first, JSONRPCResponse | JSONRPCError):
+                    await _json(first, session)(request.scope, request.receive, send)
+                    return first
+                await _start_sse(send, session)
+                await _event(send, first)
+                return await _stream_until_answered(replies, send)
+        finally:
+            if session.requests.get(key) is wire:
+                del session.requests[key]
+            wire.close()
+
+    async def _unanswered(self, session: _Session, request_id: RequestId) -> None:
+        """A request that settled without a response (cancelled) still ends its stream, after what it sent."""
+        error = JSONRPCError(
+            jsonrpc="2.0", id=request_id, error=ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
+        )
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await session.outbound.send(SessionMessage(error))
+
+    async def _get(self, request: Request, send: Send) -> None:
+        """The session's one standalone stream: list changes, updates and questions no request owns."""
+        if not check_accept_headers(request)[1]:
+            message = "Not Acceptable: Client must accept text/event-stream"
+            await _error(message, HTTPStatus.NOT_ACCEPTABLE)(request.scope, request.receive, send)
+            return
+        session = await self._session(request, send)
+        if session is None:
+            return
+        if session.standalone is not None:
+            response = _error("Conflict: Only one SSE stream is allowed per session", HTTPStatus.CONFLICT)
+            await response(request.scope, request.receive, send)
+            return
+        wire, messages = anyio.create_memory_object_stream[JSONRPCMessage](_BUFFER)
+        session.standalone = wire
+        try:
+            with self._busy(session):
+                await _start_sse(send, session)
+                async with anyio.create_task_group() as group, messages:
+                    group.start_soon(_cancel_on_disconnect, request.receive, group.cancel_scope)
+                    await _stream_until_answered(messages, send, final=False)
+                    group.cancel_scope.cancel()
+        finally:
+            if session.standalone is wire:
+                session.standalone = None
+            wire.close()
+
+    async def _delete(self, request: Request, send: Send) -> None:
+        session = await self._session(request, send)
+        if session is None:
+            return
+        self._end(session)
+        await _headers_only(HTTPStatus.OK, session)(request.scope, request.receive, send)
+
+    async def _session(self, request: Request, send: Send) -> _Session | None:
+        """The request's session, or None once a 400/404 has been written."""
+        session_id = _session_id(request)
+        if session_id is None:
+            await _error("Bad Request: Missing session ID", HTTPStatus.BAD_REQUEST)(
+                request.scope, request.receive, send
+            )
+            return None
+        session = self._sessions.get(session_id)
+        if session is None or session.closed:
+            await _error("Session not found", HTTPStatus.NOT_FOUND)(request.scope, request.receive, send)
+            return None
+        return session
+
+    @contextmanager
+    def _busy(self, session: _Session) -> Iterator[None]:
+        """While a request is served the session cannot idle out; the countdown restarts after the last."""
+        session.in_flight += 1
+        session.idle.deadline = math.inf
+        try:
+            yield
+        finally:
+            session.in_flight -= 1
+            if not session.in_flight:
+                session.idle.deadline = anyio.current_time() + self._idle_timeout
+
+    async def _deliver(self, session: _Session, item: SessionMessage) -> bool:
+        try:
+            await session.inbound.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False
+        return True
+
+    def _end(self, session: _Session) -> None:
+        """Forget the session and close its input: its serve loop ends, and open requests see the end."""
+        session.closed = True
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        session.inbound.close()
+        for wire in [*session.requests.values(), *([session.standalone] if session.standalone else [])]:
+            wire.close()
+
+
+async def _stream_until_answered(
+    messages: MemoryObjectReceiveStream[JSONRPCMessage], send: Send, *, final: bool = True
+) -> JSONRPCMessage | None:
+    """Write messages as SSE events, pinging while none come, until the response (or, for the GET
+    stream, until the session ends). Returns the response written, if one was."""
+    while True:
+        with anyio.move_on_after(PING_SECONDS):
+            try:
+                message = await messages.receive()
+            except anyio.EndOfStream:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return None
+            await _event(send, message)
+            if final and isinstance(message, JSONRPCResponse | JSONRPCError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return message
+            continue
+        await send({"type": "http.response.body", "body": _PING, "more_body": True})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _start_sse(send: Send, session: _Session) -> None:
+    headers = [*_SSE_HEADERS, (MCP_SESSION_ID_HEADER.encode(), session.id.encode())]
+    await send({"type": "http.response.start", "status": HTTPStatus.OK, "headers": headers})
+
+
+async def _event(send: Send, message: JSONRPCMessage) -> None:
+    data = message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+    await send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": True})
+
+
+async def _ended(request: Request, send: Send) -> None:
+    response = _error("Session terminated before the request completed", HTTPStatus.NOT_FOUND)
+    await response(request.scope, request.receive, send)
+
+
+def _session_id(request: Request) -> str | None:
+    return request.headers.get(MCP_SESSION_ID_HEADER)
+
+
+def _json(message: JSONRPCMessage, session: _Session) -> Response:
+    return Response(
+        message.model_dump_json(by_alias=True, exclude_unset=True),
+        media_type="application/json",
+        headers={MCP_SESSION_ID_HEADER: session.id},
+    )
+
+
+def _headers_only(status: HTTPStatus, session: _Session) -> Response:
+    return Response(status_code=status, media_type="application/json", headers={MCP_SESSION_ID_HEADER: session.id})
+
+
+def _error(
+    message: str, status: HTTPStatus, code: int = INVALID_REQUEST, *, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON-RPC error with no id, as the SDK's transport writes one."""
+    body = JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=code, message=message))
+    return Response(
+        body.model_dump_json(by_alias=True, exclude_unset=True),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
