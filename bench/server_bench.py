@@ -39,7 +39,7 @@ from kartra_mcp.tools.policy import Target
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import local_env, standalone_sandbox  # noqa: E402
+from tests.processes import standalone_sandbox  # noqa: E402
 
 
 def quantiles(samples: list[float]) -> tuple[float, float]:
@@ -209,13 +209,7 @@ def _starts(starts: int, state_dir: Path) -> None:
 
     compileall.compile_dir(str(Path(kartra_mcp.__file__).parent), quiet=1)
     with standalone_sandbox(state_dir / "sandbox") as sandbox:
-        env = local_env(
-            MEMBRANE_API_URL=sandbox.url,
-            MEMBRANE_TOKEN=sandbox.token,
-            KARTRA_MCP_AUDIT_DB=str(state_dir / "audit.sqlite3"),
-            KARTRA_MCP_CACHE_DIR=str(state_dir / "cache"),
-            KARTRA_MCP_LOG_LEVEL="WARNING",
-        )
+        env = sandbox.client_env(state_dir, KARTRA_MCP_LOG_LEVEL="WARNING")
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run(
             [sys.executable, "-m", "kartra_mcp", "tools", "--json"], check=True, env=env, capture_output=True

@@ -40,12 +40,7 @@ def test_help_version_and_audit_import_neither_the_sdk_nor_the_sandbox(tmp_path:
 
 def test_tools_from_the_cache_imports_neither_the_sdk_nor_the_sandbox_nor_a_schema_checker(tmp_path: Path) -> None:
     with standalone_sandbox(tmp_path / "sandbox") as sandbox:
-        env = local_env(
-            MEMBRANE_API_URL=sandbox.url,
-            MEMBRANE_TOKEN=sandbox.token,
-            KARTRA_MCP_AUDIT_DB=str(tmp_path / "audit.sqlite3"),
-            KARTRA_MCP_CACHE_DIR=str(tmp_path / "cache"),
-        )
+        env = sandbox.client_env(tmp_path)
         _imported(["tools", "--json"], env)  # fills the catalog cache
 
         modules, listed = _imported(["tools", "--json"], env)
