@@ -9,7 +9,6 @@ the policy and the call.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,6 +112,8 @@ def load_policy(path: Path | None) -> Policy:
     """The policy in a TOML file, or the defaults when no file is named."""
     if path is None:
         return Policy()
+    import tomllib  # only a policy file needs it
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
