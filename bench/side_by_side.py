@@ -16,6 +16,11 @@ over 8 concurrent sessions, a new session's connect + initialize + tools/list, t
 tools/list per tool, and server memory (RSS per idle session; after N sessions opened and closed).
 kartra-mcp is measured in both protocol eras; Membrane's server speaks only the handshake era. The
 direct floor is the same `get-lead` sent straight to the sandbox with kartra-mcp's Membrane client.
+
+A new session is mostly the SDK client's own work, so it has a floor too: the same client against
+bench/floor_server.py (the same SDK answering initialize and a constant copy of kartra-mcp's tool
+list, in JSON, and again listing no tools), interleaved with the rest; each session's CPU is split
+between the client (this process) and the server's process.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ListToolsResult
 from pydantic import SecretStr
 from tests.processes import Server, free_port, local_env, standalone_sandbox
 
@@ -65,6 +71,9 @@ class Target:
     token: str
     latency: list[float] = field(default_factory=list)
     connects: list[float] = field(default_factory=list)
+    # CPU seconds each new session cost this (client) process, and the server's process.
+    connect_client_cpu: list[float] = field(default_factory=list)
+    connect_server_cpu: list[float] = field(default_factory=list)
     calls_done: int = 0
     busy_seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -92,8 +101,23 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+# Each thread's CPU nanoseconds as last read, by (pid, tid): a thread that has ended still counts.
+_THREAD_CPU: dict[tuple[int, str], int] = {}
+
+
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process: what a call costs the server, however busy the machine is."""
+    """CPU time of a process, all its threads: what a call costs the server, however busy the machine is.
+
+    From schedstat (nanoseconds) where the kernel has it: /proc/PID/stat counts in 10 ms ticks, too
+    coarse for one new session. A thread that ended keeps its last reading, so the sum never drops.
+    """
+    found = False
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            _THREAD_CPU[(pid, task.name)] = int((task / "schedstat").read_text().split()[0])
+            found = True
+    if found:
+        return sum(ns for (owner, _), ns in _THREAD_CPU.items() if owner == pid) / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -141,6 +165,26 @@ def _start_ours(api_url: str, token: str, state: Path, logs: Path) -> tuple[Serv
     server = Server(argv, env=env, logs=logs)
     url = f"http://127.0.0.1:{port}"
     server.wait_http(f"{url}/healthz")
+    return server, url
+
+
+async def _listing(target: Target) -> str:
+    """The target's whole tools/list, as one ListToolsResult in JSON."""
+    async with target.session() as client:
+        listing = await client.list_tools()
+    return ListToolsResult(tools=listing.tools).model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _start_floor(listing: str, logs: Path) -> tuple[Server, str]:
+    """bench.floor_server: the same SDK answering initialize and a constant copy of `listing`."""
+    logs.mkdir(parents=True, exist_ok=True)
+    tools = logs / "tools.json"
+    tools.write_text(listing)
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.floor_server", "--port", str(port), "--tools", str(tools)]
+    server = Server(argv, env=local_env(), logs=logs)
+    url = f"http://127.0.0.1:{port}"
+    _wait_listening(server, url)
     return server, url
 
 
@@ -214,10 +258,13 @@ async def _throughput(target: Target, emails: list[str], seconds: float) -> None
 
 
 async def _connect(target: Target) -> None:
+    server_cpu, client_cpu = _cpu_seconds(target.pid), time.process_time()
     started = time.perf_counter()
     async with target.session() as client:
         await client.list_tools()
         target.connects.append(time.perf_counter() - started)
+    target.connect_client_cpu.append(time.process_time() - client_cpu)
+    target.connect_server_cpu.append(_cpu_seconds(target.pid) - server_cpu)
 
 
 async def _memory(target: Target, idle: int, cycles: int) -> tuple[float, float, float]:
@@ -241,6 +288,31 @@ async def _memory(target: Target, idle: int, cycles: int) -> tuple[float, float,
         await anyio.sleep(0.5)
         held = _rss_mib(target.pid)
     return before, (held - after) / idle, after - before
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _print_floor(targets: list[Target], floors: list[Target]) -> None:
+    """What the same client costs against a server that does nothing but answer: the reachable part."""
+    print("\nnew session, split (wall p50; mean CPU of the client process and of the server process):")
+    for target in [*targets, *floors]:
+        wall = quantiles(target.connects)[0]
+        client, server = _mean(target.connect_client_cpu), _mean(target.connect_server_cpu)
+        print(
+            f"  {target.label:<32} {wall * 1e3:6.1f} ms wall, client CPU {client * 1e3:5.1f} ms, "
+            f"server CPU {server * 1e3:5.1f} ms"
+        )
+    for era in ("2025-11-25", "2026-07-28"):
+        ours = next(t for t in targets if t.label.endswith(era))
+        same, empty = (quantiles(f.connects)[0] for f in floors if f.label.endswith(era))
+        owall = quantiles(ours.connects)[0]
+        print(
+            f"client floor {era} (the same SDK client against bench.floor_server, a bare SDK server listing the "
+            f"same {ours.tools} tools): {same * 1e3:.1f} ms, {same / owall:.0%} of kartra-mcp's {owall * 1e3:.1f} ms; "
+            f"listing no tools: {empty * 1e3:.1f} ms"
+        )
 
 
 def _ratio(ours: float, theirs: float | None) -> str:
@@ -305,7 +377,9 @@ def _print_table(targets: list[Target], direct: list[float], memory: dict[str, t
     )
 
 
-async def _run(args: argparse.Namespace, api_url: str, token: str, targets: list[Target], state: Path) -> None:
+async def _run(
+    args: argparse.Namespace, api_url: str, token: str, targets: list[Target], floors: list[Target], state: Path
+) -> None:
     emails = [
         lead.email for lead in Sandbox(SandboxConfig(leads=args.leads)).account.leads.values() if not lead.deleted
     ]
@@ -317,13 +391,14 @@ async def _run(args: argparse.Namespace, api_url: str, token: str, targets: list
         for target in targets:
             await _throughput(target, emails, args.seconds)
     for _ in range(args.connects):
-        for target in targets:
+        for target in [*targets, *floors]:
             await _connect(target)
     memory: dict[str, tuple[float, float, float]] = {}
     if args.sessions:
         for target in targets:
             memory[target.label] = await _memory(target, idle=100, cycles=args.sessions)
     _print_table(targets, direct, memory)
+    _print_floor(targets, floors)
 
 
 def main() -> None:
@@ -361,7 +436,16 @@ def main() -> None:
             )
         else:
             print(f"({MEMBRANE_ENV} is not set: Membrane's MCP server is left out)")
-        anyio.run(_run, args, sandbox.url, sandbox.token, targets, state)
+        floors: list[Target] = []
+        # The same tools, then none: what the list itself costs the client.
+        for name, listing in (("", anyio.run(_listing, targets[0])), (", no tools", '{"tools":[]}')):
+            floor, furl = _start_floor(listing, state / f"floor{len(floors)}")
+            stack.callback(floor.stop)
+            floors += [
+                Target(f"SDK floor{name} {era}", f"{furl}/mcp", "", mode, floor.process.pid, sandbox.token)
+                for era, mode in (("2025-11-25", "legacy"), ("2026-07-28", "auto"))
+            ]
+        anyio.run(_run, args, sandbox.url, sandbox.token, targets, floors, state)
 
 
 if __name__ == "__main__":

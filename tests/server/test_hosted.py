@@ -25,12 +25,13 @@ from pydantic import AnyUrl
 
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import Tenants
-from kartra_mcp.sandbox.actions import object_id
+from kartra_mcp.sandbox.actions import custom_action, object_id
 from kartra_mcp.server.hosted import Hosted, open_hosted
+from kartra_mcp.server.listing import ListingCache
 from kartra_mcp.tools.audit import AuditLog
 from tests.conftest import FAST_RETRY
 from tests.processes import free_port
-from tests.server.conftest import text_of
+from tests.server.conftest import all_tools, text_of
 
 
 @asynccontextmanager
@@ -260,3 +261,16 @@ async def test_when_membrane_cannot_be_asked_no_one_is_let_in(tmp_path: Path) ->
         assert len(hosted.tenants) == 0
     finally:
         audit.close()
+
+
+async def test_each_tenant_is_listed_its_own_catalog_when_the_lists_are_kept(team: Team, mode: str) -> None:
+    team.sandbox.sandboxes["bob"].add_action(custom_action({"key": "bobs-report", "cmd": "get_lead", "lead": True}))
+    listed: dict[str, list[set[str]]] = {"alice": [], "bob": []}
+    for _ in range(2):
+        for tenant in listed:
+            async with _with_token(team, team.sandbox.mint(tenant), mode) as client:
+                listed[tenant].append({t.name for t in await all_tools(client)})
+    alice, bob = listed["alice"], listed["bob"]
+    assert alice[0] == alice[1] and bob[0] == bob[1]
+    assert bob[0] - alice[0] == {"bobs-report"}
+    assert next(m for m in team.hosted.server.middleware if isinstance(m, ListingCache)).served == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,32 +45,27 @@ async def test_the_server_speaks_both_eras_over_stdio(tmp_path: Path, mode: str)
 
 
 @contextmanager
-def _http_server(tmp_path: Path, *, host: str = "127.0.0.1", **env: str) -> Iterator[str]:
-    """`kartra-mcp serve --sandbox --transport http` on a free port of `host`; yields its base URL."""
+def _http_process(tmp_path: Path, *, host: str = "127.0.0.1", **env: str) -> Iterator[tuple[str, Server]]:
+    """`kartra-mcp serve --sandbox --transport http` on a free port of `host`; yields its base URL and process."""
     port = free_port()
     url = f"http://{host}:{port}"
+    argv = [sys.executable, "-m", "kartra_mcp", "serve", "--sandbox", "--transport", "http"]
     server = Server(
-        [
-            sys.executable,
-            "-m",
-            "kartra_mcp",
-            "serve",
-            "--sandbox",
-            "--transport",
-            "http",
-            "--host",
-            host,
-            "--port",
-            str(port),
-        ],
+        [*argv, "--host", host, "--port", str(port)],
         env=local_env(None, **_env(tmp_path, **env)),
         logs=tmp_path / "http-server",
     )
     try:
         server.wait_http(f"{url}/healthz")
-        yield url
+        yield url, server
     finally:
         server.stop()
+
+
+@contextmanager
+def _http_server(tmp_path: Path, *, host: str = "127.0.0.1", **env: str) -> Iterator[str]:
+    with _http_process(tmp_path, host=host, **env) as (url, _):
+        yield url
 
 
 async def test_http_needs_the_bearer_token_and_then_serves_both_eras(tmp_path: Path) -> None:
@@ -205,3 +201,24 @@ def test_membrane_auth_over_stdio_does_not_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert b"--transport http" in result.stderr
+
+
+async def test_an_http_server_told_to_stop_with_a_2025_session_open_stops_cleanly_without_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    """The session's standalone stream never ends by itself: it must not hold the shutdown."""
+    with _http_process(tmp_path, KARTRA_MCP_LOG_LEVEL="INFO") as (url, server):
+        with anyio.fail_after(60):
+            async with (
+                httpx2.AsyncClient(timeout=httpx2.Timeout(30), trust_env=False) as http,
+                Client(streamable_http_client(f"{url}/mcp", http_client=http), mode="legacy") as client,
+            ):
+                await client.list_tools()
+                server.process.send_signal(signal.SIGINT)
+                while server.process.poll() is None:
+                    await anyio.sleep(0.05)
+        log = server.stderr_path.read_text()
+    assert server.process.returncode == 130, server.explain()  # stopped by Ctrl-C, as a shell reports it
+    assert "Application shutdown complete" in log
+    assert "Waiting for connections to close" not in log
+    assert "Traceback" not in log, log

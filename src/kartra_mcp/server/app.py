@@ -33,6 +33,7 @@ from kartra_mcp.schemas import check_arguments
 from kartra_mcp.server import logs, progress, prompts, resources
 from kartra_mcp.server.apps import APP_ONLY_META, TOOL_UI_META, ApprovalViewSource, client_supports_apps
 from kartra_mcp.server.confirmers import Deployment, confirmer_for
+from kartra_mcp.server.listing import ListingCache
 from kartra_mcp.server.notify import ToolListNotifier
 from kartra_mcp.server.runtime import Runtime
 from kartra_mcp.tools import call_log
@@ -213,6 +214,7 @@ def serve_executors(
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(_sanitize_errors)
+    server.middleware.append(ListingCache(executor_for, seen=notifier.seen))
     return server, notifier
 
 

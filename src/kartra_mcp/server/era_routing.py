@@ -9,6 +9,7 @@ sixth less CPU per call), and the SDK's own app takes the others.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 from mcp.server import Server
@@ -55,8 +56,7 @@ class EraRouter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            async with self._json.run(), self._sessions.run():
-                await self.app(scope, receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"] == self._path and self._version(scope) in _HANDSHAKE:
             await self._handshake(scope, receive, send)
@@ -81,6 +81,24 @@ class EraRouter:
             await self._json.handle_request(scope, replay, send)
         else:
             await self.app(scope, replay, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run both wires for the app's lifetime, and stop them before shutdown is reported complete:
+        the server stops waiting for the app once it hears that."""
+        async with AsyncExitStack() as running:
+            await running.enter_async_context(self._json.run())
+            await running.enter_async_context(self._sessions.run())
+
+            async def stop_first(message: Message) -> None:
+                if message["type"] == "lifespan.shutdown.complete":
+                    await running.aclose()
+                await send(message)
+
+            await self.app(scope, receive, stop_first)
+
+    def stop_streaming(self) -> None:
+        """The server is stopping: end the streams that would hold it open (see `HandshakeSessions`)."""
+        self._sessions.stop_streaming()
 
     def _is_stateless_post(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self._path:

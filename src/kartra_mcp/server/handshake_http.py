@@ -103,6 +103,7 @@ class HandshakeSessions:
         self._sessions: dict[str, _Session] = {}
         self._group: TaskGroup | None = None
         self._lifespan_state: Any = None
+        self._stopping = False
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -114,6 +115,14 @@ class HandshakeSessions:
             finally:
                 group.cancel_scope.cancel()
                 self._group = None
+
+    def stop_streaming(self) -> None:
+        """The server is stopping: end every standalone stream, which would otherwise hold the shutdown
+        forever, and open no new ones. Requests in flight finish; their sessions end with `run()`."""
+        self._stopping = True
+        for session in self._sessions.values():
+            if session.standalone is not None:
+                session.standalone.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -167,6 +176,9 @@ class HandshakeSessions:
         """A new session for an `initialize` request, kept only if that request is answered."""
         if self._group is None:
             raise RuntimeError("HandshakeSessions.run() is not active")
+        if self._stopping:
+            await _error("The server is stopping", HTTPStatus.SERVICE_UNAVAILABLE)(request.scope, request.receive, send)
+            return
         if len(self._sessions) >= self._max_sessions:
             logger.warning("Refusing to open a new session: %d sessions are already open", len(self._sessions))
             await _error("Too many open sessions", HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR)(
@@ -286,6 +298,9 @@ class HandshakeSessions:
             return
         session = await self._session(request, send)
         if session is None:
+            return
+        if self._stopping:
+            await _error("The server is stopping", HTTPStatus.SERVICE_UNAVAILABLE)(request.scope, request.receive, send)
             return
         if session.standalone is not None:
             response = _error("Conflict: Only one SSE stream is allowed per session", HTTPStatus.CONFLICT)

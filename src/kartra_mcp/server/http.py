@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import socket
+from types import FrameType
 
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
@@ -106,6 +107,10 @@ def http_app(server: KartraServer, *, host: str, token: str | None, pages: Appro
     """The ASGI app: MCP at /mcp (stateful, so legacy clients can be asked to confirm), /healthz, and,
     with an approver credential, the approval inbox at /approvals."""
     check_binding(host, token)
+    return _guarded(_routed(server, host=host, pages=pages), token)
+
+
+def _routed(server: KartraServer, *, host: str, pages: ApprovalPages | None) -> EraRouter:
     security = _loopback_only(host)
     routes: list[Route] = [Route(HEALTH_PATH, _health)]
     if pages is not None:
@@ -116,8 +121,23 @@ def http_app(server: KartraServer, *, host: str, token: str | None, pages: Appro
         transport_security=security,
         custom_starlette_routes=routes,
     )
-    app = EraRouter(app, server, path=MCP_PATH, security=security)
+    return EraRouter(app, server, path=MCP_PATH, security=security)
+
+
+def _guarded(app: ASGIApp, token: str | None) -> ASGIApp:
     return BearerGuard(app, token) if token else app
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn that, told to stop, first ends the streams that would otherwise keep it waiting."""
+
+    def __init__(self, config: uvicorn.Config, router: EraRouter) -> None:
+        super().__init__(config)
+        self._router = router
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._router.stop_streaming()
+        super().handle_exit(sig, frame)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -141,9 +161,12 @@ async def serve_http(
     server: KartraServer, *, sock: socket.socket, host: str, token: str | None, pages: ApprovalPages | None = None
 ) -> None:
     """Serve on `sock` (from `listen`) until stopped; with `pages`, the approval inbox too."""
-    app = http_app(server, host=host, token=token, pages=pages)
+    check_binding(host, token)
+    router = _routed(server, host=host, pages=pages)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False)
+    config = uvicorn.Config(
+        _guarded(router, token), host=host, port=port, lifespan="on", log_config=None, access_log=False
+    )
     logger.info(
         "MCP over streamable HTTP at http://%s:%d%s%s",
         host,
@@ -151,4 +174,4 @@ async def serve_http(
         MCP_PATH,
         " (bearer token required)" if token else "",
     )
-    await uvicorn.Server(config).serve(sockets=[sock])
+    await _StoppingServer(config, router).serve(sockets=[sock])
