@@ -185,6 +185,17 @@ class StandaloneSandbox:
     token: str
     server: Server
 
+    def client_env(self, state: Path, **extra: str) -> dict[str, str]:
+        """The environment of a kartra-mcp process using this sandbox as Membrane, its log and cache in `state`."""
+        return local_env(
+            None,
+            MEMBRANE_API_URL=self.url,
+            MEMBRANE_TOKEN=self.token,
+            KARTRA_MCP_AUDIT_DB=str(state / "audit.sqlite3"),
+            KARTRA_MCP_CACHE_DIR=str(state / "cache"),
+            **extra,
+        )
+
     def state(self) -> dict[str, Any]:
         response = httpx2.get(
             f"{self.url}/_sandbox/state", headers={"Authorization": f"Bearer {self.token}"}, timeout=10, trust_env=False

@@ -1,17 +1,25 @@
-"""All settings, in one object built once in `main()` and passed down."""
+"""All settings, in one object built once in `main()` and passed down.
+
+They are read from the environment the way pydantic-settings reads them, by a few lines here
+instead (importing pydantic-settings was a sixth of a one-shot command's time): names match without
+regard to case; a field with `MEMBRANE_*` aliases takes the first alias set, else
+`KARTRA_MCP_<FIELD>`, and any other field `KARTRA_MCP_<FIELD>`; values given as arguments (by name
+or alias) win over the environment; the strings are then validated like any other input.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 
 DEFAULT_API_URL = "https://api.getmembrane.com"
 APP_DIR = "kartra-mcp"
+ENV_PREFIX = "KARTRA_MCP_"
 
 
 def _platform_dir(kind: Literal["state", "cache"]) -> Path:
@@ -27,14 +35,33 @@ def _platform_dir(kind: Literal["state", "cache"]) -> Path:
     return base / APP_DIR
 
 
-class Settings(BaseSettings):
+def _aliases(field: FieldInfo) -> list[str]:
+    alias = field.validation_alias
+    return [a for a in alias.choices if isinstance(a, str)] if isinstance(alias, AliasChoices) else []
+
+
+def _from_environment(fields: dict[str, FieldInfo], skip: set[str]) -> dict[str, str]:
+    """The value of each field the environment sets, by field name; the fields in `skip` are left out."""
+    environ = {name.lower(): value for name, value in os.environ.items()}
+    found: dict[str, str] = {}
+    for name, field in fields.items():
+        if name in skip:
+            continue
+        for variable in [*_aliases(field), f"{ENV_PREFIX}{name}"]:
+            if variable.lower() in environ:
+                found[name] = environ[variable.lower()]
+                break
+    return found
+
+
+class Settings(BaseModel):
     """Where Membrane is, how to authenticate, and how the server behaves.
 
     Membrane settings keep the names Membrane's own tools use (`MEMBRANE_*`); kartra-mcp's own
     settings are `KARTRA_MCP_*`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="KARTRA_MCP_", extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
 
     membrane_token: SecretStr | None = Field(None, validation_alias=AliasChoices("MEMBRANE_TOKEN", "membrane_token"))
     membrane_workspace_key: str | None = Field(
@@ -76,6 +103,12 @@ class Settings(BaseSettings):
     # How long `serve` waits for Membrane at a start without a cached catalog before serving anyway.
     start_timeout: float = Field(10.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __init__(self, **values: Any) -> None:
+        fields = type(self).model_fields
+        by_alias = {alias: name for name, field in fields.items() for alias in _aliases(field)}
+        given = {by_alias.get(key, key): value for key, value in values.items()}
+        super().__init__(**{**_from_environment(fields, set(given)), **given})
 
     @field_validator("membrane_api_url")
     @classmethod

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import FaultRule, Sandbox, SandboxConfig, asgi_transport
+from kartra_mcp.schemas import checked
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.runtime import SANDBOX_URL, Runtime, credential_identity, open_runtime
 from kartra_mcp.tools.connection import ConnectionMemory
@@ -63,6 +64,32 @@ async def test_a_start_serves_the_cache_without_listing_actions(settings: Settin
         assert runtime.catalog.loaded_from_cache
         assert len(runtime.catalog.specs) == 31
     assert not [r for r in sandbox.requests if r["path"] == "/actions"]
+
+
+async def test_the_cache_records_which_schemas_passed_the_meta_schema(settings: Settings, sandbox: Sandbox) -> None:
+    async with _runtime(settings, sandbox) as runtime:
+        schemas = [s for spec in runtime.catalog.specs for s in (spec.input_schema, spec.output_schema) if s]
+    (path,) = settings.cache_dir.glob("catalog-*.json")
+
+    record = json.loads(path.read_text())["checked"]
+
+    assert record == sorted({str(checked.digest(s)) for s in schemas})
+
+
+async def test_a_cache_without_a_record_of_checked_schemas_serves_the_same_tools(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    """A cache an earlier version wrote: every schema is checked again, and the tools are the same."""
+    async with _runtime(settings, sandbox) as runtime:
+        before = [(s.name, s.input_schema, s.output_schema) for s in runtime.catalog.specs]
+    (path,) = settings.cache_dir.glob("catalog-*.json")
+    data = json.loads(path.read_text())
+    del data["checked"]
+    path.write_text(json.dumps(data))
+
+    async with _runtime(settings, sandbox) as runtime:
+        assert runtime.catalog.loaded_from_cache
+        assert [(s.name, s.input_schema, s.output_schema) for s in runtime.catalog.specs] == before
 
 
 async def test_a_refresh_that_changes_nothing_tells_no_one(settings: Settings, sandbox: Sandbox) -> None:

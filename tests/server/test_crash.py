@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from kartra_mcp.sandbox.actions import BY_KEY
-from tests.processes import end, local_env, spawn, standalone_sandbox, wait_until
+from tests.processes import end, spawn, standalone_sandbox, wait_until
 from tests.routes import run_rule
 
 
@@ -29,12 +29,7 @@ def test_killing_the_server_mid_refund_leaves_an_unknown_audit_row(tmp_path: Pat
     hang = [{"route": run_rule("act", refund), "hang_seconds": 120}]
     with standalone_sandbox(tmp_path / "sandbox", "--faults", json.dumps(hang)) as sandbox:
         audit_db = tmp_path / "audit.sqlite3"
-        env = local_env(
-            MEMBRANE_API_URL=sandbox.url,
-            MEMBRANE_TOKEN=sandbox.token,
-            KARTRA_MCP_AUDIT_DB=str(audit_db),
-            KARTRA_MCP_CACHE_DIR=str(tmp_path / "cache"),
-        )
+        env = sandbox.client_env(tmp_path)
         argv = [
             sys.executable,
             "-m",

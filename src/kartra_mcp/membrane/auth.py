@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import httpx2
-import jwt
-from jwt.warnings import InsecureKeyLengthWarning
 
 from kartra_mcp.config import Settings
 from kartra_mcp.errors import ConfigError, MembraneNotAuthenticated
@@ -89,6 +87,10 @@ class WorkspaceCredentials(httpx2.Auth):
     def token(self) -> str:
         now = self._clock()
         if self._expires_at - now < REFRESH_MARGIN:
+            # Imported here: a start with a bearer token (most of them) never signs anything.
+            import jwt
+            from jwt.warnings import InsecureKeyLengthWarning
+
             self._expires_at = int(now) + self._lifetime
             claims = {"id": self.tenant_key, "iss": self.workspace_key, "exp": int(self._expires_at)}
             with warnings.catch_warnings():

@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import FormatChecker
+if TYPE_CHECKING:  # imported when the first check is compiled, as in `schemas.validate`
+    from jsonschema import FormatChecker
 
 Check = Callable[[Any], bool]
 
@@ -27,7 +29,13 @@ _KNOWN = _ANNOTATIONS | {
     "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
     "minItems", "maxItems",
 }  # fmt: skip
-_FORMATS = FormatChecker()
+
+
+@cache
+def _formats() -> FormatChecker:
+    from jsonschema import FormatChecker
+
+    return FormatChecker()
 
 
 def _is_number(value: Any) -> bool:
@@ -90,8 +98,8 @@ def _compile(schema: Any) -> Check:
         branches = [_compile(b) for b in schema["anyOf"]]
         checks.append(lambda v: any(b(v) for b in branches))
     if "format" in schema:
-        form = schema["format"]
-        checks.append(lambda v: _FORMATS.conforms(v, form))
+        form, formats = schema["format"], _formats()
+        checks.append(lambda v: formats.conforms(v, form))
     _add_bounds(schema, checks)
     if {"properties", "required", "additionalProperties"} & set(schema):
         checks.append(_object_check(schema))

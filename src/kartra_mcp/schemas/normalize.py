@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from kartra_mcp.schemas.checked import schema_problem
 
 Schema = dict[str, Any]
 
@@ -77,10 +76,9 @@ def normalize_input_schema(raw: Any) -> NormalizedSchema:
     schema.setdefault("properties", {})
     if "additionalProperties" not in schema:
         schema["additionalProperties"] = False
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        notes.append(f"the schema is invalid after normalisation ({exc.message}); arguments are passed unchecked")
+    problem = schema_problem(schema)
+    if problem is not None:
+        notes.append(f"the schema is invalid after normalisation ({problem}); arguments are passed unchecked")
         return NormalizedSchema(copy.deepcopy(MINIMAL_SCHEMA), notes)
     return NormalizedSchema(schema, notes, wrapped)
 
@@ -100,11 +98,7 @@ def normalize_output_schema(raw: Any) -> Schema | None:
     schema = _clean(root, "$", notes, strict=False)
     schema["type"] = "object"
     _fold_scalars(schema)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError:
-        return None
-    return schema
+    return None if schema_problem(schema) is not None else schema
 
 
 def _is_any_scalar(node: Any) -> bool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from kartra_mcp.errors import ArgumentProblem, InvalidArgumentsError
 from kartra_mcp.schemas.fast import Check, accepts
+
+if TYPE_CHECKING:  # imported when the first validator is compiled: listing tools needs none
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _JSON_TYPES = {
     str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
@@ -34,6 +35,8 @@ def _compiled(schema: Mapping[str, Any]) -> tuple[Mapping[str, Any], Draft202012
         return hit
     if len(_COMPILED) >= 2048:
         _COMPILED.clear()
+    from jsonschema import Draft202012Validator, FormatChecker
+
     compiled = _COMPILED[id(schema)] = (
         schema,
         Draft202012Validator(schema, format_checker=FormatChecker()),

@@ -37,15 +37,18 @@ def loopback_app(approvals: Approvals) -> Starlette:
 
 @contextlib.asynccontextmanager
 async def serve_app_on_loopback(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve an ASGI app on 127.0.0.1 at a free port while the block runs; yields its base URL."""
+    """Serve an ASGI app on 127.0.0.1 at a free port while the block runs; yields its base URL.
+
+    The URL works from the moment it is yielded: the socket already listens, so a browser that comes
+    before uvicorn has started waits in the backlog, and a stdio server need not wait for it to answer.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
+        sock.listen()
         port = sock.getsockname()[1]
         server = _QuietServer(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
         async with anyio.create_task_group() as group:
             group.start_soon(server.serve, [sock])
-            while not server.started:
-                await anyio.sleep(0.01)
             try:
                 yield f"http://127.0.0.1:{port}"
             finally:

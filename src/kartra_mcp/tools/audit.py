@@ -259,7 +259,9 @@ class AuditLog:
         self.tenant: str | None = None
         self._lock = threading.Lock()
         # One worker at a time: calls waiting on a locked file queue here, not in the shared thread pool.
-        self._limiter = anyio.CapacityLimiter(1)
+        # Made at the first write or read off the loop: `kartra-mcp audit` reads without an event loop,
+        # and making it outside one would import asyncio for nothing.
+        self._one_worker: anyio.CapacityLimiter | None = None
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,6 +280,11 @@ class AuditLog:
         except (OSError, sqlite3.Error) as exc:
             # The cause stays attached, so `doctor` can put the fix on a line of its own.
             raise ConfigError(f"Cannot write the audit log at {path} ({exc}): {fix_for(path, exc)}.") from exc
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        if self._one_worker is None:
+            self._one_worker = anyio.CapacityLimiter(1)
+        return self._one_worker
 
     def _migrate(self, column: str, *, writable: bool) -> bool:
         """Add a column a log from an older version lacks (`tenant`: hosted mode; `answered_by`: who
@@ -320,7 +327,7 @@ class AuditLog:
             with self._lock:
                 return work()
 
-        return await anyio.to_thread.run_sync(locked, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(locked, limiter=self._limiter())
 
     async def intent(
         self,
@@ -462,7 +469,7 @@ class AuditLog:
     async def read_rows(self, *, since: float | None = None, limit: int = 1000) -> list[AuditRow]:
         """`rows`, in the worker thread: while a write waits for the file, the event loop does not wait too."""
         read = functools.partial(self.rows, since=since, limit=limit)
-        return await anyio.to_thread.run_sync(read, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(read, limiter=self._limiter())
 
     def close(self) -> None:
         with self._lock:

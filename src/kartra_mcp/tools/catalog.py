@@ -19,7 +19,7 @@ import anyio
 
 from kartra_mcp.errors import MembraneError
 from kartra_mcp.membrane import Action, MembraneClient
-from kartra_mcp.schemas import normalize_input_schema, normalize_output_schema
+from kartra_mcp.schemas import checked, normalize_input_schema, normalize_output_schema
 from kartra_mcp.tools.classify import classify
 from kartra_mcp.tools.naming import tool_name
 from kartra_mcp.tools.spec import Risk, ToolSpec
@@ -210,7 +210,11 @@ class Catalog:
                 raise ValueError("it is not a catalog (an object with a list of actions)")
             if data.get("version") != _CACHE_VERSION or data.get("connection_id") != self.connection_id:
                 return None
-            return [Action.model_validate(item) for item in data["actions"]]
+            actions = [Action.model_validate(item) for item in data["actions"]]
+            # The schemas this catalog made that passed the meta-schema when it was written.
+            record = data.get("checked")
+            checked.vouch(record if isinstance(record, list) else ())
+            return actions
         except (OSError, ValueError, TypeError, RecursionError) as exc:
             logger.warning("ignoring the catalog cache %s (it will be written again): %s", path, exc)
             return None
@@ -223,6 +227,9 @@ class Catalog:
             "version": _CACHE_VERSION,
             "connection_id": self.connection_id,
             "actions": [a.model_dump(by_alias=True, exclude_none=True) for a in actions],
+            "checked": checked.passed(
+                schema for spec in self._sorted for schema in (spec.input_schema, spec.output_schema)
+            ),
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

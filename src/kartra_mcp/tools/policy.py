@@ -9,19 +9,18 @@ the policy and the call.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from kartra_mcp.errors import PolicyError
 from kartra_mcp.schemas import POLICY_SCHEMA_PATH
 from kartra_mcp.tools.kartra_ops import ACTIONS
 from kartra_mcp.tools.spec import Risk
+
+if TYPE_CHECKING:  # imported when a policy file is read: the defaults need no schema
+    from jsonschema.exceptions import ValidationError
 
 Mode = Literal["allow", "confirm", "deny"]
 _ORDER: dict[Mode, int] = {"allow": 0, "confirm": 1, "deny": 2}
@@ -113,6 +112,8 @@ def load_policy(path: Path | None) -> Policy:
     """The policy in a TOML file, or the defaults when no file is named."""
     if path is None:
         return Policy()
+    import tomllib  # only a policy file needs it
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -123,6 +124,8 @@ def load_policy(path: Path | None) -> Policy:
 
 
 def policy_from_mapping(data: Mapping[str, Any], *, source: str) -> Policy:
+    from jsonschema import Draft202012Validator
+
     schema = json.loads(POLICY_SCHEMA_PATH.read_text(encoding="utf-8"))
     errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
