@@ -48,6 +48,7 @@ from mcp.types import ListToolsResult
 from pydantic import SecretStr
 from tests.processes import Server, free_port, local_env, standalone_sandbox
 
+from bench import plain_session
 from bench.server_bench import direct_calls, quantiles
 from kartra_mcp.config import Settings
 from kartra_mcp.sandbox import Sandbox, SandboxConfig
@@ -75,6 +76,7 @@ class Target:
     token: str
     latency: list[float] = field(default_factory=list)
     connects: list[float] = field(default_factory=list)
+    plain_connects: list[float] = field(default_factory=list)
     # CPU seconds each new session cost this (client) process, and the server's process.
     connect_client_cpu: list[float] = field(default_factory=list)
     connect_server_cpu: list[float] = field(default_factory=list)
@@ -291,6 +293,15 @@ async def _throughput(target: Target, emails: list[str], seconds: float) -> None
         target.calls_done += done
 
 
+async def _connect_plain(target: Target) -> None:
+    """A new session with plain HTTP requests (see bench/plain_session.py); the servers' own share of it."""
+    era = plain_session.HANDSHAKE if target.mode == "legacy" else plain_session.STATELESS
+    seconds, listed = await plain_session.open_and_list(target.url, target.token, era, _TLS)
+    target.plain_connects.append(seconds)
+    if listed != target.tools:
+        raise SystemExit(f"{target.label}: a plain client was listed {listed} tools, the SDK's {target.tools}")
+
+
 async def _connect(target: Target) -> None:
     server_cpu, client_cpu = _cpu_seconds(target.pid), time.process_time()
     started = time.perf_counter()
@@ -390,6 +401,11 @@ def _print_table(targets: list[Target], floor: Floor, memory: dict[str, tuple[fl
         "new session: connect+init+tools/list p50 (ms)",
         [with_ratio(c, f"{c * 1e3:.1f}", mconn, t) for t in targets for c in [quantiles(t.connects)[0]]],
     )
+    mplain = quantiles(membrane.plain_connects)[0] if membrane else None
+    row(
+        "  the same, plain HTTP client (ms)",
+        [with_ratio(c, f"{c * 1e3:.1f}", mplain, t) for t in targets for c in [quantiles(t.plain_connects)[0]]],
+    )
     row(
         "tools/list bytes per tool",
         [with_ratio(t.bytes_per_tool, f"{t.bytes_per_tool:.0f}", mbytes, t) for t in targets],
@@ -433,6 +449,8 @@ async def _run(
     for _ in range(args.connects):
         for target in [*targets, *floors]:
             await _connect(target)
+        for target in targets:
+            await _connect_plain(target)
     memory: dict[str, tuple[float, float, float]] = {}
     if args.sessions:
         for target in targets:

@@ -7,14 +7,13 @@ does: the executor (in hosted mode, the tenant's), its catalog's generation (bum
 are replaced, which is also when list_changed goes out), its policy, its tool mode and whether it has
 an approval inbox; and per request, the protocol version, whether the client renders MCP Apps views,
 and the cursor. Those are the key; the first request with a new key is answered the ordinary way and
-its wire form kept as JSON text, so a kept page is exactly what the SDK would send, and each request
+its wire form kept as JSON, so a kept page is exactly what the SDK would send, and each request
 gets objects of its own (an in-process client is handed the result without serializing it, and must
 not be able to change what the next session is sent).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from mcp.types import methods
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from kartra_mcp.jsoncodec import compact, loads
 from kartra_mcp.server.apps import client_supports_apps
 from kartra_mcp.tools.executor import Executor
 from kartra_mcp.tools.policy import Policy
@@ -91,7 +91,7 @@ class ListingCache:
     ) -> None:
         self._executor_for = executor_for
         self._seen = seen
-        self._pages: WeakKeyDictionary[Executor, dict[tuple[str, bool, str | None], tuple[_Built, str]]]
+        self._pages: WeakKeyDictionary[Executor, dict[tuple[str, bool, str | None], tuple[_Built, bytes]]]
         self._pages = WeakKeyDictionary()
         self.served = 0  # listings answered from a kept page
 
@@ -113,12 +113,12 @@ class ListingCache:
             if kept is not None and kept[0].same(built):
                 self._seen(ctx)
                 self.served += 1
-                page: dict[str, Any] = json.loads(kept[1])
+                page: dict[str, Any] = loads(kept[1])
                 return page
             answer = await call_next(ctx)
             # A catalog refreshed while the page was built may have gone into it: keep it only if not.
             if isinstance(answer, Mapping) and built.same(_built(executor)):
                 if len(pages) >= _MAX_PAGES:
                     pages.clear()
-                pages[key] = (built, json.dumps(answer, separators=(",", ":")))
+                pages[key] = (built, compact(answer).encode())
             return answer
