@@ -229,3 +229,18 @@ async def test_an_answer_trickling_in_past_the_clients_timeout_ends_the_attempt(
                 await client.run_action("get-lead", connection_id="c", input={}, retry_safe=False)
     finally:
         server.close()
+
+
+async def test_bytes_after_a_whole_answer_change_nothing_in_it_and_its_connection_is_not_reused() -> None:
+    """A second answer in the same read (nobody asked for it) must not become the first's status or body."""
+    stray = b"HTTP/1.1 500 Oops\r\ncontent-length: 3\r\n\r\nbad"
+    async with (
+        _loopback(lambda n, _: (JSON_OK + stray, False) if n == 1 else (JSON_OK, False)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        first = await http.post("/act", json={})
+        assert (first.status_code, first.content) == (200, b'{"ok":true}')
+        second = await http.post("/act", json={})
+        assert (second.status_code, second.content) == (200, b'{"ok":true}')
+    assert served.connections == 2
+

@@ -80,10 +80,26 @@ class _Exchange(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
+    def _stray(self) -> bool:
+        """Whether the parser is reading past the answer (bytes sent after it in the same read).
+
+        They answer nothing we asked: they must not change the answer being handed back, and the
+        connection can no longer be trusted for the next request.
+        """
+        if self._answer is not None and not self._answer.done():
+            return False
+        self.keep_alive = False
+        self.close()
+        return True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._stray():
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._stray():
+            return
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
         framed = {name.lower() for name, _ in self._headers} & {b"content-length", b"transfer-encoding"}
@@ -92,9 +108,13 @@ class _Exchange(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
+        if self._stray():
+            return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._stray():
+            return
         if 100 <= self.status < 200:  # an interim answer (103 Early Hints): the real one follows
             self._headers, self._body = [], []
             return
