@@ -244,3 +244,26 @@ async def test_bytes_after_a_whole_answer_change_nothing_in_it_and_its_connectio
         assert (second.status_code, second.content) == (200, b'{"ok":true}')
     assert served.connections == 2
 
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("GET", {"X-Note": "v\r\nX-Injected: 1"}),
+        ("GET", {"X-Note": "v\nX-Injected: 1"}),
+        ("GET", {"X-Note": "v\0"}),
+        ("GET", {"X Bad: 1\r\nX-Injected": "1"}),
+        ("GET / HTTP/1.1\r\nX-Injected: 1\r\nX", {}),
+    ],
+)
+async def test_a_method_or_header_that_would_split_the_request_is_refused_and_nothing_is_sent(
+    method: str, headers: dict[str, str]
+) -> None:
+    async with (
+        _loopback(_always(JSON_OK)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        with pytest.raises(httpx2.LocalProtocolError):
+            await http.request(method, "/", headers=headers)
+        assert (await http.get("/")).json() == {"ok": True}
+    assert served.requests and all(b"X-Injected" not in r for r in served.requests)
+    assert served.connections == 1

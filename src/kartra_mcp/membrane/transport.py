@@ -17,6 +17,7 @@ request may have reached the server.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import urllib.request
 from collections import deque
@@ -202,6 +203,7 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
         if self.attempt_timeout is not None:
             connect_timeout = _least(connect_timeout, self.attempt_timeout)
         body = await request.aread()
+        _refuse_unsafe(request)
         head = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)
         lines = [head, *(b"%s: %s\r\n" % pair for pair in request.headers.raw)]
         if body and "content-length" not in request.headers and "transfer-encoding" not in request.headers:
@@ -256,6 +258,21 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
             while idle:
                 idle.pop().close()
         self._idle.clear()
+
+
+# RFC 9110: a method and a header name are tokens; a field value has no CR, LF or NUL (h11 refused
+# the same, before this transport replaced it).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSAFE_VALUE = re.compile(rb"[\r\n\0]")
+
+
+def _refuse_unsafe(request: httpx2.Request) -> None:
+    """Refuse, before anything is sent, a request whose method or headers would split the request line or headers."""
+    if not _TOKEN.fullmatch(request.method.encode()):
+        raise httpx2.LocalProtocolError(f"Not a valid HTTP method: {request.method!r}")
+    for name, value in request.headers.raw:
+        if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
+            raise httpx2.LocalProtocolError(f"Header {name.decode('latin-1')!r} is not a valid HTTP header")
 
 
 def _least(a: float | None, b: float) -> float:
