@@ -267,3 +267,20 @@ async def test_a_method_or_header_that_would_split_the_request_is_refused_and_no
         assert (await http.get("/")).json() == {"ok": True}
     assert served.requests and all(b"X-Injected" not in r for r in served.requests)
     assert served.connections == 1
+
+
+async def test_a_streamed_body_is_sent_framed_by_its_length_not_as_unchunked_bytes() -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b'{"n":'
+        yield b"1}"
+
+    async with (
+        _loopback(_always(JSON_OK)) as served,
+        httpx2.AsyncClient(transport=MembraneTransport(), base_url=served.url) as http,
+    ):
+        assert (await http.post("/act", content=parts())).json() == {"ok": True}
+    (request,) = served.requests
+    head, body = request.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding" not in head.lower()
+    assert b"\r\ncontent-length: 7" in head.lower()
+    assert body == b'{"n":1}'

@@ -205,8 +205,12 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
         body = await request.aread()
         _refuse_unsafe(request)
         head = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)
-        lines = [head, *(b"%s: %s\r\n" % pair for pair in request.headers.raw)]
-        if body and "content-length" not in request.headers and "transfer-encoding" not in request.headers:
+        headers = request.headers.raw
+        if "transfer-encoding" in request.headers:  # a streamed body, read whole above: it goes out by its length,
+            # since written as it is under `transfer-encoding: chunked` the server would read it as chunks
+            headers = [pair for pair in headers if pair[0].lower() not in (b"transfer-encoding", b"content-length")]
+        lines = [head, *(b"%s: %s\r\n" % pair for pair in headers)]
+        if body and not any(name.lower() == b"content-length" for name, _ in headers):
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         data = b"".join(lines) + body
