@@ -22,7 +22,8 @@ one, its added latency and CPU per call reported on their own.
 A new session is mostly the SDK client's own work, so it has a floor too: the same client against
 bench/floor_server.py (the same SDK answering initialize and a constant copy of kartra-mcp's tool
 list, in JSON, and again listing no tools), interleaved with the rest; each session's CPU is split
-between the client (this process) and the server's process.
+between the client (this process) and the server's process; and each server is timed again with
+the same requests sent as plain HTTP (bench/plain_session.py), which shows the servers' own share.
 """
 
 from __future__ import annotations
