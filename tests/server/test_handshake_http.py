@@ -21,11 +21,12 @@ from mcp.types import ResourceUpdatedNotification
 
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
+from kartra_mcp.sandbox.faults import FaultRule
 from kartra_mcp.server.app import build_server
 from kartra_mcp.server.handshake_http import HandshakeSessions
 from kartra_mcp.server.resources import AUDIT_URI
 from kartra_mcp.server.runtime import Runtime
-from tests.routes import ran
+from tests.routes import ran, run_rule
 from tests.server.conftest import Person, text_of
 from tests.server.test_era_routing import Heard, _served, serving
 from tests.server.test_logs_and_progress import _flaky_read
@@ -249,3 +250,34 @@ async def test_an_initialize_that_fails_leaves_no_session_behind(runtime: Runtim
             after = await http.post(url, json=ping, headers={**ACCEPT, "mcp-session-id": session})
     assert "error" in refused.json()
     assert after.status_code == 404
+
+
+async def test_a_write_running_when_its_session_is_ended_still_finishes_and_is_recorded(
+    runtime: Runtime, sandbox: Sandbox
+) -> None:
+    """The client's DELETE must not cancel a write mid-flight: it ran, so its answer and audit row say so."""
+    sandbox.faults.rules = [FaultRule(route=run_rule("act", BY_KEY["create-lead"].id), latency_ms=500)]
+    call = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "create-lead", "arguments": {"email": "ended.mid.write@example.com"}},
+    }
+    with anyio.fail_after(60):
+        async with _served(runtime) as url, _raw_session(url) as (http, headers):
+            answers: list[httpx2.Response] = []
+            async with anyio.create_task_group() as group:
+
+                async def write() -> None:
+                    answers.append(await http.post(url, json=call, headers=headers))
+
+                group.start_soon(write)
+                while not ran(sandbox.requests, BY_KEY["create-lead"].id):
+                    await anyio.sleep(0.01)
+                ended = await http.delete(url, headers=headers)
+            after = await http.post(url, json={"jsonrpc": "2.0", "id": 4, "method": "ping"}, headers=headers)
+    (answer,) = answers
+    assert ended.status_code == 200 and after.status_code == 404
+    assert answer.status_code == 200 and answer.json()["result"]["isError"] is False, answer.text
+    (row,) = runtime.audit.rows(tool="create-lead")
+    assert row.outcome == "success", row

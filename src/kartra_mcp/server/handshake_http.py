@@ -281,6 +281,8 @@ class HandshakeSessions:
             if session.requests.get(key) is wire:
                 del session.requests[key]
             wire.close()
+            if session.closed and not session.requests:
+                session.inbound.close()  # the last request of an ended session is answered: its loop may end
 
     async def _unanswered(self, session: _Session, request_id: RequestId) -> None:
         """A request that settled without a response (cancelled) still ends its stream, after what it sent."""
@@ -324,7 +326,7 @@ class HandshakeSessions:
         session = await self._session(request, send)
         if session is None:
             return
-        self._end(session)
+        self._end(session, drain=True)
         await _headers_only(HTTPStatus.OK, session)(request.scope, request.receive, send)
 
     async def _session(self, request: Request, send: Send) -> _Session | None:
@@ -360,13 +362,21 @@ class HandshakeSessions:
             return False
         return True
 
-    def _end(self, session: _Session) -> None:
-        """Forget the session and close its input: its serve loop ends, and open requests see the end."""
+    def _end(self, session: _Session, *, drain: bool = False) -> None:
+        """Forget the session and close its input: its serve loop ends, and open requests see the end.
+
+        With `drain` (the client ended it), requests already running finish first and are answered:
+        ending the loop under them would cancel a write mid-flight and leave its outcome unknown.
+        """
         session.closed = True
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+        if session.standalone is not None:
+            session.standalone.close()
+        if drain and session.requests:
+            return  # `_exchange` closes the input when the last of them is answered
         session.inbound.close()
-        for wire in [*session.requests.values(), *([session.standalone] if session.standalone else [])]:
+        for wire in session.requests.values():
             wire.close()
 
 
