@@ -284,3 +284,20 @@ async def test_a_streamed_body_is_sent_framed_by_its_length_not_as_unchunked_byt
     assert b"transfer-encoding" not in head.lower()
     assert b"\r\ncontent-length: 7" in head.lower()
     assert body == b'{"n":1}'
+
+
+async def test_a_request_with_no_time_left_after_connecting_is_not_sent_and_may_be_sent_again() -> None:
+    transport = MembraneTransport(attempt_timeout=5)
+    async with (
+        _loopback(_always(JSON_OK)) as served,
+        httpx2.AsyncClient(transport=transport, base_url=served.url) as http,
+    ):
+        await http.post("/act", json={"n": 0})  # leaves an idle connection to reuse
+        transport.attempt_timeout = 1e-9  # spent before the request could be written
+        with pytest.raises(httpx2.ConnectTimeout):
+            await http.post("/act", json={"n": 1})
+        transport.attempt_timeout = 5
+        again = await http.post("/act", json={"n": 2})
+    assert again.status_code == 200
+    assert [r.split(b"\r\n\r\n", 1)[1] for r in served.requests] == [b'{"n":0}', b'{"n":2}']
+    assert served.connections == 1

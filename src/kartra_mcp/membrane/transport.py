@@ -216,16 +216,28 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
         data = b"".join(lines) + body
         exchange = self._reuse(origin) or await self._connect(origin, connect_timeout)
         if self.attempt_timeout is not None:
-            answer_timeout = _least(answer_timeout, max(0.0, started + self.attempt_timeout - loop.time()))
+            left = started + self.attempt_timeout - loop.time()
+            if left <= 0:
+                # Written now, it would time out at once with its outcome unknown; unsent, it may be sent again.
+                self._keep(origin, exchange)
+                raise httpx2.ConnectTimeout("No time was left to send the request to Membrane")
+            answer_timeout = _least(answer_timeout, left)
         response = await exchange.exchange(data, head=request.method == "HEAD", timeout=answer_timeout)
-        idle = self._idle.setdefault(origin, deque())
-        if exchange.keep_alive and not exchange.closed and len(idle) < self._max_idle:
-            exchange.idle_since = loop.time()
-            idle.append(exchange)
+        if exchange.keep_alive:
+            self._keep(origin, exchange)
         else:
             exchange.close()
         response.request = request
         return response
+
+    def _keep(self, origin: tuple[bytes, bytes, int], exchange: _Exchange) -> None:
+        """Keep an open connection for the next request to `origin`, while there is room."""
+        idle = self._idle.setdefault(origin, deque())
+        if not exchange.closed and len(idle) < self._max_idle:
+            exchange.idle_since = asyncio.get_running_loop().time()
+            idle.append(exchange)
+        else:
+            exchange.close()
 
     def _reuse(self, origin: tuple[bytes, bytes, int]) -> _Exchange | None:
         idle = self._idle.get(origin)
