@@ -274,3 +274,30 @@ async def test_each_tenant_is_listed_its_own_catalog_when_the_lists_are_kept(tea
     assert alice[0] == alice[1] and bob[0] == bob[1]
     assert bob[0] - alice[0] == {"bobs-report"}
     assert next(m for m in team.hosted.server.middleware if isinstance(m, ListingCache)).served == 2
+
+
+async def test_a_2025_session_answers_only_the_person_who_opened_it(team: Team) -> None:
+    """Someone else's session id, with their own valid token, is a session that does not exist."""
+    accept = {"Accept": "application/json, text/event-stream"}
+    opening = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    alice = {**accept, "Authorization": f"Bearer {team.sandbox.mint('alice')}"}
+    bob = {**accept, "Authorization": f"Bearer {team.sandbox.mint('bob')}"}
+    async with httpx2.AsyncClient(timeout=30, trust_env=False) as http:
+        opened = await http.post(team.mcp, json=opening, headers=alice)
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        unsigned = await http.post(team.mcp, json=listing, headers={**accept, **session})
+        borrowed = await http.post(team.mcp, json=listing, headers={**bob, **session})
+        own = await http.post(team.mcp, json=listing, headers={**alice, **session})
+        ended_by_bob = await http.delete(team.mcp, headers={**bob, **session})
+        still = await http.post(team.mcp, json=listing, headers={**alice, **session})
+    assert opened.status_code == 200 and opened.headers["content-type"] == "application/json"
+    assert unsigned.status_code == 401
+    assert borrowed.status_code == 404 and ended_by_bob.status_code == 404
+    assert own.status_code == 200 and own.json()["result"]["tools"]
+    assert still.status_code == 200

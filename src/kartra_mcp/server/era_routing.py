@@ -9,6 +9,7 @@ sixth less CPU per call), and the SDK's own app takes the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -46,13 +47,21 @@ class EraRouter:
     """
 
     def __init__(
-        self, app: ASGIApp, server: Server[Any], *, path: str, security: TransportSecuritySettings | None
+        self,
+        app: ASGIApp,
+        server: Server[Any],
+        *,
+        path: str,
+        security: TransportSecuritySettings | None,
+        guard: Callable[[ASGIApp], ASGIApp] = lambda inner: inner,
     ) -> None:
+        """`guard` wraps the two wires routed here around `app` (hosted: the same sign-in `app` asks for)."""
         self.app = app
         self._path = path
         self._json = StreamableHTTPSessionManager(app=server, json_response=True, security_settings=security)
         self._sessions = HandshakeSessions(server, security=security)
-        self._handshake = RequestBodyLimitMiddleware(self._sessions, DEFAULT_MAX_REQUEST_BODY_SIZE)
+        self._handshake = guard(RequestBodyLimitMiddleware(self._sessions, DEFAULT_MAX_REQUEST_BODY_SIZE))
+        self._stateless_json = guard(self._json.handle_request)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -78,7 +87,7 @@ class EraRouter:
         complete = chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body", False)
         replay = _replaying(chunks, receive)
         if complete and size <= DEFAULT_MAX_REQUEST_BODY_SIZE and not wants_stream(body):
-            await self._json.handle_request(scope, replay, send)
+            await self._stateless_json(scope, replay, send)
         else:
             await self.app(scope, replay, send)
 

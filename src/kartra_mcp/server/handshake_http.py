@@ -27,6 +27,7 @@ import pydantic_core
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server import Server
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, authorization_context
 from mcp.server.runner import serve_loop
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, REQUEST_CANCELLED, check_accept_headers
 from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT
@@ -75,6 +76,8 @@ class _Session:
     inbound: MemoryObjectSendStream[SessionMessage | Exception]
     outbound: MemoryObjectSendStream[SessionMessage]
     idle: anyio.CancelScope
+    # Who opened it (hosted: the signed-in person), and so the only one who may use it.
+    owner: AuthorizationContext | None = None
     requests: dict[str, Wire] = field(default_factory=dict)
     standalone: Wire | None = None
     in_flight: int = 0
@@ -186,6 +189,7 @@ class HandshakeSessions:
             )
             return
         session: _Session = await self._group.start(self._serve)
+        session.owner = _owner(request.scope)
         answer: JSONRPCMessage | None = None
         try:
             with self._busy(session):
@@ -338,6 +342,10 @@ class HandshakeSessions:
             )
             return None
         session = self._sessions.get(session_id)
+        if session is not None and session.owner != _owner(request.scope):
+            # Someone else's session answers exactly as one that does not exist.
+            logger.warning("Refused a request for session %s with another credential than opened it", session_id[:64])
+            session = None
         if session is None or session.closed:
             await _error("Session not found", HTTPStatus.NOT_FOUND)(request.scope, request.receive, send)
             return None
@@ -419,6 +427,12 @@ async def _event(send: Send, message: JSONRPCMessage) -> None:
 async def _ended(request: Request, send: Send) -> None:
     response = _error("Session terminated before the request completed", HTTPStatus.NOT_FOUND)
     await response(request.scope, request.receive, send)
+
+
+def _owner(scope: Scope) -> AuthorizationContext | None:
+    """The principal a request was authenticated as (hosted mode), else None."""
+    user = scope.get("user")
+    return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
 
 
 def _session_id(request: Request) -> str | None:

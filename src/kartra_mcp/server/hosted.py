@@ -10,7 +10,7 @@ runs on that person's tenant's executor, with their token bound to each Membrane
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +20,14 @@ import httpx2
 import uvicorn
 from mcp import MCPError
 from mcp.server import ServerRequestContext
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import create_protected_resource_routes
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.auth.settings import AuthSettings
 from mcp.types import INVALID_REQUEST
+from pydantic import AnyHttpUrl
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -34,7 +36,8 @@ from kartra_mcp.errors import ConfigError
 from kartra_mcp.membrane import MembraneClient, RequestToken, RetryPolicy, person_token
 from kartra_mcp.server import progress
 from kartra_mcp.server.app import INSTRUCTIONS, KartraServer, serve_executors
-from kartra_mcp.server.http import HEALTH_PATH, MCP_PATH, _health, _loopback_only, is_loopback, listen
+from kartra_mcp.server.era_routing import EraRouter
+from kartra_mcp.server.http import HEALTH_PATH, MCP_PATH, StoppingServer, _health, _loopback_only, is_loopback, listen
 from kartra_mcp.server.runtime import load_effective_policy
 from kartra_mcp.state import SharedState
 from kartra_mcp.tools.audit import AuditTrail
@@ -145,7 +148,7 @@ async def open_hosted(
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     shared: SharedState | None = None,
-) -> AsyncIterator[tuple[ASGIApp, Hosted]]:
+) -> AsyncIterator[tuple[EraRouter, Hosted]]:
     """The hosted ASGI app, and what it holds; the shared Membrane client closes when the block ends."""
     resource = f"{public_url(settings, host, port)}{MCP_PATH}"
     async with MembraneClient(
@@ -172,15 +175,19 @@ async def open_hosted(
             resource_url=auth.resource_server_url, authorization_servers=[auth.issuer_url], scopes_supported=[SCOPE]
         )
         root = [Route(PROTECTED_RESOURCE_PATH, r.endpoint, methods=["GET", "OPTIONS"]) for r in suffixed[:1]]
+        verifier = MembraneTokenVerifier(directory, resource)
+        security = _loopback_only(host)
         app: ASGIApp = server.streamable_http_app(
             streamable_http_path=MCP_PATH,
             host=host,
-            transport_security=_loopback_only(host),
+            transport_security=security,
             auth=auth,
-            token_verifier=MembraneTokenVerifier(directory, resource),
+            token_verifier=verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, _health), *root],
         )
-        yield app, Hosted(server, directory, tenants, resource)
+        signed_in = _signed_in(verifier, build_resource_metadata_url(auth.resource_server_url))
+        router = EraRouter(app, server, path=MCP_PATH, security=security, guard=signed_in)
+        yield router, Hosted(server, directory, tenants, resource)
 
 
 async def serve_hosted(
@@ -199,7 +206,18 @@ async def serve_hosted(
                 hosted.resource,
                 settings.membrane_api_url,
             )
-            await uvicorn.Server(config).serve(sockets=[sock])
+            await StoppingServer(config, app).serve(sockets=[sock])
+
+
+def _signed_in(verifier: MembraneTokenVerifier, metadata: AnyHttpUrl) -> Callable[[ASGIApp], ASGIApp]:
+    """What the SDK's app puts before its MCP endpoint, for the wires the era router sends requests to:
+    the bearer token checked with Membrane, the caller known to the handlers, and a 401 naming the metadata."""
+
+    def guard(inner: ASGIApp) -> ASGIApp:
+        required = RequireAuthMiddleware(inner, [SCOPE], metadata)
+        return AuthenticationMiddleware(AuthContextMiddleware(required), backend=BearerAuthBackend(verifier))
+
+    return guard
 
 
 def _is_local_url(url: str) -> bool:

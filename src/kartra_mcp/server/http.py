@@ -128,7 +128,7 @@ def _guarded(app: ASGIApp, token: str | None) -> ASGIApp:
     return BearerGuard(app, token) if token else app
 
 
-class _StoppingServer(uvicorn.Server):
+class StoppingServer(uvicorn.Server):
     """uvicorn that, told to stop, first ends the streams that would otherwise keep it waiting."""
 
     def __init__(self, config: uvicorn.Config, router: EraRouter) -> None:
@@ -174,4 +174,4 @@ async def serve_http(
         MCP_PATH,
         " (bearer token required)" if token else "",
     )
-    await _StoppingServer(config, router).serve(sockets=[sock])
+    await StoppingServer(config, router).serve(sockets=[sock])
