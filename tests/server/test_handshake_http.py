@@ -10,14 +10,17 @@ import json
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import ResourceUpdatedNotification
+from mcp.types import ListToolsResult, PaginatedRequestParams, ResourceUpdatedNotification, Tool
+from starlette.types import Receive, Scope, Send
 
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
@@ -281,3 +284,36 @@ async def test_a_write_running_when_its_session_is_ended_still_finishes_and_is_r
     assert answer.status_code == 200 and answer.json()["result"]["isError"] is False, answer.text
     (row,) = runtime.audit.rows(tool="create-lead")
     assert row.outcome == "success", row
+
+
+_CALLER: ContextVar[str] = ContextVar("caller", default="nobody")
+
+
+async def test_each_request_is_handled_in_the_context_its_own_http_request_set() -> None:
+    """What middleware sets for a request (as sign-in sets the caller) is what that request's handler sees."""
+    server: Server[Any] = Server("context")
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams) -> ListToolsResult:
+        return ListToolsResult(tools=[Tool(name=_CALLER.get(), input_schema={"type": "object"})])
+
+    server.add_request_handler("tools/list", PaginatedRequestParams, list_tools)
+    sessions = HandshakeSessions(server, security=None)
+
+    async def naming_the_caller(scope: Scope, receive: Receive, send: Send) -> None:
+        token = _CALLER.set(dict(scope["headers"]).get(b"x-caller", b"").decode())
+        try:
+            await sessions(scope, receive, send)
+        finally:
+            _CALLER.reset(token)
+
+    with anyio.fail_after(60):
+        async with (
+            sessions.run(),
+            serving(naming_the_caller, lifespan="off") as url,
+            httpx2.AsyncClient(timeout=httpx2.Timeout(30), trust_env=False) as http,
+        ):
+            opened = await http.post(url, json=INITIALIZE, headers={**ACCEPT, "x-caller": "opener"})
+            session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            listed = await http.post(url, json=listing, headers={**ACCEPT, **session, "x-caller": "lister"})
+    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["lister"]

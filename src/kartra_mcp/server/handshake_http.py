@@ -12,6 +12,7 @@ Each session runs the SDK's own serve loop over a pair of memory streams; only t
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, Self
 from uuid import uuid4
 
 import anyio
@@ -66,6 +67,43 @@ _SSE_HEADERS: Final = [
 _PING: Final = b": ping\n\n"
 
 Wire = MemoryObjectSendStream[JSONRPCMessage]
+# A message for the serve loop, with the context of the HTTP request that brought it.
+_Sent = tuple[contextvars.Context, SessionMessage | Exception]
+
+
+class _WithSendersContext:
+    """The serve loop's end of a session's input, which hands it each message's sender's context.
+
+    The SDK's dispatcher runs a message's handler in the stream's `last_context` when it has one, so
+    what the HTTP request's middleware set (the signed-in caller, tracing) is what that request's
+    handler sees, not what was set when the session opened.
+    """
+
+    def __init__(self, stream: MemoryObjectReceiveStream[_Sent]) -> None:
+        self._stream = stream
+        self.last_context: contextvars.Context | None = None
+
+    async def receive(self) -> SessionMessage | Exception:
+        self.last_context, item = await self._stream.receive()
+        return item
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 @dataclass(eq=False)
@@ -73,7 +111,7 @@ class _Session:
     """One client's session: what reaches its serve loop, and where its answers go."""
 
     id: str
-    inbound: MemoryObjectSendStream[SessionMessage | Exception]
+    inbound: MemoryObjectSendStream[_Sent]
     outbound: MemoryObjectSendStream[SessionMessage]
     idle: anyio.CancelScope
     # Who opened it (hosted: the signed-in person), and so the only one who may use it.
@@ -200,7 +238,7 @@ class HandshakeSessions:
 
     async def _serve(self, *, task_status: TaskStatus[_Session]) -> None:
         """One session's serve loop and its router, until the client ends it, it idles out, or we stop."""
-        inbound, from_client = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        inbound, from_client = anyio.create_memory_object_stream[_Sent](0)
         outbound, to_client = anyio.create_memory_object_stream[SessionMessage](0)
         session = _Session(
             uuid4().hex, inbound, outbound, anyio.CancelScope(deadline=anyio.current_time() + self._idle_timeout)
@@ -213,7 +251,7 @@ class HandshakeSessions:
                 with session.idle:
                     await serve_loop(
                         self._server,
-                        from_client,
+                        _WithSendersContext(from_client),
                         outbound.clone(),
                         lifespan_state=self._lifespan_state,
                         session_id=session.id,
@@ -365,7 +403,7 @@ class HandshakeSessions:
 
     async def _deliver(self, session: _Session, item: SessionMessage) -> bool:
         try:
-            await session.inbound.send(item)
+            await session.inbound.send((contextvars.copy_context(), item))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return False
         return True
