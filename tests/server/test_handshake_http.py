@@ -166,6 +166,7 @@ async def test_requests_outside_a_live_session_are_refused_with_the_status_that_
             garbled = await http.post(
                 url, content=b"{not json", headers={**headers, "content-type": "application/json"}
             )
+            batch = await http.post(url, json=[ping, ping], headers=headers)
             ended = await http.delete(url, headers=headers)
             after = await http.post(url, json=ping, headers=headers)
     assert (live.status_code, live.headers["content-type"]) == (200, "application/json")
@@ -175,6 +176,7 @@ async def test_requests_outside_a_live_session_are_refused_with_the_status_that_
     assert unknown.status_code == 404
     assert json_only.status_code == 406 and "text/event-stream" in json_only.text
     assert garbled.status_code == 400 and garbled.json()["error"]["code"] == -32700
+    assert batch.status_code == 400 and "one JSON-RPC message per request" in batch.json()["error"]["message"]
     assert ended.status_code == 200
     assert after.status_code == 404
 

@@ -188,7 +188,12 @@ class HandshakeSessions:
             await _error(refusal, HTTPStatus.NOT_ACCEPTABLE)(request.scope, request.receive, send)
             return
         try:
-            message = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(await request.body()))
+            raw = pydantic_core.from_json(await request.body())
+            if isinstance(raw, list):
+                refusal = "Send one JSON-RPC message per request: MCP has no batches since 2025-06-18"
+                await _error(refusal, HTTPStatus.BAD_REQUEST)(request.scope, request.receive, send)
+                return
+            message = jsonrpc_message_adapter.validate_python(raw)
         except ValidationError as exc:
             response = _error(f"Validation error: {exc}", HTTPStatus.BAD_REQUEST, INVALID_PARAMS)
             await response(request.scope, request.receive, send)
