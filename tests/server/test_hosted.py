@@ -301,3 +301,20 @@ async def test_a_2025_session_answers_only_the_person_who_opened_it(team: Team) 
     assert borrowed.status_code == 404 and ended_by_bob.status_code == 404
     assert own.status_code == 200 and own.json()["result"]["tools"]
     assert still.status_code == 200
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2026-07-28"])
+async def test_no_body_is_read_before_the_caller_has_signed_in(team: Team, version: str) -> None:
+    """Whoever has no token is refused on the headers alone, however much body they promise."""
+    url = urlparse(team.mcp)
+    assert url.hostname and url.port
+    head = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {version}\r\n"
+        "Content-Length: 1000000\r\n\r\n"
+    )
+    with anyio.fail_after(30):
+        async with await anyio.connect_tcp(url.hostname, url.port) as stream:
+            await stream.send(head.encode() + b'{"jsonrpc":"2.0","id":1,')  # and nothing more
+            answer = await stream.receive()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]

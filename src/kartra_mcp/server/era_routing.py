@@ -55,13 +55,14 @@ class EraRouter:
         security: TransportSecuritySettings | None,
         guard: Callable[[ASGIApp], ASGIApp] = lambda inner: inner,
     ) -> None:
-        """`guard` wraps the two wires routed here around `app` (hosted: the same sign-in `app` asks for)."""
+        """`guard` wraps what is routed here around `app` (hosted: the same sign-in `app` asks for), before
+        anything reads a body."""
         self.app = app
         self._path = path
         self._json = StreamableHTTPSessionManager(app=server, json_response=True, security_settings=security)
         self._sessions = HandshakeSessions(server, security=security)
         self._handshake = guard(RequestBodyLimitMiddleware(self._sessions, DEFAULT_MAX_REQUEST_BODY_SIZE))
-        self._stateless_json = guard(self._json.handle_request)
+        self._stateless = guard(self._stateless_post)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -70,9 +71,13 @@ class EraRouter:
         if scope["type"] == "http" and scope["path"] == self._path and self._version(scope) in _HANDSHAKE:
             await self._handshake(scope, receive, send)
             return
-        if not self._is_stateless_post(scope):
-            await self.app(scope, receive, send)
+        if self._is_stateless_post(scope):
+            await self._stateless(scope, receive, send)
             return
+        await self.app(scope, receive, send)
+
+    async def _stateless_post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body to see whether it wants a stream: JSON manager if not, the SDK's app if so."""
         chunks: list[Message] = []
         size = 0
         while True:
@@ -87,7 +92,7 @@ class EraRouter:
         complete = chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body", False)
         replay = _replaying(chunks, receive)
         if complete and size <= DEFAULT_MAX_REQUEST_BODY_SIZE and not wants_stream(body):
-            await self._stateless_json(scope, replay, send)
+            await self._json.handle_request(scope, replay, send)
         else:
             await self.app(scope, replay, send)
 
