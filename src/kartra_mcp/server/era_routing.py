@@ -68,12 +68,13 @@ class EraRouter:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        if scope["type"] == "http" and scope["path"] == self._path and self._version(scope) in _HANDSHAKE:
-            await self._handshake(scope, receive, send)
-            return
-        if self._is_stateless_post(scope):
-            await self._stateless(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["path"] == self._path:
+            if self._version(scope) in _HANDSHAKE:
+                await self._handshake(scope, receive, send)
+                return
+            if scope["method"] == "POST":
+                await self._stateless(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def _stateless_post(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,11 +114,6 @@ class EraRouter:
     def stop_streaming(self) -> None:
         """The server is stopping: end the streams that would hold it open (see `HandshakeSessions`)."""
         self._sessions.stop_streaming()
-
-    def _is_stateless_post(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self._path:
-            return False
-        return self._version(scope) not in _HANDSHAKE
 
     @staticmethod
     def _version(scope: Scope) -> str | None:
