@@ -16,7 +16,7 @@ import contextvars
 import logging
 import math
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
@@ -25,10 +25,11 @@ from uuid import uuid4
 
 import anyio
 import pydantic_core
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server import Server
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, authorization_context
+from mcp.server.models import InitializationOptions
 from mcp.server.runner import serve_loop
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, REQUEST_CANCELLED, check_accept_headers
 from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT
@@ -112,7 +113,6 @@ class _Session:
 
     id: str
     inbound: MemoryObjectSendStream[_Sent]
-    outbound: MemoryObjectSendStream[SessionMessage]
     idle: anyio.CancelScope
     # Who opened it (hosted: the signed-in person), and so the only one who may use it.
     owner: AuthorizationContext | None = None
@@ -120,6 +120,42 @@ class _Session:
     standalone: Wire | None = None
     in_flight: int = 0
     closed: bool = False
+
+
+class _Outbox:
+    """The serve loop's output: each message goes straight to the request it belongs to, or to the GET stream.
+
+    Routing in the sender, rather than through a stream and a task of its own, saves each answer a
+    hop between tasks.
+    """
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    async def send(self, item: SessionMessage, /) -> None:
+        session, message = self._session, item.message
+        key: RequestId | None = None
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            key = message.id
+        elif isinstance(item.metadata, ServerMessageMetadata):
+            key = item.metadata.related_request_id
+        wire = session.requests.get(str(key)) if key is not None else session.standalone
+        if wire is None:
+            logger.debug("Session %s: no open stream for a %s; dropped", session.id, type(message).__name__)
+            return
+        try:
+            await wire.send(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.debug("Session %s: the stream closed before a message reached it", session.id)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the streams written to belong to the requests."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class HandshakeSessions:
@@ -144,6 +180,7 @@ class HandshakeSessions:
         self._sessions: dict[str, _Session] = {}
         self._group: TaskGroup | None = None
         self._lifespan_state: Any = None
+        self._init_options: InitializationOptions | None = None
         self._stopping = False
 
     @asynccontextmanager
@@ -151,6 +188,8 @@ class HandshakeSessions:
         """Serve sessions until the block ends; every session ends with it."""
         async with self._server.lifespan(self._server) as state, anyio.create_task_group() as group:
             self._lifespan_state, self._group = state, group
+            # What `initialize` answers is fixed once the server is built: worked out once, not per session.
+            self._init_options = self._server.create_initialization_options()
             try:
                 yield
             finally:
@@ -231,8 +270,11 @@ class HandshakeSessions:
                 request.scope, request.receive, send
             )
             return
-        session: _Session = await self._group.start(self._serve)
+        inbound, from_client = anyio.create_memory_object_stream[_Sent](0)
+        session = _Session(uuid4().hex, inbound, anyio.CancelScope(deadline=anyio.current_time() + self._idle_timeout))
         session.owner = _owner(request.scope)
+        self._sessions[session.id] = session
+        self._group.start_soon(self._serve, session, from_client)
         answer: JSONRPCMessage | None = None
         try:
             with self._busy(session):
@@ -241,53 +283,25 @@ class HandshakeSessions:
             if not isinstance(answer, JSONRPCResponse):
                 self._end(session)  # a failed initialize establishes nothing
 
-    async def _serve(self, *, task_status: TaskStatus[_Session]) -> None:
-        """One session's serve loop and its router, until the client ends it, it idles out, or we stop."""
-        inbound, from_client = anyio.create_memory_object_stream[_Sent](0)
-        outbound, to_client = anyio.create_memory_object_stream[SessionMessage](0)
-        session = _Session(
-            uuid4().hex, inbound, outbound, anyio.CancelScope(deadline=anyio.current_time() + self._idle_timeout)
-        )
-        self._sessions[session.id] = session
+    async def _serve(self, session: _Session, from_client: MemoryObjectReceiveStream[_Sent]) -> None:
+        """One session's serve loop, until the client ends it, it idles out, or we stop."""
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._route, session, to_client)
-                task_status.started(session)
-                with session.idle:
-                    await serve_loop(
-                        self._server,
-                        _WithSendersContext(from_client),
-                        outbound.clone(),
-                        lifespan_state=self._lifespan_state,
-                        session_id=session.id,
-                    )
-                if session.idle.cancelled_caught:
-                    logger.info("Session %s ended after %.0f s idle", session.id, self._idle_timeout)
-                group.cancel_scope.cancel()
+            with session.idle:
+                await serve_loop(
+                    self._server,
+                    _WithSendersContext(from_client),
+                    _Outbox(session),
+                    lifespan_state=self._lifespan_state,
+                    session_id=session.id,
+                    init_options=self._init_options,
+                )
+            if session.idle.cancelled_caught:
+                logger.info("Session %s ended after %.0f s idle", session.id, self._idle_timeout)
         except Exception:
             logger.exception("Session %s crashed", session.id)
         finally:
+            from_client.close()  # also when cancelled before the loop began: no sender waits on it forever
             self._end(session)
-            outbound.close()
-
-    async def _route(self, session: _Session, to_client: MemoryObjectReceiveStream[SessionMessage]) -> None:
-        """Hand each message from the serve loop to the request it belongs to, or to the GET stream."""
-        async with to_client:
-            async for item in to_client:
-                message = item.message
-                key: RequestId | None = None
-                if isinstance(message, JSONRPCResponse | JSONRPCError):
-                    key = message.id
-                elif isinstance(item.metadata, ServerMessageMetadata):
-                    key = item.metadata.related_request_id
-                wire = session.requests.get(str(key)) if key is not None else session.standalone
-                if wire is None:
-                    logger.debug("Session %s: no open stream for a %s; dropped", session.id, type(message).__name__)
-                    continue
-                try:
-                    await wire.send(message)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    logger.debug("Session %s: the stream closed before a message reached it", session.id)
 
     async def _exchange(
         self, session: _Session, message: JSONRPCRequest, request: Request, send: Send
@@ -336,8 +350,7 @@ class HandshakeSessions:
         error = JSONRPCError(
             jsonrpc="2.0", id=request_id, error=ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
         )
-        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await session.outbound.send(SessionMessage(error))
+        await _Outbox(session).send(SessionMessage(error))
 
     async def _get(self, request: Request, send: Send) -> None:
         """The session's one standalone stream: list changes, updates and questions no request owns."""
