@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kartra_mcp.jsoncodec import compact, loads
+from kartra_mcp.jsoncodec import Kept, compact, loads
 
 _JSON = st.recursive(
     st.none()
@@ -57,3 +57,22 @@ def test_what_orjson_refuses_goes_to_the_standard_library() -> None:
     with pytest.raises(ValueError, match=r"Expecting value|empty"):
         loads(b"")
     assert loads(b"[-9223372036854775809, 18446744073709551616]") == [-(2**63) - 1, 2**64]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_JSON)
+def test_a_kept_value_reads_back_as_its_compact_text_does(data: Any) -> None:
+    assert Kept(data).read() == json.loads(compact(data))
+
+
+def test_each_read_of_a_kept_value_is_new_objects_that_the_next_read_does_not_see() -> None:
+    kept = Kept({"tools": [{"name": "get-lead", "inputSchema": {"properties": {}}}]})
+    first = kept.read()
+    first["tools"][0]["inputSchema"]["properties"]["x"] = 1
+    first["tools"].append("more")
+    assert kept.read() == {"tools": [{"name": "get-lead", "inputSchema": {"properties": {}}}]}
+
+
+def test_a_kept_value_orjson_would_misread_is_read_by_the_standard_library() -> None:
+    assert Kept({"maximum": 2**70}).read() == {"maximum": 2**70}
+    assert Kept({"text": "\ud800"}).read() == {"text": "\ud800"}

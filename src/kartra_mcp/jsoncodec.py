@@ -9,6 +9,8 @@ goes to `json` as before.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -31,9 +33,36 @@ def compact(data: Any) -> str:
 
 def loads(raw: bytes) -> Any:
     """The value of JSON bytes; raises `ValueError` when they are not JSON (as `json.loads`)."""
-    if _LONG_NUMBER in raw.translate(_DIGITS_AS_ZERO):
+    if not orjson_reads_exactly(raw):
         return json.loads(raw)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return json.loads(raw)
+
+
+def orjson_reads_exactly(raw: bytes) -> bool:
+    """Whether orjson reads `raw` as `json` would: no run of digits that may be an integer past 64 bits."""
+    return _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO)
+
+
+class Kept:
+    """A JSON value kept as bytes and read back as new objects on every `read`, with what decides the
+    reader (see `loads`) worked out once."""
+
+    __slots__ = ("_raw", "_read")
+
+    def __init__(self, data: Any) -> None:
+        text = compact(data)
+        self._raw: bytes | str = text
+        self._read: Callable[[bytes | str], Any] = json.loads
+        with suppress(UnicodeEncodeError):  # a lone surrogate has no UTF-8: such text stays text, read by `json`
+            raw = text.encode()
+            self._raw = raw
+            if orjson_reads_exactly(raw):
+                with suppress(orjson.JSONDecodeError):
+                    orjson.loads(raw)
+                    self._read = orjson.loads
+
+    def read(self) -> Any:
+        return self._read(self._raw)

@@ -26,7 +26,7 @@ from mcp.types import methods
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from kartra_mcp.jsoncodec import compact, loads
+from kartra_mcp.jsoncodec import Kept
 from kartra_mcp.server.apps import client_supports_apps
 from kartra_mcp.tools.executor import Executor
 from kartra_mcp.tools.policy import Policy
@@ -91,7 +91,7 @@ class ListingCache:
     ) -> None:
         self._executor_for = executor_for
         self._seen = seen
-        self._pages: WeakKeyDictionary[Executor, dict[tuple[str, bool, str | None], tuple[_Built, bytes]]]
+        self._pages: WeakKeyDictionary[Executor, dict[tuple[str, bool, str | None], tuple[_Built, Kept]]]
         self._pages = WeakKeyDictionary()
         self.served = 0  # listings answered from a kept page
 
@@ -113,12 +113,12 @@ class ListingCache:
             if kept is not None and kept[0].same(built):
                 self._seen(ctx)
                 self.served += 1
-                page: dict[str, Any] = loads(kept[1])
+                page: dict[str, Any] = kept[1].read()
                 return page
             answer = await call_next(ctx)
             # A catalog refreshed while the page was built may have gone into it: keep it only if not.
             if isinstance(answer, Mapping) and built.same(_built(executor)):
                 if len(pages) >= _MAX_PAGES:
                     pages.clear()
-                pages[key] = (built, compact(answer).encode())
+                pages[key] = (built, Kept(answer))
             return answer
