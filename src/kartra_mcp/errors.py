@@ -7,7 +7,8 @@ KartraMCPError
 ├── MembraneError                talking to Membrane failed
 │   ├── MembraneTransportError   no usable HTTP exchange
 │   │   ├── MembraneUnreachable  the request never left: safe to send again
-│   │   └── MembraneTimeout      no answer in time: a write may or may not have happened
+│   │   ├── MembraneTimeout      no answer in time: a write may or may not have happened
+│   │   └── MembraneAnswerTooLarge  an answer larger than we read: not asked again, a write's outcome unknown
 │   ├── MembraneProtocolError    a success status with a body Membrane does not send
 │   └── MembraneApiError         Membrane answered with its error body {type, key, message, data}
 │       ├── MembraneBadRequest        400
@@ -85,6 +86,15 @@ class MembraneUnreachable(MembraneTransportError):
 
 class MembraneTimeout(MembraneTransportError):
     """Membrane did not answer in time."""
+
+
+class MembraneAnswerTooLarge(MembraneTransportError):
+    """Membrane's answer was larger than the client reads, so it was refused unread.
+
+    Asked again it would be as large, so a read is not retried; a write was sent, so it may have happened.
+    """
+
+    retryable = False
 
 
 class MembraneProtocolError(MembraneError):

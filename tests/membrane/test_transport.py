@@ -11,9 +11,9 @@ import anyio
 import httpx2
 import pytest
 
-from kartra_mcp.errors import MembraneTimeout, MembraneTransportError
+from kartra_mcp.errors import MembraneAnswerTooLarge, MembraneTimeout, MembraneTransportError
 from kartra_mcp.membrane import BearerToken, MembraneClient
-from kartra_mcp.membrane.transport import MembraneTransport, network_transport
+from kartra_mcp.membrane.transport import AnswerTooLarge, MembraneTransport, network_transport
 from tests.conftest import FAST_RETRY
 
 JSON_OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
@@ -301,3 +301,145 @@ async def test_a_request_with_no_time_left_after_connecting_is_not_sent_and_may_
     assert again.status_code == 200
     assert [r.split(b"\r\n\r\n", 1)[1] for r in served.requests] == [b'{"n":0}', b'{"n":2}']
     assert served.connections == 1
+
+
+# -- answers larger than the transport reads -----------------------------------------------------------------
+
+MAX_HEAD, MAX_BODY = 1024, 4096
+
+
+@dataclass
+class Oversized:
+    """A server whose first connection gets the start of an answer and waits for the client to go."""
+
+    url: str = ""
+    connections: int = 0
+    # Whether the client closed the first connection while the answer was still unfinished.
+    left_early: bool = False
+
+
+@asynccontextmanager
+async def _oversized(start: bytes) -> AsyncIterator[Oversized]:
+    """The first connection is answered with `start` and nothing more; later ones with `JSON_OK` to each request."""
+    served = Oversized()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.connections += 1
+        try:
+            if served.connections == 1:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(start)
+                await writer.drain()
+                try:  # the rest never comes: only a client that stopped reading goes away now
+                    served.left_early = await asyncio.wait_for(reader.read(), 5) == b""
+                except ConnectionResetError:
+                    served.left_early = True
+            else:
+                while await reader.readuntil(b"\r\n\r\n"):
+                    writer.write(JSON_OK)
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    served.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield served
+    finally:
+        server.close()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@pytest.mark.parametrize(
+    ("start", "said"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * 8 * MAX_HEAD, "headers larger than 1 KiB", id="endless-line"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + b"x: y\r\n" * 300 + b"content-length: 2\r\n\r\nok",
+            "headers larger than 1 KiB",
+            id="many-headers",
+        ),
+        pytest.param(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n" * 100,
+            "headers larger than 1 KiB",
+            id="endless-interim-answers",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (100 * MAX_BODY) + b"x" * 1000,
+            "a body larger than 4 KiB",
+            id="content-length",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(b"x" * 1000) * 5,
+            "a body larger than 4 KiB",
+            id="chunked",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * (MAX_BODY + 1),
+            "a body larger than 4 KiB",
+            id="until-close",
+        ),
+    ],
+)
+async def test_an_answer_past_a_bound_is_refused_unread_and_its_connection_closed_not_reused(
+    start: bytes, said: str
+) -> None:
+    transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY)
+    async with (
+        _oversized(start) as served,
+        httpx2.AsyncClient(transport=transport, base_url=served.url, timeout=10) as http,
+    ):
+        with pytest.raises(AnswerTooLarge) as raised:
+            await http.get("/")
+        assert str(raised.value) == f"Membrane's answer has {said}, the most kartra-mcp reads"
+        assert (await http.get("/")).json() == {"ok": True}
+    assert served.left_early
+    assert served.connections == 2
+
+
+async def test_an_answer_at_its_bounds_is_read_whole_on_a_connection_kept() -> None:
+    filler = MAX_HEAD - len(b"content-length: 4096\r\n") - len(b"x-fill: \r\n") - len(b"HTTP/1.1 200 OK\r\n\r\n")
+    at_bounds = b"HTTP/1.1 200 OK\r\nx-fill: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        b"f" * filler,
+        MAX_BODY,
+        b"b" * MAX_BODY,
+    )
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(b"c" * MAX_BODY) + b"0\r\n\r\n"
+    transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY)
+    async with (
+        _loopback(lambda n, _: (at_bounds if n == 1 else chunked, False)) as served,
+        httpx2.AsyncClient(transport=transport, base_url=served.url) as http,
+    ):
+        first = await http.get("/")
+        assert len(first.headers["x-fill"]) == filler and first.content == b"b" * MAX_BODY
+        assert (await http.get("/")).content == b"c" * MAX_BODY
+    assert served.connections == 1
+
+
+async def test_an_answer_too_large_leaves_a_write_unknown_sent_once_and_a_read_not_asked_again() -> None:
+    huge = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (MAX_BODY + 1)
+    transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY)
+    async with (
+        _loopback(_always(huge)) as served,
+        MembraneClient(
+            base_url=served.url, auth=BearerToken("t"), transport=transport, retry=FAST_RETRY, act=True
+        ) as client,
+    ):
+        with pytest.raises(MembraneAnswerTooLarge) as write:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+        with pytest.raises(MembraneAnswerTooLarge) as read:
+            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    assert write.value.may_have_executed and not read.value.retryable
+    assert str(read.value) == (
+        "Membrane's answer has a body larger than 4 KiB, the most kartra-mcp reads; "
+        "the answer to POST /act was not read"
+    )
+    assert len(served.requests) == 2
+    assert served.connections == 2

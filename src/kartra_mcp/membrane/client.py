@@ -3,7 +3,8 @@
 Every request goes through `_send`, which maps transport failures and Membrane's error bodies to
 `kartra_mcp.errors` once, and retries only what is safe: reads (`retry_safe=True`) on timeouts,
 resets, 429 and 5xx; any request whose connection never opened. A write whose answer is lost is
-never sent again: the error says its outcome is unknown (`may_have_executed`).
+never sent again: the error says its outcome is unknown (`may_have_executed`). An answer too large
+to read (`MembraneAnswerTooLarge`) is not asked again: it would be as large the next time.
 
 Runs and raw requests go through `POST /act`, Membrane's published route; a deployment that does
 not serve it (found once by a probe that cannot run anything, see `membrane.routes`) gets the
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from kartra_mcp import __version__, progress
 from kartra_mcp.errors import (
     MembraneAccessDenied,
+    MembraneAnswerTooLarge,
     MembraneApiError,
     MembraneBadRequest,
     MembraneError,
@@ -52,7 +54,7 @@ from kartra_mcp.membrane.routes import (
     api_request,
     upstream_answer,
 )
-from kartra_mcp.membrane.transport import MembraneTransport, network_transport
+from kartra_mcp.membrane.transport import AnswerTooLarge, MembraneTransport, network_transport
 
 _M = TypeVar("_M", Action, ActionRun, Connection, ConnectionRequest)
 
@@ -471,6 +473,8 @@ class MembraneClient:
             raise MembraneUnreachable(f"Could not reach Membrane at {self.base_url}: {type(exc).__name__}") from None
         except (TimeoutError, httpx2.TimeoutException):
             raise MembraneTimeout(f"Membrane did not answer {method} {path} within {self._timeout:g}s") from None
+        except AnswerTooLarge as exc:
+            raise MembraneAnswerTooLarge(f"{exc}; the answer to {method} {path} was not read") from None
         except httpx2.TransportError as exc:
             raise MembraneTransportError(
                 f"The connection to Membrane broke during {method} {path}: {type(exc).__name__}"

@@ -11,7 +11,8 @@ httpx2's own transports (it mounts them per URL pattern).
 
 Its errors are httpx2's: `ConnectError`/`ConnectTimeout` only when nothing was sent (the client
 may then send again), `WriteError`/`ReadError`/`RemoteProtocolError`/`ReadTimeout` once the
-request may have reached the server.
+request may have reached the server. An answer larger than it reads (`max_head`, `max_body`) is
+`AnswerTooLarge`, a `RemoteProtocolError`: it stops reading at once and closes that connection.
 """
 
 from __future__ import annotations
@@ -31,13 +32,33 @@ MAX_IDLE = 20
 # An idle connection older than this is not reused: servers close idle ones (Node after 5 s), and a
 # request written as the server closes would be lost (as httpx2's own transport does, 5 s).
 KEEPALIVE_EXPIRY = 5.0
+# The most an answer's status line and headers may take, interim answers (103) included: 64 KiB, as
+# common servers and clients allow (nginx's large_client_header_buffers, Node's 16 KiB, h11's 100 KB);
+# Membrane's heads are well under 1 KiB.
+MAX_HEAD = 64 * 1024
+# The most an answer's body may take. Membrane documents 30 MB as its largest response (a page of
+# 1000 items, a raw Kartra read such as a lead list); twice that leaves room for a self-hosted
+# Membrane with a raised limit, and still bounds what a faulty one (or a proxy) can make us hold.
+MAX_BODY = 64 * 1024 * 1024
+
+
+class AnswerTooLarge(httpx2.RemoteProtocolError):
+    """An answer whose head or body is larger than the transport reads: it was not read, its connection closed."""
 
 
 class _Exchange(asyncio.Protocol):
     """One TCP (or TLS) connection: it parses the answers to the requests written on it, one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_head: int = MAX_HEAD, max_body: int = MAX_BODY) -> None:
         self.transport: asyncio.Transport | None = None
+        self._max_head = max_head
+        self._max_body = max_body
+        # Counted down as an answer arrives: raw bytes while its head is incomplete (an endless line
+        # is held inside the parser, unseen), then each header; each piece of the body.
+        self._reading_head = False
+        self._head_read = 0
+        self._head_room = 0
+        self._body_room = 0
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[None] | None = None
@@ -58,12 +79,16 @@ class _Exchange(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             self.close()  # bytes nobody asked for: this connection can no longer be trusted
             return
+        if self._reading_head:
+            self._head_read += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpx2.RemoteProtocolError("Membrane switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(httpx2.RemoteProtocolError(f"Membrane's answer is not valid HTTP/1.1: {exc}"))
+        if self._reading_head and self._head_read > self._max_head:  # still no end to the head in sight
+            self._too_large("headers", self._max_head)
 
     def eof_received(self) -> bool | None:
         self.closed = True
@@ -96,6 +121,10 @@ class _Exchange(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._stray():
             return
+        self._head_room -= len(name) + len(value) + 4  # with ": " and CRLF, so many tiny headers count too
+        if self._head_room < 0:
+            self._too_large("headers", self._max_head)
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -103,13 +132,27 @@ class _Exchange(asyncio.Protocol):
             return
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
-        framed = {name.lower() for name, _ in self._headers} & {b"content-length", b"transfer-encoding"}
+        self._reading_head = 100 <= self.status < 200  # an interim answer: another head follows
+        framed = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                framed = True
+                if not self._head and int(value) > self._max_body:  # refused before a byte of it is read
+                    self._too_large("a body", self._max_body)
+                    return
+            elif lower == b"transfer-encoding":
+                framed = True
         self._until_close = not framed and not self.keep_alive
         if self._head:  # the parser would wait for the body the headers describe
             self._finish()
 
     def on_body(self, body: bytes) -> None:
         if self._stray():
+            return
+        self._body_room -= len(body)
+        if self._body_room < 0:
+            self._too_large("a body", self._max_body)
             return
         self._body.append(body)
 
@@ -126,6 +169,11 @@ class _Exchange(asyncio.Protocol):
     def _finish(self) -> None:
         if self._answer is not None and not self._answer.done():
             self._answer.set_result(None)
+
+    def _too_large(self, part: str, bound: int) -> None:
+        self._fail(
+            AnswerTooLarge(f"Membrane's answer has {part} larger than {_size(bound)}, the most kartra-mcp reads")
+        )
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
@@ -144,6 +192,8 @@ class _Exchange(asyncio.Protocol):
         assert self.transport is not None
         self._answer = answer = loop.create_future()
         self._headers, self._body, self._head, self.status = [], [], head, 0
+        self._reading_head, self._head_read, self._head_room = True, 0, self._max_head
+        self._body_room = self._max_body
         try:
             self.transport.write(data)
         except (OSError, RuntimeError) as exc:
@@ -181,12 +231,18 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
         attempt_timeout: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_idle: int = MAX_IDLE,
+        max_head: int = MAX_HEAD,
+        max_body: int = MAX_BODY,
     ) -> None:
         """`attempt_timeout` bounds each request as a whole, connecting included (else only each step is bounded,
-        by httpx2's timeouts); a caller that needs such a bound need not set one of its own around each request."""
+        by httpx2's timeouts); a caller that needs such a bound need not set one of its own around each request.
+        An answer whose head (status line and headers) exceeds `max_head` bytes or whose body exceeds
+        `max_body` bytes is refused with `AnswerTooLarge` (see `MAX_HEAD`, `MAX_BODY`)."""
         self.attempt_timeout = attempt_timeout
         self._ssl = ssl_context
         self._max_idle = max_idle
+        self._max_head = max_head
+        self._max_body = max_body
         self._idle: dict[tuple[bytes, bytes, int], deque[_Exchange]] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -262,7 +318,9 @@ class MembraneTransport(httpx2.AsyncBaseTransport):
             tls = {"ssl": self._ssl, "server_hostname": host.decode("ascii")}
         try:
             async with asyncio.timeout(timeout):
-                _, exchange = await loop.create_connection(_Exchange, host.decode("ascii"), port, **tls)
+                _, exchange = await loop.create_connection(
+                    lambda: _Exchange(self._max_head, self._max_body), host.decode("ascii"), port, **tls
+                )
         except TimeoutError:
             raise httpx2.ConnectTimeout(f"Connecting to {host.decode()}:{port} timed out") from None
         except (OSError, ssl.SSLError) as exc:
@@ -289,6 +347,14 @@ def _refuse_unsafe(request: httpx2.Request) -> None:
     for name, value in request.headers.raw:
         if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
             raise httpx2.LocalProtocolError(f"Header {name.decode('latin-1')!r} is not a valid HTTP header")
+
+
+def _size(count: int) -> str:
+    """A byte count as people read it: `64 KiB`, `32 MiB`, `100 bytes`."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
 
 
 def _least(a: float | None, b: float) -> float:

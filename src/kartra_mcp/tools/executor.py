@@ -37,6 +37,7 @@ from kartra_mcp.errors import (
     ConfirmationInvalid,
     InvalidArgumentsError,
     MembraneAccessDenied,
+    MembraneAnswerTooLarge,
     MembraneApiError,
     MembraneBadRequest,
     MembraneError,
@@ -826,7 +827,9 @@ class Executor:
             MembraneAccessDenied: "This Membrane token may not do this; a person must grant access in Membrane.",
             MembraneNotFound: "The action or connection is gone from Membrane; list the tools again.",
             MembraneRateLimited: "Membrane is rate limiting; wait a few seconds and try again.",
-        }.get(type(exc) if isinstance(exc, MembraneApiError) else MembraneApiError, "Try again in a little while.")
+            MembraneAnswerTooLarge: "Asked again it would be as large, so it was not; ask for less "
+            "(a narrower filter or a smaller page).",
+        }.get(type(exc), "Try again in a little while.")
         done = " Nothing was done." if call.risk is not Risk.READ else ""
         return CallResult(f"{exc}.{done} {advice}", structured, is_error=True)
 
