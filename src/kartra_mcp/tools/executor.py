@@ -827,8 +827,8 @@ class Executor:
             MembraneAccessDenied: "This Membrane token may not do this; a person must grant access in Membrane.",
             MembraneNotFound: "The action or connection is gone from Membrane; list the tools again.",
             MembraneRateLimited: "Membrane is rate limiting; wait a few seconds and try again.",
-            MembraneAnswerTooLarge: "Asked again it would be as large, so it was not; ask for less "
-            "(a narrower filter or a smaller page).",
+            MembraneAnswerTooLarge: "It was not asked again, since it would be as large: ask for less "
+            "(a narrower filter, a smaller page).",
         }.get(type(exc), "Try again in a little while.")
         done = " Nothing was done." if call.risk is not Risk.READ else ""
         return CallResult(f"{exc}.{done} {advice}", structured, is_error=True)
