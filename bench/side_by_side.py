@@ -407,6 +407,11 @@ def _print_table(targets: list[Target], floor: Floor, memory: dict[str, tuple[fl
         "  the same, plain HTTP client (ms)",
         [with_ratio(c, f"{c * 1e3:.1f}", mplain, t) for t in targets for c in [quantiles(t.plain_connects)[0]]],
     )
+    mserver = _mean(membrane.connect_server_cpu) if membrane else None
+    row(
+        "  server CPU per new session (ms)",
+        [with_ratio(c, f"{c * 1e3:.1f}", mserver, t) for t in targets for c in [_mean(t.connect_server_cpu)]],
+    )
     row(
         "tools/list bytes per tool",
         [with_ratio(t.bytes_per_tool, f"{t.bytes_per_tool:.0f}", mbytes, t) for t in targets],

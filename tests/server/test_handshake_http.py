@@ -319,3 +319,43 @@ async def test_each_request_is_handled_in_the_context_its_own_http_request_set()
             listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
             listed = await http.post(url, json=listing, headers={**ACCEPT, **session, "x-caller": "lister"})
     assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["lister"]
+
+
+async def test_a_client_that_stops_reading_its_stream_holds_up_no_other_session(runtime: Runtime) -> None:
+    """A change announced to every watching session is dropped for one whose stream is full, not waited for."""
+    server, _ = build_server(runtime)
+    sessions = HandshakeSessions(server, security=None)
+    stalled = anyio.Event()
+
+    async def one_client_stops_reading(scope: Scope, receive: Receive, send: Send) -> None:
+        async def never_delivered(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                stalled.set()
+                await anyio.sleep_forever()
+            await send(message)
+
+        await sessions(scope, receive, never_delivered if scope["method"] == "GET" else send)
+
+    subscribe = {"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": AUDIT_URI}}
+    answers: list[httpx2.Response] = []
+    with anyio.fail_after(60):
+        async with (
+            sessions.run(),
+            serving(one_client_stops_reading, lifespan="off") as url,
+            _raw_session(url) as (watcher, watching),
+            _raw_session(url) as (writer, writing),
+        ):
+            assert (await watcher.post(url, json=subscribe, headers=watching)).status_code == 200
+            async with watcher.stream("GET", url, headers={**watching, "Accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+                for number in range(24):  # more changes than the watcher's stream holds
+                    call = {
+                        "jsonrpc": "2.0",
+                        "id": 10 + number,
+                        "method": "tools/call",
+                        "params": {"name": "create-lead", "arguments": {"email": f"busy.{number}@example.com"}},
+                    }
+                    answers.append(await writer.post(url, json=call, headers=writing))
+    assert stalled.is_set()
+    assert [answer.status_code for answer in answers] == [200] * 24
+    assert not any(answer.json()["result"]["isError"] for answer in answers)

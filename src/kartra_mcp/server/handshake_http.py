@@ -120,6 +120,8 @@ class _Session:
     standalone: Wire | None = None
     in_flight: int = 0
     closed: bool = False
+    # Notifications are being dropped because the client is not reading its standalone stream.
+    dropping: bool = False
 
 
 class _Outbox:
@@ -144,9 +146,20 @@ class _Outbox:
             logger.debug("Session %s: no open stream for a %s; dropped", session.id, type(message).__name__)
             return
         try:
-            await wire.send(message)
+            if key is not None:
+                await wire.send(message)  # a request's own messages wait for its reader, in order
+            else:
+                # A change announced to every session must not wait on one whose client stopped reading:
+                # what its full stream cannot take is dropped (the client can list again at any time).
+                wire.send_nowait(message)
+        except anyio.WouldBlock:
+            if not session.dropping:
+                logger.warning("Session %s is not reading its stream: notifications for it are dropped", session.id)
+            session.dropping = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("Session %s: the stream closed before a message reached it", session.id)
+        else:
+            session.dropping = False
 
     async def aclose(self) -> None:
         """Nothing to close: the streams written to belong to the requests."""
