@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import ListToolsResult, PaginatedRequestParams, ResourceUpdatedNotification, Tool
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
@@ -328,7 +328,7 @@ async def test_a_client_that_stops_reading_its_stream_holds_up_no_other_session(
     stalled = anyio.Event()
 
     async def one_client_stops_reading(scope: Scope, receive: Receive, send: Send) -> None:
-        async def never_delivered(message: dict[str, Any]) -> None:
+        async def never_delivered(message: Message) -> None:
             if message["type"] == "http.response.body" and message.get("body"):
                 stalled.set()
                 await anyio.sleep_forever()
