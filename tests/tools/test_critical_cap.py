@@ -74,12 +74,16 @@ async def test_a_lock_file_that_cannot_be_opened_refuses_only_capped_critical_ca
     assert not sent.is_error and _refunded(sandbox, samples), sent.text
 
 
-def test_an_audit_log_in_memory_takes_no_lock_file(tmp_path: Path) -> None:
+def test_an_audit_log_in_a_file_or_a_tenant_s_view_of_it_takes_the_lock_file_and_one_in_memory_none(
+    tmp_path: Path,
+) -> None:
     memory, on_disk = AuditLog(None), AuditLog(tmp_path / "audit.sqlite3")
     try:
         assert AuditCountedCap(memory).across is None
-        across = AuditCountedCap(on_disk).across
-        assert across is not None and across.path == tmp_path / "audit.sqlite3.cap-lock"
+        # Hosted, each tenant counts in a view of the same file, so it is held against the other processes too.
+        for audit in (on_disk, on_disk.for_tenant("tenant-1")):
+            across = AuditCountedCap(audit).across
+            assert across is not None and across.path == tmp_path / "audit.sqlite3.cap-lock"
     finally:
         memory.close()
         on_disk.close()
