@@ -87,7 +87,7 @@ class FileLock:
     async def _take(self, fd: int) -> None:
         if _try_lock(fd):
             return
-        logger.info("%s is held by another process (or holder); waiting up to %g s for it", self.path, self.timeout)
+        logger.info("%s is held by another process; waiting up to %g s for it", self.path, self.timeout)
         deadline = anyio.current_time() + self.timeout
         while True:
             await anyio.sleep(self._interval)
