@@ -297,3 +297,32 @@ def read_only(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+_HOLD_FILE_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@contextmanager
+def file_lock_held(path: Path) -> Iterator[Callable[[], None]]:
+    """Another process holds the `flock` of `path` (made if missing) until the block ends or it is released.
+
+    Gives the release: it ends the holding process, whose death drops the lock.
+    """
+    if os.name == "nt":
+        pytest.skip("the holding process uses flock")
+    process = spawn([sys.executable, "-c", _HOLD_FILE_LOCK, str(path)], env=local_env(), stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "locked":
+            pytest.fail(f"the lock-holding process did not take the lock on {path}")
+        yield lambda: end(process)
+    finally:
+        end(process)
+        if process.stdout is not None:
+            process.stdout.close()

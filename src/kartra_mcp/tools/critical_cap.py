@@ -2,23 +2,33 @@
 
 A critical call takes its place among the last hour's critical calls of its connection before its
 intent row is written, and keeps it once the call may have been sent. Counting and taking are one
-step: in one process under a lock around the audit log's count (the default), across replicas as
-one atomic operation on the shared store (Redis).
+step: under a lock around the audit log's count (the default) that every process on the machine
+sharing the log's file respects, across replicas as one atomic operation on the shared store (Redis).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Protocol
 
 import anyio
 
-from kartra_mcp.tools.audit import AuditTrail
+from kartra_mcp.errors import StateUnavailable
+from kartra_mcp.tools.audit import AuditLog, AuditTrail
+from kartra_mcp.tools.file_lock import FileLock, FileLockTimeout
 from kartra_mcp.tools.spec import Risk
 
 WINDOW_SECONDS = 3600.0
+# How long a capped call waits for another process's count and intent row before it is refused.
+LOCK_TIMEOUT = 5.0
+
+
+def cap_lock_path(audit_path: Path) -> Path:
+    """The file whose lock the processes sharing the audit log at `audit_path` count and write under."""
+    return audit_path.with_name(f"{audit_path.name}.cap-lock")
 
 
 class CriticalCap(Protocol):
@@ -38,16 +48,24 @@ class CriticalCap(Protocol):
 
 
 class AuditCountedCap:
-    """One process: the audit log's count of the last hour, and the intent row, under one lock.
+    """The audit log's count of the last hour, and the intent row, under one lock.
 
     Both wait for the audit log's worker, so without the lock concurrent calls could all count
     before any writes and overrun the cap. The rows outlive a restart, so the cap does too.
+    An audit log in a file may be shared by other processes (Claude Desktop and Cursor each start
+    one with the same default path), so there the lock is also a lock on a file beside it
+    (`cap_lock_path`), waited for at most `lock_timeout` seconds.
     """
 
-    def __init__(self, audit: AuditTrail, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, audit: AuditTrail, *, clock: Callable[[], float] = time.time, lock_timeout: float = LOCK_TIMEOUT
+    ) -> None:
         self._audit = audit
         self._clock = clock
         self._lock = anyio.Lock()
+        path = audit.path if isinstance(audit, AuditLog) else None
+        # In memory no other process can see the rows; PostgreSQL without Redis is per replica (README).
+        self.across: FileLock | None = None if path is None else FileLock(cap_lock_path(path), timeout=lock_timeout)
 
     async def used(self, connection: str) -> int:
         return await self._audit.count_since(
@@ -56,6 +74,27 @@ class AuditCountedCap:
 
     @asynccontextmanager
     async def reserve(self, connection: str, limit: int) -> AsyncIterator[int | None]:
-        async with self._lock:
+        async with self._lock, AsyncExitStack() as held:
+            if self.across is not None:
+                await self._hold(held, self.across)
             done = await self.used(connection)
             yield done if done >= limit else None
+
+    @staticmethod
+    async def _hold(stack: AsyncExitStack, lock: FileLock) -> None:
+        """Take the other processes' lock for the rest of `stack`, or refuse the call: nothing is sent."""
+        try:
+            await stack.enter_async_context(lock.held())
+        except FileLockTimeout:
+            raise StateUnavailable(
+                f"Another kartra-mcp process sharing this audit log held {lock.path} for over {lock.timeout:g} s, "
+                "and the policy's hourly cap of critical calls cannot be checked without it, so nothing was sent. "
+                "Try again in a moment; if it stays held, a stuck process holds it: close the other programs "
+                "that run kartra-mcp with this audit log (Claude Desktop, Cursor, a terminal)."
+            ) from None
+        except OSError as exc:
+            raise StateUnavailable(
+                f"The lock file {lock.path}, which keeps the policy's hourly cap of critical calls across processes "
+                f"sharing this audit log, cannot be used ({exc}), so nothing was sent. Make its directory writable "
+                "by this user, or set KARTRA_MCP_AUDIT_DB to a file in a writable directory."
+            ) from None
