@@ -345,6 +345,15 @@ def _chunk(data: bytes) -> bytes:
             id="chunked",
         ),
         pytest.param(
+            # Past what one read takes (256 KiB), so most of it comes after the last chunk's size line was read.
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            + _chunk(b"ok")
+            + b"0\r\nx-trailer: "
+            + b"t" * 1024 * 1024,
+            "headers larger than 1 KiB",
+            id="endless-trailer",
+        ),
+        pytest.param(
             b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * (MAX_BODY + 1),
             "a body larger than 4 KiB",
             id="until-close",

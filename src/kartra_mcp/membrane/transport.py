@@ -147,9 +147,15 @@ class _Exchange(asyncio.Protocol):
         if self._head:  # the parser would wait for the body the headers describe
             self._finish()
 
+    def on_chunk_header(self) -> None:
+        # Trailers may follow (after the last chunk, whose size the parser does not tell), and a line of
+        # theirs is held inside the parser unseen until it ends: raw bytes count again until a chunk's data.
+        self._reading_head, self._head_read = True, 0
+
     def on_body(self, body: bytes) -> None:
         if self._stray():
             return
+        self._reading_head = False
         self._body_room -= len(body)
         if self._body_room < 0:
             self._too_large("a body", self._max_body)
