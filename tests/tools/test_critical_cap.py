@@ -7,7 +7,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kartra_mcp.config import Settings
+from kartra_mcp.errors import StateUnavailable
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.server.runtime import Runtime, open_runtime
 from kartra_mcp.tools.audit import AuditLog
@@ -83,7 +86,23 @@ def test_an_audit_log_in_a_file_or_a_tenant_s_view_of_it_takes_the_lock_file_and
         # Hosted, each tenant counts in a view of the same file, so it is held against the other processes too.
         for audit in (on_disk, on_disk.for_tenant("tenant-1")):
             across = AuditCountedCap(audit).across
-            assert across is not None and across.path == tmp_path / "audit.sqlite3.cap-lock"
+            assert across is not None and across.path == (tmp_path / "audit.sqlite3.cap-lock").resolve()
     finally:
         memory.close()
         on_disk.close()
+
+
+async def test_an_audit_log_opened_through_a_link_to_its_file_is_held_by_the_same_lock(tmp_path: Path) -> None:
+    """SQLite follows the link to one database, so the cap must not split into two locks around it."""
+    real = tmp_path / "state" / "audit.sqlite3"
+    AuditLog(real).close()
+    linked = tmp_path / "audit.sqlite3"
+    linked.symlink_to(real)
+    audit = AuditLog(linked)
+    try:
+        with file_lock_held(cap_lock_path(real)), pytest.raises(StateUnavailable) as refused:
+            async with AuditCountedCap(audit, lock_timeout=0.2).reserve("connection", 1):
+                pass
+    finally:
+        audit.close()
+    assert str(cap_lock_path(real)) in str(refused.value)

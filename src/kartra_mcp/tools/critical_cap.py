@@ -27,8 +27,13 @@ LOCK_TIMEOUT = 5.0
 
 
 def cap_lock_path(audit_path: Path) -> Path:
-    """The file whose lock the processes sharing the audit log at `audit_path` count and write under."""
-    return audit_path.with_name(f"{audit_path.name}.cap-lock")
+    """The file whose lock the processes sharing the audit log at `audit_path` count and write under.
+
+    Beside the file itself, past any link to it, as SQLite finds one database through the link: a
+    process given the link and one given the file share the lock as they share the rows.
+    """
+    real = audit_path.resolve()
+    return real.with_name(f"{real.name}.cap-lock")
 
 
 class CriticalCap(Protocol):
