@@ -288,6 +288,35 @@ async def test_a_write_running_when_its_session_is_ended_still_finishes_and_is_r
     assert row.outcome == "success", row
 
 
+async def test_a_session_ended_while_the_person_is_asked_ends_the_call_at_once_and_runs_nothing(
+    runtime: Runtime, sandbox: Sandbox
+) -> None:
+    """After its DELETE the client cannot answer the question: the call must not wait out the confirmation."""
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "unassign-tag", "arguments": {"email": "henry.jones.1@example.com", "tag_name": "Customer"}},
+    }
+    client = {"name": "raw", "version": "0"}
+    params = {"protocolVersion": VERSION, "capabilities": {"elicitation": {"form": {}}}, "clientInfo": client}
+    events: list[dict[str, Any]] = []
+    with anyio.fail_after(60):
+        async with _served(runtime) as url, httpx2.AsyncClient(timeout=httpx2.Timeout(30), trust_env=False) as http:
+            opened = await http.post(url, json={**INITIALIZE, "params": params}, headers=ACCEPT)
+            headers = {**ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+            await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            async with http.stream("POST", url, json=call, headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: "):
+                        events.append(json.loads(line.removeprefix("data: ")))
+                        if events[-1].get("method") == "elicitation/create":
+                            assert (await http.delete(url, headers=headers)).status_code == 200
+    assert [e.get("method") for e in events] == ["elicitation/create", None]
+    assert events[-1]["id"] == 7 and events[-1]["result"]["isError"] is True, events[-1]
+    assert not ran(sandbox.requests, BY_KEY["unassign-tag"].id)
+
+
 _CALLER: ContextVar[str] = ContextVar("caller", default="nobody")
 
 

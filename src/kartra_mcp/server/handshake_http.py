@@ -36,6 +36,7 @@ from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, DEFAULT_SES
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp.types import (
+    CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -122,6 +123,9 @@ class _Session:
     closed: bool = False
     # Notifications are being dropped because the client is not reading its standalone stream.
     dropping: bool = False
+    # Questions put to the client (a person asked mid-call) it has not answered, by id: once it ends the
+    # session it never will, so they are answered for it then (see `_delete`).
+    asked: dict[str, RequestId] = field(default_factory=dict)
 
 
 class _Outbox:
@@ -136,6 +140,10 @@ class _Outbox:
 
     async def send(self, item: SessionMessage, /) -> None:
         session, message = self._session, item.message
+        if isinstance(message, JSONRPCRequest):
+            if session.closed:  # the client ended the session and will answer nothing: the asker hears so now
+                raise anyio.ClosedResourceError
+            session.asked[str(message.id)] = message.id
         key: RequestId | None = None
         if isinstance(message, JSONRPCResponse | JSONRPCError):
             key = message.id
@@ -266,6 +274,8 @@ class HandshakeSessions:
                 await self._exchange(session, message, request, send)
                 return
             await _headers_only(HTTPStatus.ACCEPTED, session)(request.scope, request.receive, send)
+            if isinstance(message, JSONRPCResponse | JSONRPCError):
+                session.asked.pop(str(message.id), None)
             await self._deliver(
                 session, SessionMessage(message, metadata=ServerMessageMetadata(request_context=request))
             )
@@ -400,6 +410,12 @@ class HandshakeSessions:
         if session is None:
             return
         self._end(session, drain=True)
+        # A request still running may be waiting on a question to the client; it would wait out its
+        # confirmation's life for an answer that cannot come. Nothing was sent for it: it ends declined.
+        asked, session.asked = session.asked, {}
+        for request_id in asked.values():
+            gone = ErrorData(code=CONNECTION_CLOSED, message="The client ended the session")
+            await self._deliver(session, SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=gone)))
         await _headers_only(HTTPStatus.OK, session)(request.scope, request.receive, send)
 
     async def _session(self, request: Request, send: Send) -> _Session | None:
