@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from kartra_mcp.errors import MembraneAnswerTooLarge, MembraneTimeout, MembraneTransportError
+from kartra_mcp.errors import MembraneAnswerEncoded, MembraneAnswerTooLarge, MembraneTimeout, MembraneTransportError
 from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.membrane.transport import AnswerTooLarge, MembraneTransport, network_transport
 from tests.conftest import FAST_RETRY
@@ -407,3 +408,26 @@ async def test_an_answer_too_large_leaves_a_write_unknown_sent_once_and_a_read_n
     )
     assert len(served.requests) == 2
     assert served.connections == 2
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["own-transport", "httpx2-transport"])
+async def test_a_compressed_answer_is_refused_unread_whatever_the_transport(ours: bool) -> None:
+    """Its few bytes pass every bound on what arrives; decompressed they would not. None is asked for."""
+    bomb = gzip.compress(b"0" * (100 * MAX_BODY))
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(bomb), bomb)
+    transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY) if ours else httpx2.AsyncHTTPTransport()
+    async with (
+        _loopback(_always(answer)) as served,
+        MembraneClient(
+            base_url=served.url, auth=BearerToken("t"), transport=transport, retry=FAST_RETRY, act=True
+        ) as client,
+    ):
+        with pytest.raises(MembraneAnswerEncoded) as write:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+        with pytest.raises(MembraneAnswerEncoded) as read:
+            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    assert len(bomb) < MAX_BODY
+    assert write.value.may_have_executed and not read.value.retryable
+    assert str(read.value).startswith("Membrane's answer came compressed (gzip) though kartra-mcp asked for none")
+    assert len(served.requests) == 2
+    assert all(b"\r\naccept-encoding: identity\r\n" in request.lower() for request in served.requests)

@@ -46,6 +46,25 @@ class AnswerTooLarge(httpx2.RemoteProtocolError):
     """An answer whose head or body is larger than the transport reads: it was not read, its connection closed."""
 
 
+class AnswerEncoded(AnswerTooLarge):
+    """An answer compressed though the client asked for none: its size once read cannot be bounded."""
+
+
+async def refuse_encoded(response: httpx2.Response) -> None:
+    """A response hook, run before the body is read: refuse a compressed answer.
+
+    The bounds above count the bytes that arrive; a compressed body of a few of them can grow to
+    gigabytes once httpx2 decompresses it. The client asks for `identity`, so no server or proxy
+    that honours it compresses; one that does anyway is refused.
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise AnswerEncoded(
+            f"Membrane's answer came compressed ({encoding[:40]}) though kartra-mcp asked for none, so how large "
+            "it is once read cannot be bounded"
+        )
+
+
 class _Exchange(asyncio.Protocol):
     """One TCP (or TLS) connection: it parses the answers to the requests written on it, one at a time."""
 
