@@ -431,3 +431,44 @@ async def test_a_compressed_answer_is_refused_unread_whatever_the_transport(ours
     assert str(read.value).startswith("Membrane's answer came compressed (gzip) though kartra-mcp asked for none")
     assert len(served.requests) == 2
     assert all(b"\r\naccept-encoding: identity\r\n" in request.lower() for request in served.requests)
+
+
+_RUN = b'{"output":{"ok":true}}'
+_RUN_OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_RUN), _RUN)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (MAX_BODY + 1) + b"x" * 100, id="content-length"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(b"x" * 1000) * 5 + b"0\r\n\r\n",
+            id="chunked",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * (MAX_BODY + 1), id="until-close"),
+    ],
+)
+async def test_on_httpx2s_own_transport_an_answer_past_the_bound_is_refused_too(answer: bytes) -> None:
+    """As behind a proxy, where httpx2's own transport reads: the client bounds what it brings."""
+    async with (
+        _loopback(lambda n, _: (answer, True) if n < 3 else (_RUN_OK, False)) as served,
+        MembraneClient(
+            base_url=served.url,
+            auth=BearerToken("t"),
+            transport=httpx2.AsyncHTTPTransport(),
+            retry=FAST_RETRY,
+            act=True,
+            max_body=MAX_BODY,
+        ) as client,
+    ):
+        with pytest.raises(MembraneAnswerTooLarge) as write:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+        with pytest.raises(MembraneAnswerTooLarge) as read:
+            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+        after = await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    assert after.output == {"ok": True}
+    assert write.value.may_have_executed and not read.value.retryable
+    assert str(read.value).startswith("Membrane's answer has a body larger than 4 KiB, the most kartra-mcp reads")
+    assert len(served.requests) == 3

@@ -56,9 +56,11 @@ from kartra_mcp.membrane.routes import (
     upstream_answer,
 )
 from kartra_mcp.membrane.transport import (
+    MAX_BODY,
     AnswerEncoded,
     AnswerTooLarge,
     MembraneTransport,
+    bounding,
     network_transport,
     refuse_encoded,
 )
@@ -164,7 +166,9 @@ class MembraneClient:
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         act: bool | None = None,
+        max_body: int = MAX_BODY,
     ) -> None:
+        """`max_body` bounds an answer's body on any transport but `MembraneTransport`, which bounds its own."""
         self.base_url = base_url.rstrip("/")
         self._act = act
         self._route_lock = anyio.Lock()
@@ -174,6 +178,7 @@ class MembraneClient:
             transport = network_transport(timeout)
         # Our own transport bounds each attempt as a whole; any other is bounded here, by a cancel scope.
         self._keeps_time = isinstance(transport, MembraneTransport) and transport.attempt_timeout == timeout
+        own_bounds = [] if isinstance(transport, MembraneTransport) else [bounding(max_body)]
         self._http = httpx2.AsyncClient(
             base_url=self.base_url,
             auth=auth,
@@ -187,7 +192,7 @@ class MembraneClient:
                 # slip past it, so none is asked for, and one that comes anyway is refused (`refuse_encoded`).
                 "accept-encoding": "identity",
             },
-            event_hooks={"response": [refuse_encoded]},
+            event_hooks={"response": [refuse_encoded, *own_bounds]},
             trust_env=True,
         )
         # Merging the base URL and query costs more than the rest of building a request; action runs

@@ -22,6 +22,7 @@ import re
 import ssl
 import urllib.request
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import httptools
@@ -44,6 +45,46 @@ MAX_BODY = 64 * 1024 * 1024
 
 class AnswerTooLarge(httpx2.RemoteProtocolError):
     """An answer whose head or body is larger than the transport reads: it was not read, its connection closed."""
+
+
+def _body_too_large(bound: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"Membrane's answer has a body larger than {_size(bound)}, the most kartra-mcp reads")
+
+
+class _Bounded(httpx2.AsyncByteStream):
+    """Another transport's answer body, refused as soon as it passes `bound` bytes."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, bound: int) -> None:
+        self._stream = stream
+        self._bound = bound
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        room = self._bound
+        async for chunk in self._stream:
+            room -= len(chunk)
+            if room < 0:
+                raise _body_too_large(self._bound)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def bounding(max_body: int = MAX_BODY) -> Callable[[httpx2.Response], Awaitable[None]]:
+    """A response hook that bounds the body of an answer another transport brings (httpx2's own, behind a
+    proxy): refused before it is read when it says it is larger, else as soon as it grows past `max_body`.
+
+    On this module's transport it is not needed: that one bounds what it reads itself.
+    """
+
+    async def bound(response: httpx2.Response) -> None:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_body:
+            raise _body_too_large(max_body)
+        if isinstance(response.stream, httpx2.AsyncByteStream):
+            response.stream = _Bounded(response.stream, max_body)
+
+    return bound
 
 
 class AnswerEncoded(AnswerTooLarge):
