@@ -9,6 +9,7 @@ KartraMCPError
 │   │   ├── MembraneUnreachable  the request never left: safe to send again
 │   │   ├── MembraneTimeout      no answer in time: a write may or may not have happened
 │   │   └── MembraneAnswerTooLarge  an answer larger than we read: not asked again, a write's outcome unknown
+│   │       └── MembraneAnswerEncoded  compressed though not asked to be: its size cannot be bounded
 │   ├── MembraneProtocolError    a success status with a body Membrane does not send
 │   └── MembraneApiError         Membrane answered with its error body {type, key, message, data}
 │       ├── MembraneBadRequest        400
@@ -95,6 +96,10 @@ class MembraneAnswerTooLarge(MembraneTransportError):
     """
 
     retryable = False
+
+
+class MembraneAnswerEncoded(MembraneAnswerTooLarge):
+    """Membrane's answer came compressed though none was asked for, so its size once read cannot be bounded."""
 
 
 class MembraneProtocolError(MembraneError):

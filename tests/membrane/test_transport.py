@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from kartra_mcp.errors import MembraneAnswerTooLarge, MembraneTimeout, MembraneTransportError
+from kartra_mcp.errors import MembraneAnswerEncoded, MembraneAnswerTooLarge, MembraneTimeout, MembraneTransportError
 from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.membrane.transport import AnswerTooLarge, MembraneTransport, network_transport
 from tests.conftest import FAST_RETRY
@@ -416,3 +417,67 @@ async def test_an_answer_too_large_leaves_a_write_unknown_sent_once_and_a_read_n
     )
     assert len(served.requests) == 2
     assert served.connections == 2
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["own-transport", "httpx2-transport"])
+async def test_a_compressed_answer_is_refused_unread_whatever_the_transport(ours: bool) -> None:
+    """Its few bytes pass every bound on what arrives; decompressed they would not. None is asked for."""
+    bomb = gzip.compress(b"0" * (100 * MAX_BODY))
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(bomb), bomb)
+    transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY) if ours else httpx2.AsyncHTTPTransport()
+    async with (
+        _loopback(_always(answer)) as served,
+        MembraneClient(
+            base_url=served.url, auth=BearerToken("t"), transport=transport, retry=FAST_RETRY, act=True
+        ) as client,
+    ):
+        with pytest.raises(MembraneAnswerEncoded) as write:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+        with pytest.raises(MembraneAnswerEncoded) as read:
+            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    assert len(bomb) < MAX_BODY
+    assert write.value.may_have_executed and not read.value.retryable
+    assert str(read.value).startswith("Membrane's answer came compressed (gzip) though kartra-mcp asked for none")
+    assert len(served.requests) == 2
+    assert all(b"\r\naccept-encoding: identity\r\n" in request.lower() for request in served.requests)
+
+
+_RUN = b'{"output":{"ok":true}}'
+_RUN_OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_RUN), _RUN)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (MAX_BODY + 1) + b"x" * 100, id="content-length"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + _chunk(b"x" * 1000) * 5 + b"0\r\n\r\n",
+            id="chunked",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * (MAX_BODY + 1), id="until-close"),
+    ],
+)
+async def test_on_httpx2s_own_transport_an_answer_past_the_bound_is_refused_too(answer: bytes) -> None:
+    """As behind a proxy, where httpx2's own transport reads: the client bounds what it brings."""
+    async with (
+        _loopback(lambda n, _: (answer, True) if n < 3 else (_RUN_OK, False)) as served,
+        MembraneClient(
+            base_url=served.url,
+            auth=BearerToken("t"),
+            transport=httpx2.AsyncHTTPTransport(),
+            retry=FAST_RETRY,
+            act=True,
+            max_body=MAX_BODY,
+        ) as client,
+    ):
+        with pytest.raises(MembraneAnswerTooLarge) as write:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+        with pytest.raises(MembraneAnswerTooLarge) as read:
+            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+        after = await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    assert after.output == {"ok": True}
+    assert write.value.may_have_executed and not read.value.retryable
+    assert str(read.value).startswith("Membrane's answer has a body larger than 4 KiB, the most kartra-mcp reads")
+    assert len(served.requests) == 3

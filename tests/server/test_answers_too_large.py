@@ -3,6 +3,7 @@ a real socket: a write's outcome is unknown and it is sent once; a read is refus
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,8 @@ class _Padded:
     def __init__(self, sandbox: Sandbox) -> None:
         self.app = sandbox.app
         self.on = False
+        # Instead of padding: compressed with gzip, as a proxy that compresses unasked would send it.
+        self.gzip = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (self.on and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/act"):
@@ -43,9 +46,12 @@ class _Padded:
         await self.app(scope, receive, hold)
         start, *parts = held
         body = b"".join(m.get("body", b"") for m in parts)
-        if start["status"] == 200:
-            body += b" " * MAX_BODY  # still JSON, only too large to read
         headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        if start["status"] == 200 and self.gzip:
+            body = gzip.compress(body)
+            headers.append((b"content-encoding", b"gzip"))
+        elif start["status"] == 200:
+            body += b" " * MAX_BODY  # still JSON, only too large to read
         await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
 
@@ -94,3 +100,23 @@ async def test_a_write_whose_answer_is_too_large_is_an_unknown_outcome_sent_once
     assert read.is_error and text_of(read).startswith(too_large) and "ask for less" in text_of(read), text_of(read)
     assert _runs(sandbox, "get-lead") == 2  # the refused read, then the one after: it was not asked again
     assert not after.is_error and "VIP" in text_of(after)  # the write whose answer went unread did happen
+
+
+async def test_an_answer_compressed_unasked_is_refused_like_one_too_large(
+    mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
+) -> None:
+    """A body a few bytes long can grow to gigabytes once decompressed, past every bound on what arrives."""
+    email = samples["lead"]["email"]
+    async with _served(sandbox) as (url, padded):
+        membrane = settings.model_copy(update={"membrane_api_url": url, "membrane_token": SecretStr(sandbox.token)})
+        async with open_runtime(membrane, retry=FAST_RETRY) as runtime, connect(runtime, mode) as client:
+            padded.on = padded.gzip = True
+            write = await client.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
+            read = await client.call_tool("get-lead", {"email": email})
+            rows = runtime.audit.rows(tool="assign-tag")
+    compressed = "Membrane's answer came compressed (gzip) though kartra-mcp asked for none"
+    assert write.is_error and text_of(write).startswith(f"OUTCOME UNKNOWN: {compressed}"), text_of(write)
+    assert [r.outcome for r in rows] == ["unknown"]
+    assert _runs(sandbox, "assign-tag") == 1
+    assert read.is_error and text_of(read).startswith(compressed) and "a proxy" in text_of(read), text_of(read)
+    assert _runs(sandbox, "get-lead") == 1

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from kartra_mcp import __version__, progress
 from kartra_mcp.errors import (
     MembraneAccessDenied,
+    MembraneAnswerEncoded,
     MembraneAnswerTooLarge,
     MembraneApiError,
     MembraneBadRequest,
@@ -54,7 +55,15 @@ from kartra_mcp.membrane.routes import (
     api_request,
     upstream_answer,
 )
-from kartra_mcp.membrane.transport import AnswerTooLarge, MembraneTransport, network_transport
+from kartra_mcp.membrane.transport import (
+    MAX_BODY,
+    AnswerEncoded,
+    AnswerTooLarge,
+    MembraneTransport,
+    bounding,
+    network_transport,
+    refuse_encoded,
+)
 
 _M = TypeVar("_M", Action, ActionRun, Connection, ConnectionRequest)
 
@@ -157,7 +166,9 @@ class MembraneClient:
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         act: bool | None = None,
+        max_body: int = MAX_BODY,
     ) -> None:
+        """`max_body` bounds an answer's body on any transport but `MembraneTransport`, which bounds its own."""
         self.base_url = base_url.rstrip("/")
         self._act = act
         self._route_lock = anyio.Lock()
@@ -167,6 +178,7 @@ class MembraneClient:
             transport = network_transport(timeout)
         # Our own transport bounds each attempt as a whole; any other is bounded here, by a cancel scope.
         self._keeps_time = isinstance(transport, MembraneTransport) and transport.attempt_timeout == timeout
+        own_bounds = [] if isinstance(transport, MembraneTransport) else [bounding(max_body)]
         self._http = httpx2.AsyncClient(
             base_url=self.base_url,
             auth=auth,
@@ -176,7 +188,11 @@ class MembraneClient:
                 "membrane-api-version": API_VERSION,
                 "user-agent": f"kartra-mcp/{__version__}",
                 "accept": "application/json",
+                # Every answer is read whole into memory under a bound on its bytes; a compressed one would
+                # slip past it, so none is asked for, and one that comes anyway is refused (`refuse_encoded`).
+                "accept-encoding": "identity",
             },
+            event_hooks={"response": [refuse_encoded, *own_bounds]},
             trust_env=True,
         )
         # Merging the base URL and query costs more than the rest of building a request; action runs
@@ -473,6 +489,8 @@ class MembraneClient:
             raise MembraneUnreachable(f"Could not reach Membrane at {self.base_url}: {type(exc).__name__}") from None
         except (TimeoutError, httpx2.TimeoutException):
             raise MembraneTimeout(f"Membrane did not answer {method} {path} within {self._timeout:g}s") from None
+        except AnswerEncoded as exc:
+            raise MembraneAnswerEncoded(f"{exc}; the answer to {method} {path} was not read") from None
         except AnswerTooLarge as exc:
             raise MembraneAnswerTooLarge(f"{exc}; the answer to {method} {path} was not read") from None
         except httpx2.TransportError as exc:

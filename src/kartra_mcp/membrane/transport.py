@@ -22,6 +22,7 @@ import re
 import ssl
 import urllib.request
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import httptools
@@ -44,6 +45,65 @@ MAX_BODY = 64 * 1024 * 1024
 
 class AnswerTooLarge(httpx2.RemoteProtocolError):
     """An answer whose head or body is larger than the transport reads: it was not read, its connection closed."""
+
+
+def _body_too_large(bound: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"Membrane's answer has a body larger than {_size(bound)}, the most kartra-mcp reads")
+
+
+class _Bounded(httpx2.AsyncByteStream):
+    """Another transport's answer body, refused as soon as it passes `bound` bytes."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, bound: int) -> None:
+        self._stream = stream
+        self._bound = bound
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        room = self._bound
+        async for chunk in self._stream:
+            room -= len(chunk)
+            if room < 0:
+                raise _body_too_large(self._bound)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def bounding(max_body: int = MAX_BODY) -> Callable[[httpx2.Response], Awaitable[None]]:
+    """A response hook that bounds the body of an answer another transport brings (httpx2's own, behind a
+    proxy): refused before it is read when it says it is larger, else as soon as it grows past `max_body`.
+
+    On this module's transport it is not needed: that one bounds what it reads itself.
+    """
+
+    async def bound(response: httpx2.Response) -> None:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_body:
+            raise _body_too_large(max_body)
+        if isinstance(response.stream, httpx2.AsyncByteStream):
+            response.stream = _Bounded(response.stream, max_body)
+
+    return bound
+
+
+class AnswerEncoded(AnswerTooLarge):
+    """An answer compressed though the client asked for none: its size once read cannot be bounded."""
+
+
+async def refuse_encoded(response: httpx2.Response) -> None:
+    """A response hook, run before the body is read: refuse a compressed answer.
+
+    The bounds above count the bytes that arrive; a compressed body of a few of them can grow to
+    gigabytes once httpx2 decompresses it. The client asks for `identity`, so no server or proxy
+    that honours it compresses; one that does anyway is refused.
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise AnswerEncoded(
+            f"Membrane's answer came compressed ({encoding[:40]}) though kartra-mcp asked for none, so how large "
+            "it is once read cannot be bounded"
+        )
 
 
 class _Exchange(asyncio.Protocol):

@@ -37,6 +37,7 @@ from kartra_mcp.errors import (
     ConfirmationInvalid,
     InvalidArgumentsError,
     MembraneAccessDenied,
+    MembraneAnswerEncoded,
     MembraneAnswerTooLarge,
     MembraneApiError,
     MembraneBadRequest,
@@ -829,6 +830,8 @@ class Executor:
             MembraneRateLimited: "Membrane is rate limiting; wait a few seconds and try again.",
             MembraneAnswerTooLarge: "It was not asked again, since it would be as large: ask for less "
             "(a narrower filter, a smaller page).",
+            MembraneAnswerEncoded: "It was not asked again: it would come compressed again. Something between "
+            "kartra-mcp and Membrane (a proxy) compresses answers unasked; a person must turn that off.",
         }.get(type(exc), "Try again in a little while.")
         done = " Nothing was done." if call.risk is not Risk.READ else ""
         return CallResult(f"{exc}.{done} {advice}", structured, is_error=True)
