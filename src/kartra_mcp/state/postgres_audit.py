@@ -20,16 +20,16 @@ import anyio
 import psycopg
 
 from kartra_mcp.errors import AuditUnavailable
+from kartra_mcp.state.postgres_lock import CONNECT_TIMEOUT, DSN_FIX, AdvisoryLock, advisory_key
 from kartra_mcp.tools.audit import AuditRow, Outcome, row_filters, stored_arguments
 
 logger = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 5
 _COLUMNS = (
     "id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
     " duration_ms, error, connection, tenant, answered_by"
 )
-_FIX = "check that PostgreSQL is running and KARTRA_MCP_AUDIT_DSN reaches it (host, port, database, user)"
+_FIX = DSN_FIX
 
 
 def _schema(table: str) -> str:
@@ -82,6 +82,13 @@ class PostgresAuditLog:
         self.clock = clock
         self.tenant: str | None = None
         self._link = _Link()
+
+    def cap_lock(self, timeout: float) -> AdvisoryLock:
+        """What replicas sharing this table hold from the count of the hourly cap to the intent row.
+
+        One key per table (the sandbox's `sandbox_calls` apart from `calls`), whatever the tenant.
+        """
+        return AdvisoryLock(self._dsn, advisory_key(self.table), what=f"table {self.table}", timeout=timeout)
 
     def for_tenant(self, tenant: str) -> PostgresAuditLog:
         view = copy.copy(self)

@@ -3,7 +3,8 @@
 A critical call takes its place among the last hour's critical calls of its connection before its
 intent row is written, and keeps it once the call may have been sent. Counting and taking are one
 step: under a lock around the audit log's count (the default) that every process on the machine
-sharing the log's file respects, across replicas as one atomic operation on the shared store (Redis).
+sharing the log's file respects, or every replica sharing the log in PostgreSQL (its advisory lock);
+across replicas with Redis as one atomic operation on the shared store.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import anyio
 
@@ -52,6 +53,23 @@ class CriticalCap(Protocol):
         ...
 
 
+class CapLock(Protocol):
+    """A lock that every process counting in the same shared audit log respects."""
+
+    def held(self) -> AbstractAsyncContextManager[None]:
+        """Hold it while the block runs; raises `StateUnavailable` on entering (nothing held) when it cannot."""
+        ...
+
+
+@runtime_checkable
+class LockedAudit(Protocol):
+    """An audit log shared beyond this machine (PostgreSQL) that gives the lock its writers count under."""
+
+    def cap_lock(self, timeout: float) -> CapLock:
+        """The lock, waited for at most `timeout` seconds."""
+        ...
+
+
 class AuditCountedCap:
     """The audit log's count of the last hour, and the intent row, under one lock.
 
@@ -59,7 +77,8 @@ class AuditCountedCap:
     before any writes and overrun the cap. The rows outlive a restart, so the cap does too.
     An audit log in a file may be shared by other processes (Claude Desktop and Cursor each start
     one with the same default path), so there the lock is also a lock on a file beside it
-    (`cap_lock_path`), waited for at most `lock_timeout` seconds.
+    (`cap_lock_path`), and in PostgreSQL the log's own lock (`LockedAudit`), each waited for at most
+    `lock_timeout` seconds.
     """
 
     def __init__(
@@ -69,8 +88,9 @@ class AuditCountedCap:
         self._clock = clock
         self._lock = anyio.Lock()
         path = audit.path if isinstance(audit, AuditLog) else None
-        # In memory no other process can see the rows; PostgreSQL without Redis is per replica (README).
+        # In memory no other process can see the rows.
         self.across: FileLock | None = None if path is None else FileLock(cap_lock_path(path), timeout=lock_timeout)
+        self.replicas: CapLock | None = audit.cap_lock(lock_timeout) if isinstance(audit, LockedAudit) else None
 
     async def used(self, connection: str) -> int:
         return await self._audit.count_since(
@@ -82,6 +102,8 @@ class AuditCountedCap:
         async with self._lock, AsyncExitStack() as held:
             if self.across is not None:
                 await self._hold(held, self.across)
+            if self.replicas is not None:
+                await held.enter_async_context(self.replicas.held())
             done = await self.used(connection)
             yield done if done >= limit else None
 

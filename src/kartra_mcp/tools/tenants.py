@@ -89,7 +89,7 @@ class TenantState:
 
     book: ConfirmationBook
     refunds: RefundLedger
-    # None: counted from the tenant's audit rows under a lock of this process (see `AuditCountedCap`).
+    # None: counted from the tenant's audit rows under the audit log's lock (see `AuditCountedCap`).
     critical_cap: CriticalCap | None = None
 
 
