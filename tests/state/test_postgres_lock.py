@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -152,12 +153,19 @@ async def test_a_lock_cancelled_while_waiting_or_while_held_is_left_free(audit_d
     assert await _free(audit_dsn, key)
 
 
-async def test_a_database_that_cannot_be_reached_refuses_the_lock_saying_what_to_check() -> None:
-    lock = AdvisoryLock("postgresql://kartra@127.0.0.1:1/nowhere", 1, what="table calls", timeout=5)
-    with pytest.raises(StateUnavailable) as refused:
-        async with lock.held():
-            pytest.fail("held without a database")
-    assert "nothing was sent" in str(refused.value) and "KARTRA_MCP_AUDIT_DSN" in str(refused.value)
+async def test_a_database_that_cannot_be_reached_or_does_not_answer_refuses_the_lock_saying_what_to_check() -> None:
+    refused = AdvisoryLock("postgresql://kartra@127.0.0.1:1/nowhere", 1, what="table calls", timeout=5)
+    with socket.socket() as silent:  # takes connections and never answers them
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        mute = AdvisoryLock(f"postgresql://kartra@127.0.0.1:{port}/db", 1, what="table calls", timeout=0.3)
+        for lock, why in ((refused, "cannot be used"), (mute, "did not answer within 0.3 s")):
+            with pytest.raises(StateUnavailable) as caught:
+                async with lock.held():
+                    pytest.fail("held without a database")
+            said = str(caught.value)
+            assert why in said and "nothing was sent" in said and "KARTRA_MCP_AUDIT_DSN" in said, said
 
 
 def test_a_log_and_each_tenant_s_view_of_it_lock_by_their_table_with_a_key_that_never_changes() -> None:

@@ -53,14 +53,18 @@ class AdvisoryLock:
         seconds, or the database cannot be reached or did not answer within `timeout` seconds.
         """
         db: psycopg.AsyncConnection[Any] | None = None
-        taken = False
+        taken = busy = False
         try:
             with anyio.move_on_after(self.timeout):
                 db = await self._connect()
-                await self._take(db)
+                while not await self._try(db):
+                    if not busy:
+                        logger.info("%s is held by another replica; waiting up to %g s", self._name, self.timeout)
+                        busy = True
+                    await anyio.sleep(self._interval)
                 taken = True
             if not taken:
-                raise self._refusal(reached=db is not None)  # the wait ran out
+                raise self._refusal(busy=busy)  # the wait ran out
             yield
         finally:
             if db is not None:
@@ -72,15 +76,6 @@ class AdvisoryLock:
             return await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
         except psycopg.Error as exc:
             raise self._unreachable(exc) from None
-
-    async def _take(self, db: psycopg.AsyncConnection[Any]) -> None:
-        if await self._try(db):
-            return
-        logger.info("%s is held by another replica; waiting up to %g s for it", self._name, self.timeout)
-        while True:  # bounded by the caller's `move_on_after`
-            await anyio.sleep(self._interval)
-            if await self._try(db):
-                return
 
     async def _try(self, db: psycopg.AsyncConnection[Any]) -> bool:
         try:
@@ -112,8 +107,8 @@ class AdvisoryLock:
     def _name(self) -> str:
         return f"the PostgreSQL advisory lock {self.key} on the critical calls in {self.what}"
 
-    def _refusal(self, *, reached: bool) -> StateUnavailable:
-        if not reached:
+    def _refusal(self, *, busy: bool) -> StateUnavailable:
+        if not busy:
             return StateUnavailable(
                 f"The audit log's PostgreSQL, which keeps the policy's hourly cap of critical calls across "
                 f"replicas, did not answer within {self.timeout:g} s, so nothing was sent. A person must fix it: "
@@ -122,8 +117,8 @@ class AdvisoryLock:
         return StateUnavailable(
             f"Another kartra-mcp replica sharing this audit log held {self._name} for over {self.timeout:g} s, "
             "and the policy's hourly cap of critical calls cannot be checked without it, so nothing was sent. "
-            "Try again in a moment; if it stays held, a stuck session holds it: find it in pg_locks "
-            "(locktype 'advisory') and end it with pg_terminate_backend, or restart the replica that holds it."
+            "Try again in a moment; if it stays held, a stuck session holds it: find its pid in pg_locks "
+            "(locktype 'advisory', objsubid 1) and end it with pg_terminate_backend(pid), or restart that replica."
         )
 
     def _unreachable(self, exc: psycopg.Error) -> StateUnavailable:
