@@ -12,7 +12,13 @@ import anyio
 import httpx2
 import pytest
 
-from kartra_mcp.errors import MembraneAnswerEncoded, MembraneAnswerTooLarge, MembraneTimeout, MembraneTransportError
+from kartra_mcp.errors import (
+    MembraneAnswerEncoded,
+    MembraneAnswerTooLarge,
+    MembraneError,
+    MembraneTimeout,
+    MembraneTransportError,
+)
 from kartra_mcp.membrane import BearerToken, MembraneClient
 from kartra_mcp.membrane.transport import AnswerTooLarge, MembraneTransport, network_transport
 from tests.conftest import FAST_RETRY
@@ -397,21 +403,27 @@ async def test_an_answer_at_its_bounds_is_read_whole_on_a_connection_kept() -> N
     assert served.connections == 1
 
 
+async def _a_write_then_a_read(
+    url: str, transport: httpx2.AsyncBaseTransport, refused: type[MembraneError]
+) -> tuple[MembraneError, MembraneError]:
+    """A write and then a read through the Membrane client on `transport`, each refused with `refused`."""
+    async with MembraneClient(
+        base_url=url, auth=BearerToken("t"), transport=transport, retry=FAST_RETRY, act=True
+    ) as client:
+        with pytest.raises(refused) as write:
+            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
+        with pytest.raises(refused) as read:
+            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    return write.value, read.value
+
+
 async def test_an_answer_too_large_leaves_a_write_unknown_sent_once_and_a_read_not_asked_again() -> None:
     huge = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (MAX_BODY + 1)
     transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY)
-    async with (
-        _loopback(_always(huge)) as served,
-        MembraneClient(
-            base_url=served.url, auth=BearerToken("t"), transport=transport, retry=FAST_RETRY, act=True
-        ) as client,
-    ):
-        with pytest.raises(MembraneAnswerTooLarge) as write:
-            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
-        with pytest.raises(MembraneAnswerTooLarge) as read:
-            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
-    assert write.value.may_have_executed and not read.value.retryable
-    assert str(read.value) == (
+    async with _loopback(_always(huge)) as served:
+        write, read = await _a_write_then_a_read(served.url, transport, MembraneAnswerTooLarge)
+    assert write.may_have_executed and not read.retryable
+    assert str(read) == (
         "Membrane's answer has a body larger than 4 KiB, the most kartra-mcp reads; "
         "the answer to POST /act was not read"
     )
@@ -425,19 +437,11 @@ async def test_a_compressed_answer_is_refused_unread_whatever_the_transport(ours
     bomb = gzip.compress(b"0" * (100 * MAX_BODY))
     answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(bomb), bomb)
     transport = MembraneTransport(max_head=MAX_HEAD, max_body=MAX_BODY) if ours else httpx2.AsyncHTTPTransport()
-    async with (
-        _loopback(_always(answer)) as served,
-        MembraneClient(
-            base_url=served.url, auth=BearerToken("t"), transport=transport, retry=FAST_RETRY, act=True
-        ) as client,
-    ):
-        with pytest.raises(MembraneAnswerEncoded) as write:
-            await client.run_action("assign-tag", connection_id="c", input={}, retry_safe=False)
-        with pytest.raises(MembraneAnswerEncoded) as read:
-            await client.run_action("get-lead", connection_id="c", input={}, retry_safe=True)
+    async with _loopback(_always(answer)) as served:
+        write, read = await _a_write_then_a_read(served.url, transport, MembraneAnswerEncoded)
     assert len(bomb) < MAX_BODY
-    assert write.value.may_have_executed and not read.value.retryable
-    assert str(read.value).startswith("Membrane's answer came compressed (gzip) though kartra-mcp asked for none")
+    assert write.may_have_executed and not read.retryable
+    assert str(read).startswith("Membrane's answer came compressed (gzip) though kartra-mcp asked for none")
     assert len(served.requests) == 2
     assert all(b"\r\naccept-encoding: identity\r\n" in request.lower() for request in served.requests)
 
