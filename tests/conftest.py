@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ async def _no_sleep(seconds: float) -> None:
 
 
 FAST_RETRY = RetryPolicy(attempts=4, base=0.0, cap=0.0, jitter=lambda: 0.0, sleep=_no_sleep)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start, however the suite itself was started.
+
+    A shell without job control starts a background job with SIGINT ignored, and every process it
+    starts inherits that: the tests that press Ctrl-C on a real `kartra-mcp` would see it ignored.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)
