@@ -760,6 +760,8 @@ async def test_fault_rules_are_listed_replaced_added_and_cleared(client: httpx2.
         pytest.param(b'{"rate": "half"}', id="a rate that is not a number"),
         pytest.param(b'{"malformed": 1}', id="a flag that is not a boolean"),
         pytest.param(b'{"route": 5}', id="a route that is not text"),
+        pytest.param(b'{"pad_bytes": -1}', id="negative padding"),
+        pytest.param(b'{"pad_bytes": 1.5}', id="padding that is not a whole number"),
     ],
 )
 async def test_a_fault_rule_the_sandbox_cannot_apply_is_refused_and_the_rules_stay(

@@ -3,73 +3,40 @@ a real socket: a write's outcome is unknown and it is sent once; a read is refus
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
-import uvicorn
 from pydantic import SecretStr
-from starlette.types import Message, Receive, Scope, Send
 
 from kartra_mcp.config import Settings
 from kartra_mcp.membrane.transport import MembraneTransport
 from kartra_mcp.sandbox import Sandbox
 from kartra_mcp.sandbox.actions import BY_KEY
-from kartra_mcp.server.http import listen
+from kartra_mcp.sandbox.faults import FaultRule
 from kartra_mcp.server.runtime import open_runtime
 from tests.conftest import FAST_RETRY
+from tests.routes import run_rule
 from tests.server.conftest import connect, text_of
+from tests.server.test_era_routing import serving
 
 MAX_BODY = 1 << 20  # above any answer the sandbox gives, far below what the padded ones are
 
 
-class _Padded:
-    """The sandbox's app, whose successful runs answer, while `on`, with JSON padded past `MAX_BODY`."""
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.app = sandbox.app
-        self.on = False
-        # Instead of padding: compressed with gzip, as a proxy that compresses unasked would send it.
-        self.gzip = False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (self.on and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/act"):
-            await self.app(scope, receive, send)
-            return
-        held: list[Message] = []
-
-        async def hold(message: Message) -> None:
-            held.append(message)
-
-        await self.app(scope, receive, hold)
-        start, *parts = held
-        body = b"".join(m.get("body", b"") for m in parts)
-        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-        if start["status"] == 200 and self.gzip:
-            body = gzip.compress(body)
-            headers.append((b"content-encoding", b"gzip"))
-        elif start["status"] == 200:
-            body += b" " * MAX_BODY  # still JSON, only too large to read
-        await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
-        await send({"type": "http.response.body", "body": body})
-
-
 @asynccontextmanager
-async def _served(sandbox: Sandbox) -> AsyncIterator[tuple[str, _Padded]]:
-    """The sandbox on a loopback port, as a real Membrane is reached."""
-    padded = _Padded(sandbox)
-    with listen("127.0.0.1", 0) as sock:
-        server = uvicorn.Server(uvicorn.Config(padded, log_level="warning", log_config=None, lifespan="off"))
-        async with anyio.create_task_group() as group:
-            group.start_soon(server.serve, [sock])
-            while not server.started:
-                await anyio.sleep(0.01)
-            try:
-                yield f"http://127.0.0.1:{sock.getsockname()[1]}", padded
-            finally:
-                server.should_exit = True
+async def _served(sandbox: Sandbox, settings: Settings) -> AsyncIterator[Settings]:
+    """The sandbox on a loopback port, as a real Membrane is reached; yields settings that point at it."""
+    async with serving(sandbox.app, lifespan="off") as url:
+        base = url.removesuffix("/mcp")
+        yield settings.model_copy(update={"membrane_api_url": base, "membrane_token": SecretStr(sandbox.token)})
+
+
+def _spoiled(sandbox: Sandbox, **how: Any) -> None:
+    """From now on, spoil `how` every answer to `assign-tag`, and the next one to `get-lead`."""
+    sandbox.faults.rules = [
+        FaultRule(route=run_rule("act", BY_KEY["assign-tag"].id), **how),
+        FaultRule(route=run_rule("act", BY_KEY["get-lead"].id), times=1, **how),
+    ]
 
 
 def _runs(sandbox: Sandbox, key: str) -> int:
@@ -80,18 +47,16 @@ async def test_a_write_whose_answer_is_too_large_is_an_unknown_outcome_sent_once
     mode: str, settings: Settings, sandbox: Sandbox, samples: dict[str, Any]
 ) -> None:
     email = samples["lead"]["email"]
-    async with _served(sandbox) as (url, padded):
-        membrane = settings.model_copy(update={"membrane_api_url": url, "membrane_token": SecretStr(sandbox.token)})
-        async with (
-            open_runtime(membrane, transport=MembraneTransport(max_body=MAX_BODY), retry=FAST_RETRY) as runtime,
-            connect(runtime, mode) as client,
-        ):
-            padded.on = True
-            write = await client.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
-            read = await client.call_tool("get-lead", {"email": email})
-            padded.on = False
-            after = await client.call_tool("get-lead", {"email": email})
-            rows = runtime.audit.rows(tool="assign-tag")
+    async with (
+        _served(sandbox, settings) as membrane,
+        open_runtime(membrane, transport=MembraneTransport(max_body=MAX_BODY), retry=FAST_RETRY) as runtime,
+        connect(runtime, mode) as client,
+    ):
+        _spoiled(sandbox, pad_bytes=MAX_BODY)  # still JSON, only too large to read
+        write = await client.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
+        read = await client.call_tool("get-lead", {"email": email})
+        after = await client.call_tool("get-lead", {"email": email})
+        rows = runtime.audit.rows(tool="assign-tag")
     too_large = "Membrane's answer has a body larger than 1 MiB, the most kartra-mcp reads"
     assert write.is_error and text_of(write).startswith(f"OUTCOME UNKNOWN: {too_large}"), text_of(write)
     assert "Do not call this again until you check with get-lead" in text_of(write)
@@ -107,13 +72,15 @@ async def test_an_answer_compressed_unasked_is_refused_like_one_too_large(
 ) -> None:
     """A body a few bytes long can grow to gigabytes once decompressed, past every bound on what arrives."""
     email = samples["lead"]["email"]
-    async with _served(sandbox) as (url, padded):
-        membrane = settings.model_copy(update={"membrane_api_url": url, "membrane_token": SecretStr(sandbox.token)})
-        async with open_runtime(membrane, retry=FAST_RETRY) as runtime, connect(runtime, mode) as client:
-            padded.on = padded.gzip = True
-            write = await client.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
-            read = await client.call_tool("get-lead", {"email": email})
-            rows = runtime.audit.rows(tool="assign-tag")
+    async with (
+        _served(sandbox, settings) as membrane,
+        open_runtime(membrane, retry=FAST_RETRY) as runtime,
+        connect(runtime, mode) as client,
+    ):
+        _spoiled(sandbox, compressed=True)
+        write = await client.call_tool("assign-tag", {"email": email, "tag_name": "VIP"})
+        read = await client.call_tool("get-lead", {"email": email})
+        rows = runtime.audit.rows(tool="assign-tag")
     compressed = "Membrane's answer came compressed (gzip) though kartra-mcp asked for none"
     assert write.is_error and text_of(write).startswith(f"OUTCOME UNKNOWN: {compressed}"), text_of(write)
     assert [r.outcome for r in rows] == ["unknown"]

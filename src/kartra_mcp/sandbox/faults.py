@@ -2,8 +2,9 @@
 
 A rule matches requests by method and path glob and can add latency, answer with an error status
 (some of the time, or the next N times: a burst of 429s), hang past the client's timeout, or answer
-with a malformed body. With `after`, the request is carried out first and then its answer is lost
-(hang), replaced (status) or spoiled (malformed is always after): the write happened, the client
+with a malformed body, one padded past what a client reads (`pad_bytes`), or one compressed unasked
+(`compressed`, as a proxy might). With `after`, the request is carried out first and then its answer is lost
+(hang), replaced (status) or spoiled (malformed, padded and compressed are always after): the write happened, the client
 cannot know. With `upstream`, an error status comes with the upstream's kind of body rather than
 Membrane's, as when Kartra's side of the proxy fails (on `/act`, as Membrane reports a raw request
 whose upstream failed: its error body with the upstream's status and body under `data.response`).
@@ -15,6 +16,7 @@ run with the same seed and the same requests injects the same faults.
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import json
 import random
 from collections.abc import Iterable, Mapping
@@ -51,6 +53,8 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "after": (bool,),
     "upstream": (bool,),
     "malformed": (bool,),
+    "pad_bytes": (int,),
+    "compressed": (bool,),
 }
 
 
@@ -67,6 +71,10 @@ class FaultRule:
     after: bool = False
     upstream: bool = False
     malformed: bool = False
+    # The answer as it was, with this many spaces after it: still JSON, but larger.
+    pad_bytes: int = 0
+    # The answer as it was, gzip-compressed under `content-encoding: gzip` whatever the client asked for.
+    compressed: bool = False
     applied: int = field(default=0, compare=False)
 
     @classmethod
@@ -89,6 +97,8 @@ class FaultRule:
             raise MembraneRefusal(400, "rate must be between 0 and 1")
         if rule.status is not None and not 400 <= rule.status <= 599:
             raise MembraneRefusal(400, "status must be an HTTP error status (400-599)")
+        if rule.pad_bytes < 0:
+            raise MembraneRefusal(400, "pad_bytes cannot be negative")
         return rule
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +109,11 @@ class FaultRule:
         return (wanted_method in ("*", method)) and any(
             fnmatch.fnmatchcase(p, pattern) for p in (path, alias) if p is not None
         )
+
+    @property
+    def spoils(self) -> bool:
+        """Whether the answer is carried out and then spoiled (never sent as it came)."""
+        return self.malformed or self.pad_bytes > 0 or self.compressed
 
     @property
     def spent(self) -> bool:
@@ -152,7 +167,7 @@ class FaultInjector:
             if rule.status is not None:
                 await self._error(rule.status, send, upstream=rule.upstream, act=alias is not None)
                 return
-            if not rule.malformed:
+            if not rule.spoils:
                 await self.app(scope, receive, send)
                 return
         # Carry the request out, then lose, replace or spoil its answer.
@@ -170,6 +185,8 @@ class FaultInjector:
             await self._error(rule.status, send, upstream=rule.upstream, act=alias is not None, run_id=run_id)
         elif rule.malformed:
             await self._send(send, 200, b'{"output": {"status": "Succ')
+        elif rule.spoils:
+            await self._reshaped(held, send, pad=rule.pad_bytes, compressed=rule.compressed)
         else:
             for message in held:
                 await send(message)
@@ -187,6 +204,19 @@ class FaultInjector:
             data = {"actionRunId": run_id} if run_id else None
             body = dict(MembraneRefusal(status, message, type=kind, key=key, data=data).body())
         await FaultInjector._send(send, status, json.dumps(body).encode())
+
+    @staticmethod
+    async def _reshaped(held: list[Message], send: Send, *, pad: int, compressed: bool) -> None:
+        """A held answer sent again padded with `pad` spaces and, if `compressed`, gzip-compressed."""
+        start = next(m for m in held if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body") + b" " * pad
+        headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-encoding")]
+        if compressed:
+            body = gzip.compress(body)
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     @staticmethod
     async def _send(send: Send, status: int, body: bytes) -> None:
