@@ -122,7 +122,7 @@ def build_hosted_server(
     def input_schema(name: str) -> Mapping[str, Any] | None:
         caller = get_access_token()
         executor = tenants.peek(caller.subject) if caller and caller.subject else None
-        spec = next((s for s in executor.tools() if s.name == name), None) if executor else None
+        spec = executor.listed(name) if executor else None
         return spec.input_schema if spec else None
 
     server, _ = serve_executors(executor_for, input_schema=input_schema, instructions=INSTRUCTIONS)
