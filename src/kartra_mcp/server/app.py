@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -122,19 +123,6 @@ async def _sanitize_errors(ctx: ServerRequestContext[Any, Any], call_next: CallN
 ExecutorFor = Callable[[ServerRequestContext[Any, Any]], AbstractAsyncContextManager[Executor]]
 
 
-class _Holding(AbstractAsyncContextManager[Executor]):
-    """The one executor of a single-connection server, as `ExecutorFor` hands it out (without a generator per call)."""
-
-    def __init__(self, executor: Executor) -> None:
-        self._executor = executor
-
-    async def __aenter__(self) -> Executor:
-        return self._executor
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
 def build_server(
     runtime: Runtime, *, page_size: int = PAGE_SIZE, deployment: Deployment | None = None
 ) -> tuple[KartraServer, ToolListNotifier]:
@@ -145,9 +133,9 @@ def build_server(
     """
     executor = runtime.executor
 
-    holding = _Holding(executor)
+    holding = contextlib.nullcontext(executor)  # one object for every call: no generator per call
 
-    def the_one(ctx: ServerRequestContext[Any, Any]) -> _Holding:
+    def the_one(ctx: ServerRequestContext[Any, Any]) -> contextlib.nullcontext[Executor]:
         return holding
 
     def input_schema(name: str) -> dict[str, Any] | None:
