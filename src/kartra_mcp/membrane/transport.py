@@ -47,8 +47,8 @@ class AnswerTooLarge(httpx2.RemoteProtocolError):
     """An answer whose head or body is larger than the transport reads: it was not read, its connection closed."""
 
 
-def _body_too_large(bound: int) -> AnswerTooLarge:
-    return AnswerTooLarge(f"Membrane's answer has a body larger than {_size(bound)}, the most kartra-mcp reads")
+def _answer_too_large(part: str, bound: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"Membrane's answer has {part} larger than {_size(bound)}, the most kartra-mcp reads")
 
 
 class _Bounded(httpx2.AsyncByteStream):
@@ -63,7 +63,7 @@ class _Bounded(httpx2.AsyncByteStream):
         async for chunk in self._stream:
             room -= len(chunk)
             if room < 0:
-                raise _body_too_large(self._bound)
+                raise _answer_too_large("a body", self._bound)
             yield chunk
 
     async def aclose(self) -> None:
@@ -80,7 +80,7 @@ def bounding(max_body: int = MAX_BODY) -> Callable[[httpx2.Response], Awaitable[
     async def bound(response: httpx2.Response) -> None:
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > max_body:
-            raise _body_too_large(max_body)
+            raise _answer_too_large("a body", max_body)
         if isinstance(response.stream, httpx2.AsyncByteStream):
             response.stream = _Bounded(response.stream, max_body)
 
@@ -237,9 +237,7 @@ class _Exchange(asyncio.Protocol):
             self._answer.set_result(None)
 
     def _too_large(self, part: str, bound: int) -> None:
-        self._fail(
-            AnswerTooLarge(f"Membrane's answer has {part} larger than {_size(bound)}, the most kartra-mcp reads")
-        )
+        self._fail(_answer_too_large(part, bound))
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
