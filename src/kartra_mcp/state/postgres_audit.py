@@ -29,7 +29,6 @@ _COLUMNS = (
     "id, started_at, tool, action, arguments, risk, decision, confirmation, outcome, upstream_status,"
     " duration_ms, error, connection, tenant, answered_by"
 )
-_FIX = DSN_FIX
 
 
 def _schema(table: str) -> str:
@@ -107,7 +106,7 @@ class PostgresAuditLog:
             async with self._link.lock:
                 await self._connection()
         except psycopg.Error as exc:
-            return f"the audit log in PostgreSQL is unreachable ({type(exc).__name__}: {exc}): {_FIX}"
+            return f"the audit log in PostgreSQL is unreachable ({type(exc).__name__}: {exc}): {DSN_FIX}"
         return None
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
@@ -180,7 +179,7 @@ class PostgresAuditLog:
             logger.error("the audit log in PostgreSQL could not record a call to %s: %s", tool, exc)
             raise AuditUnavailable(
                 f"The audit log in PostgreSQL could not record this call ({type(exc).__name__}: {exc}), so nothing "
-                f"was sent. A person must fix it: {_FIX}."
+                f"was sent. A person must fix it: {DSN_FIX}."
             ) from None
         return int(found[0][0])
 
@@ -200,7 +199,7 @@ class PostgresAuditLog:
             )
             return (
                 f"The audit log could not record this: {exc}. Its row #{row} still says 'unknown'; the outcome "
-                f"above is what happened. A person should fix the log: {_FIX}."
+                f"above is what happened. A person should fix the log: {DSN_FIX}."
             )
         return None
 
@@ -226,7 +225,7 @@ class PostgresAuditLog:
             logger.error("the audit log in PostgreSQL could not be read: %s", exc)
             raise AuditUnavailable(
                 f"The audit log in PostgreSQL could not be read to check the policy's hourly cap ({exc}), so "
-                f"nothing was sent. A person must fix it: {_FIX}."
+                f"nothing was sent. A person must fix it: {DSN_FIX}."
             ) from None
         return int(found[0][0])
 
@@ -254,7 +253,7 @@ class PostgresAuditLog:
             found = await self._execute(query, (*params, limit))
         except psycopg.Error as exc:
             logger.error("the audit log in PostgreSQL could not be read: %s", exc)
-            raise AuditUnavailable(f"The audit log in PostgreSQL could not be read ({exc}): {_FIX}.") from None
+            raise AuditUnavailable(f"The audit log in PostgreSQL could not be read ({exc}): {DSN_FIX}.") from None
         return [AuditRow.from_record(r) for r in found]
 
     def close(self) -> None:
